@@ -1,11 +1,50 @@
 //! `otrp`: the OpenTrust command line.
-use clap::Parser;
+//!
+//! One binary for every role: inspect protocol messages today; the TAM, Broker, TEE,
+//! PKI and SP tools join as they land.
+
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// OpenTrust: install, update and delete Trusted Applications in TEEs (OTrP and TEEP).
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Decode and explain a TEEP, SUIT, EAT, COSE or OTrP message; check round trips and
+    /// signatures.
+    Inspect(inspect::InspectArgs),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    }
 }
