@@ -3,7 +3,7 @@
 //! One binary for every role: inspect protocol messages today; the TAM, Broker, TEE,
 //! PKI and SP tools join as they land.
 
-mod inspect;
+use otrp::inspect;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -4,7 +4,7 @@
 //! malformed or unreadable (one line on stderr saying what and where).
 
 pub mod cbor;
-mod input;
+pub mod input;
 pub mod names;
 pub mod view;
 
