@@ -1,2 +1,33 @@
-//! Placeholder crate root; the real content lands with issue #2.
+//! OTrP JSON profile (draft-ietf-teep-opentrustprotocol-03) with its JOSE layer.
+//!
+//! * [`messages`]: strict serde types for the seven command pairs (TBS payloads,
+//!   signed wrappers, decrypted `content`), the DSI, `TAQuery`/`TAInformation`, the
+//!   Broker error and every §5.2 [`ErrorCode`]; [`decode_any`] recognises any message by
+//!   its outer name. Request templates are closed (unknown members refused); responses
+//!   and the DSI keep unknown members in `extra`.
+//! * [`jose`]: JWS (ES256, RS256; flattened and general JSON serialization), JWE general
+//!   JSON serialization (A128CBC-HS256, A256CBC-HS512 with ECDH-ES+A128KW or RSA-OAEP;
+//!   RSA1_5 decrypt only with [`LegacyMode::Allow`], never emitted).
+//! * High level ([`sign_request`], [`verify_request`], [`sign_response`],
+//!   [`verify_response`], [`encrypt_content`], [`decrypt_content`]): the draft's
+//!   encrypt-then-sign order, and the check that the unsigned outer name matches the
+//!   signed payload ([`Error::NameMismatch`]).
+//!
+//! Output is compact JSON in declaration order, so what we produce re-encodes byte for
+//! byte. Errors name the JSON path and line/column ([`Error::Data`], [`Error::Syntax`]).
 #![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+mod api;
+mod error;
+pub mod jose;
+pub mod json;
+pub mod messages;
+
+pub use api::*;
+pub use error::Error;
+pub use jose::{
+    Cek, ContentEnc, JweJson, Jws, KeyMgmt, LegacyMode, RecipientKey, Signer, VerifyPolicy,
+};
+pub use messages::*;
