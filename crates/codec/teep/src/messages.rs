@@ -1,0 +1,1125 @@
+//! The five TEEP messages (ED §4.2–§4.6) and [`TeepMessage`].
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use ciborium::value::Value;
+
+use crate::cbor::{self, DecodeLimits, KeyOrder};
+use crate::error::TeepError;
+use crate::fields::{self as f, OptionsWriter};
+use crate::label as l;
+use crate::types::{
+    msg_type, ComponentId, DataItemRequested, ErrCode, FreshnessMechanism, RequestedTcInfo,
+    SuitCoseProfile, SystemPropertyClaims, TeepCipherSuite,
+};
+
+/// Encode/decode shared by every message type.
+///
+/// `decode` accepts whatever well-formed CBOR the decoder accepts (including
+/// non-preferred integer encodings and indefinite lengths) as long as the message matches
+/// the CDDL; re-encoding then gives preferred, definite-length CBOR in the decoded key order,
+/// so `decode(x).to_vec() == x` holds exactly when `x` is in preferred serialization.
+/// `decode_strict` additionally requires that (and so rejects every alternative encoding
+/// of the same message).
+pub trait TeepCodec: Sized {
+    /// Converts a decoded CBOR value (the whole message array).
+    fn from_value(value: &Value) -> Result<Self, TeepError>;
+    /// Converts to a CBOR value, checking the CDDL constraints.
+    fn to_value(&self) -> Result<Value, TeepError>;
+
+    /// Decodes one message under the default [`DecodeLimits`].
+    fn decode(bytes: &[u8]) -> Result<Self, TeepError> {
+        Self::decode_with_limits(bytes, &DecodeLimits::DEFAULT)
+    }
+    /// Decodes one message under `limits`.
+    fn decode_with_limits(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, TeepError> {
+        Self::from_value(&cbor::decode_value(bytes, limits)?)
+    }
+    /// Decodes and requires the input to be exactly our (preferred-serialization) encoding.
+    fn decode_strict(bytes: &[u8]) -> Result<Self, TeepError> {
+        let m = Self::decode(bytes)?;
+        cbor::require_same(bytes, &m.to_vec()?)?;
+        Ok(m)
+    }
+    /// Encodes to bytes.
+    fn to_vec(&self) -> Result<Vec<u8>, TeepError> {
+        cbor::encode_value(&self.to_value()?)
+    }
+}
+
+macro_rules! inherent_codec {
+    ($t:ty) => {
+        impl $t {
+            /// Decodes one message under the default limits (see [`TeepCodec`]).
+            pub fn decode(bytes: &[u8]) -> Result<Self, TeepError> {
+                <Self as TeepCodec>::decode(bytes)
+            }
+            /// Decodes one message under `limits`.
+            pub fn decode_with_limits(
+                bytes: &[u8],
+                limits: &DecodeLimits,
+            ) -> Result<Self, TeepError> {
+                <Self as TeepCodec>::decode_with_limits(bytes, limits)
+            }
+            /// Decodes and requires preferred (deterministic) encoding of the input.
+            pub fn decode_strict(bytes: &[u8]) -> Result<Self, TeepError> {
+                <Self as TeepCodec>::decode_strict(bytes)
+            }
+            /// Encodes to CBOR bytes.
+            pub fn to_vec(&self) -> Result<Vec<u8>, TeepError> {
+                <Self as TeepCodec>::to_vec(self)
+            }
+        }
+    };
+}
+
+/// Checks the framing `[type, options, *extra]` and returns the elements.
+fn frame<'a>(
+    value: &'a Value,
+    expected: u64,
+    name: &str,
+    positional: usize,
+) -> Result<&'a [Value], TeepError> {
+    let items = cbor::as_array(value, name)?;
+    let ty = match items.first() {
+        Some(t) => cbor::as_u64(t, &cbor::member(name, "type"))?,
+        None => {
+            return Err(TeepError::MissingElement {
+                path: cbor::member(name, "type"),
+            })
+        }
+    };
+    if ty != expected {
+        return Err(TeepError::WrongMessageType {
+            expected,
+            found: ty,
+        });
+    }
+    let want = 2 + positional;
+    if items.len() < want {
+        let missing = match items.len() {
+            1 => "options",
+            _ => positional_name(expected, items.len() - 2),
+        };
+        return Err(TeepError::MissingElement {
+            path: cbor::member(name, missing),
+        });
+    }
+    if items.len() > want {
+        return Err(TeepError::ExtraElements {
+            path: name.into(),
+            count: items.len() - want,
+        });
+    }
+    Ok(items)
+}
+
+fn positional_name(ty: u64, i: usize) -> &'static str {
+    match (ty, i) {
+        (msg_type::QUERY_REQUEST, 0) => "supported-teep-cipher-suites",
+        (msg_type::QUERY_REQUEST, 1) => "supported-suit-cose-profiles",
+        (msg_type::QUERY_REQUEST, _) => "data-item-requested",
+        (msg_type::ERROR, _) => "err-code",
+        _ => "element",
+    }
+}
+
+fn opt_path(name: &str) -> String {
+    cbor::member(name, "options")
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// QueryRequest (type 1, ED §4.2), sent by the TAM.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryRequest {
+    /// `token` (20), 8..64 bytes.
+    pub token: Option<Vec<u8>>,
+    /// `supported-freshness-mechanisms` (21).
+    pub supported_freshness_mechanisms: Option<Vec<FreshnessMechanism>>,
+    /// `challenge` (2), 8..512 bytes.
+    pub challenge: Option<Vec<u8>>,
+    /// `versions` (3).
+    pub versions: Option<Vec<u32>>,
+    /// `attestation-payload-format` (13): media type.
+    pub attestation_payload_format: Option<String>,
+    /// `attestation-payload` (7).
+    pub attestation_payload: Option<Vec<u8>>,
+    /// `suit-reports` (19): each a bstr-wrapped SUIT report.
+    pub suit_reports: Option<Vec<Vec<u8>>>,
+    /// Options with labels this message does not define, in decoded order.
+    pub extensions: Vec<(u64, Value)>,
+    /// Decoded order of the options map.
+    pub key_order: KeyOrder,
+    /// Positional `supported-teep-cipher-suites`.
+    pub supported_teep_cipher_suites: Vec<TeepCipherSuite>,
+    /// Positional `supported-suit-cose-profiles`.
+    pub supported_suit_cose_profiles: Vec<SuitCoseProfile>,
+    /// Positional `data-item-requested`.
+    pub data_item_requested: DataItemRequested,
+}
+
+impl QueryRequest {
+    const NAME: &'static str = "query-request";
+
+    /// A QueryRequest with its three positional elements and no options.
+    pub fn new(
+        supported_teep_cipher_suites: Vec<TeepCipherSuite>,
+        supported_suit_cose_profiles: Vec<SuitCoseProfile>,
+        data_item_requested: DataItemRequested,
+    ) -> Self {
+        QueryRequest {
+            supported_teep_cipher_suites,
+            supported_suit_cose_profiles,
+            data_item_requested,
+            ..Default::default()
+        }
+    }
+    /// Sets `token`.
+    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets `supported-freshness-mechanisms`.
+    pub fn with_freshness_mechanisms(mut self, m: Vec<FreshnessMechanism>) -> Self {
+        self.supported_freshness_mechanisms = Some(m);
+        self
+    }
+    /// Sets `challenge`.
+    pub fn with_challenge(mut self, challenge: impl Into<Vec<u8>>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+    /// Sets `versions`.
+    pub fn with_versions(mut self, versions: Vec<u32>) -> Self {
+        self.versions = Some(versions);
+        self
+    }
+    /// Sets `attestation-payload-format` and `attestation-payload`.
+    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
+        self.attestation_payload_format = format;
+        self.attestation_payload = Some(payload.into());
+        self
+    }
+    /// Sets `suit-reports`.
+    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
+        self.suit_reports = Some(reports);
+        self
+    }
+}
+
+impl TeepCodec for QueryRequest {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let n = Self::NAME;
+        let items = frame(value, msg_type::QUERY_REQUEST, n, 3)?;
+        let [_, options, suites, profiles, data_items] = items else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
+        let op = opt_path(n);
+        let (opts, key_order) = f::option_entries(options, &op)?;
+        let mut m = QueryRequest {
+            key_order,
+            ..Default::default()
+        };
+        for (label, v) in opts {
+            match label {
+                l::TOKEN => {
+                    m.token = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "token"),
+                        f::TOKEN_SIZE,
+                    )?)
+                }
+                l::SUPPORTED_FRESHNESS_MECHANISMS => {
+                    m.supported_freshness_mechanisms = Some(f::freshness_list(
+                        v,
+                        &cbor::member(&op, "supported-freshness-mechanisms"),
+                    )?)
+                }
+                l::CHALLENGE => {
+                    m.challenge = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "challenge"),
+                        f::CHALLENGE_SIZE,
+                    )?)
+                }
+                l::VERSIONS => m.versions = Some(f::u32_list(v, &cbor::member(&op, "versions"))?),
+                l::ATTESTATION_PAYLOAD_FORMAT => {
+                    m.attestation_payload_format = Some(f::text(
+                        v,
+                        &cbor::member(&op, "attestation-payload-format"),
+                    )?)
+                }
+                l::ATTESTATION_PAYLOAD => {
+                    m.attestation_payload =
+                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
+                }
+                l::SUIT_REPORTS => {
+                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
+                }
+                other => m.extensions.push((other, v.clone())),
+            }
+        }
+        m.supported_teep_cipher_suites =
+            f::suites(suites, &cbor::member(n, "supported-teep-cipher-suites"))?;
+        m.supported_suit_cose_profiles =
+            f::profiles(profiles, &cbor::member(n, "supported-suit-cose-profiles"))?;
+        m.data_item_requested = DataItemRequested(cbor::as_u64(
+            data_items,
+            &cbor::member(n, "data-item-requested"),
+        )?);
+        Ok(m)
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        let n = Self::NAME;
+        let mut w = OptionsWriter::new(opt_path(n));
+        if let Some(t) = &self.token {
+            w.put(
+                l::TOKEN,
+                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.supported_freshness_mechanisms {
+            let v = f::enc_freshness_list(x, &w.path("supported-freshness-mechanisms"))?;
+            w.put(l::SUPPORTED_FRESHNESS_MECHANISMS, v);
+        }
+        if let Some(c) = &self.challenge {
+            w.put(
+                l::CHALLENGE,
+                f::enc_sized_bytes(c, &w.path("challenge"), f::CHALLENGE_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.versions {
+            w.put(l::VERSIONS, f::enc_u32_list(x, &w.path("versions"))?);
+        }
+        if let Some(x) = &self.attestation_payload_format {
+            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
+        }
+        if let Some(x) = &self.attestation_payload {
+            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
+        }
+        if let Some(x) = &self.suit_reports {
+            w.put(
+                l::SUIT_REPORTS,
+                f::enc_bytes_list(x, &w.path("suit-reports"))?,
+            );
+        }
+        let options = w.finish(&self.extensions, &self.key_order)?;
+        Ok(Value::Array(vec![
+            cbor::uint(msg_type::QUERY_REQUEST),
+            options,
+            f::enc_suites(
+                &self.supported_teep_cipher_suites,
+                &cbor::member(n, "supported-teep-cipher-suites"),
+            )?,
+            f::enc_profiles(
+                &self.supported_suit_cose_profiles,
+                &cbor::member(n, "supported-suit-cose-profiles"),
+            )?,
+            cbor::uint(self.data_item_requested.0),
+        ]))
+    }
+}
+inherent_codec!(QueryRequest);
+
+// ---------------------------------------------------------------------------------------
+
+/// QueryResponse (type 2, ED §4.3), sent by the TEEP Agent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResponse {
+    /// `token` (20).
+    pub token: Option<Vec<u8>>,
+    /// `selected-version` (6).
+    pub selected_version: Option<u32>,
+    /// `attestation-payload-format` (13).
+    pub attestation_payload_format: Option<String>,
+    /// `attestation-payload` (7): Evidence or Attestation Result.
+    pub attestation_payload: Option<Vec<u8>>,
+    /// `suit-reports` (19).
+    pub suit_reports: Option<Vec<Vec<u8>>>,
+    /// `tc-list` (8): installed Trusted Components.
+    pub tc_list: Option<Vec<SystemPropertyClaims>>,
+    /// `requested-tc-list` (14).
+    pub requested_tc_list: Option<Vec<RequestedTcInfo>>,
+    /// `unneeded-manifest-list` (15): SUIT manifest component ids.
+    pub unneeded_manifest_list: Option<Vec<ComponentId>>,
+    /// `ext-list` (9).
+    pub ext_list: Option<Vec<u32>>,
+    /// Options with labels this message does not define, in decoded order.
+    pub extensions: Vec<(u64, Value)>,
+    /// Decoded order of the options map.
+    pub key_order: KeyOrder,
+}
+
+impl QueryResponse {
+    const NAME: &'static str = "query-response";
+
+    /// An empty QueryResponse.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `token`.
+    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets `selected-version`.
+    pub fn with_selected_version(mut self, v: u32) -> Self {
+        self.selected_version = Some(v);
+        self
+    }
+    /// Sets `attestation-payload-format` and `attestation-payload`.
+    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
+        self.attestation_payload_format = format;
+        self.attestation_payload = Some(payload.into());
+        self
+    }
+    /// Sets `suit-reports`.
+    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
+        self.suit_reports = Some(reports);
+        self
+    }
+    /// Sets `tc-list`.
+    pub fn with_tc_list(mut self, list: Vec<SystemPropertyClaims>) -> Self {
+        self.tc_list = Some(list);
+        self
+    }
+    /// Sets `requested-tc-list`.
+    pub fn with_requested_tc_list(mut self, list: Vec<RequestedTcInfo>) -> Self {
+        self.requested_tc_list = Some(list);
+        self
+    }
+    /// Sets `unneeded-manifest-list`.
+    pub fn with_unneeded_manifest_list(mut self, list: Vec<ComponentId>) -> Self {
+        self.unneeded_manifest_list = Some(list);
+        self
+    }
+    /// Sets `ext-list`.
+    pub fn with_ext_list(mut self, list: Vec<u32>) -> Self {
+        self.ext_list = Some(list);
+        self
+    }
+}
+
+impl TeepCodec for QueryResponse {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let n = Self::NAME;
+        let items = frame(value, msg_type::QUERY_RESPONSE, n, 0)?;
+        let [_, options] = items else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
+        let op = opt_path(n);
+        let (opts, key_order) = f::option_entries(options, &op)?;
+        let mut m = QueryResponse {
+            key_order,
+            ..Default::default()
+        };
+        for (label, v) in opts {
+            match label {
+                l::TOKEN => {
+                    m.token = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "token"),
+                        f::TOKEN_SIZE,
+                    )?)
+                }
+                l::SELECTED_VERSION => {
+                    m.selected_version =
+                        Some(cbor::as_u32(v, &cbor::member(&op, "selected-version"))?)
+                }
+                l::ATTESTATION_PAYLOAD_FORMAT => {
+                    m.attestation_payload_format = Some(f::text(
+                        v,
+                        &cbor::member(&op, "attestation-payload-format"),
+                    )?)
+                }
+                l::ATTESTATION_PAYLOAD => {
+                    m.attestation_payload =
+                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
+                }
+                l::SUIT_REPORTS => {
+                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
+                }
+                l::TC_LIST => m.tc_list = Some(f::tc_list(v, &cbor::member(&op, "tc-list"))?),
+                l::REQUESTED_TC_LIST => {
+                    m.requested_tc_list = Some(f::requested_tc_list(
+                        v,
+                        &cbor::member(&op, "requested-tc-list"),
+                    )?)
+                }
+                l::UNNEEDED_MANIFEST_LIST => {
+                    m.unneeded_manifest_list = Some(f::component_ids(
+                        v,
+                        &cbor::member(&op, "unneeded-manifest-list"),
+                    )?)
+                }
+                l::EXT_LIST => m.ext_list = Some(f::u32_list(v, &cbor::member(&op, "ext-list"))?),
+                other => m.extensions.push((other, v.clone())),
+            }
+        }
+        Ok(m)
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        let n = Self::NAME;
+        let mut w = OptionsWriter::new(opt_path(n));
+        if let Some(t) = &self.token {
+            w.put(
+                l::TOKEN,
+                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
+            );
+        }
+        if let Some(x) = self.selected_version {
+            w.put(l::SELECTED_VERSION, cbor::uint(u64::from(x)));
+        }
+        if let Some(x) = &self.attestation_payload_format {
+            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
+        }
+        if let Some(x) = &self.attestation_payload {
+            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
+        }
+        if let Some(x) = &self.suit_reports {
+            w.put(
+                l::SUIT_REPORTS,
+                f::enc_bytes_list(x, &w.path("suit-reports"))?,
+            );
+        }
+        if let Some(x) = &self.tc_list {
+            w.put(l::TC_LIST, f::enc_tc_list(x, &w.path("tc-list"))?);
+        }
+        if let Some(x) = &self.requested_tc_list {
+            w.put(
+                l::REQUESTED_TC_LIST,
+                f::enc_requested_tc_list(x, &w.path("requested-tc-list"))?,
+            );
+        }
+        if let Some(x) = &self.unneeded_manifest_list {
+            w.put(
+                l::UNNEEDED_MANIFEST_LIST,
+                f::enc_component_ids(x, &w.path("unneeded-manifest-list"))?,
+            );
+        }
+        if let Some(x) = &self.ext_list {
+            w.put(l::EXT_LIST, f::enc_u32_list(x, &w.path("ext-list"))?);
+        }
+        let options = w.finish(&self.extensions, &self.key_order)?;
+        Ok(Value::Array(vec![
+            cbor::uint(msg_type::QUERY_RESPONSE),
+            options,
+        ]))
+    }
+}
+inherent_codec!(QueryResponse);
+
+// ---------------------------------------------------------------------------------------
+
+/// Update (type 3, ED §4.4), sent by the TAM: install, update and delete.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Update {
+    /// `token` (20).
+    pub token: Option<Vec<u8>>,
+    /// `unneeded-manifest-list` (15).
+    pub unneeded_manifest_list: Option<Vec<ComponentId>>,
+    /// `manifest-list` (10): SUIT_Envelope bytes, kept as they are.
+    pub manifest_list: Option<Vec<Vec<u8>>>,
+    /// `attestation-payload-format` (13).
+    pub attestation_payload_format: Option<String>,
+    /// `attestation-payload` (7): Attestation Result for the Agent.
+    pub attestation_payload: Option<Vec<u8>>,
+    /// `err-code` (23).
+    pub err_code: Option<ErrCode>,
+    /// `err-msg` (12), 1..128 bytes.
+    pub err_msg: Option<String>,
+    /// `err-lang` (22), 1..35 bytes.
+    pub err_lang: Option<String>,
+    /// Options with labels this message does not define, in decoded order.
+    pub extensions: Vec<(u64, Value)>,
+    /// Decoded order of the options map.
+    pub key_order: KeyOrder,
+}
+
+impl Update {
+    const NAME: &'static str = "update";
+
+    /// An empty Update.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `token`.
+    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets `manifest-list` (SUIT_Envelope bytes).
+    pub fn with_manifests(mut self, envelopes: Vec<Vec<u8>>) -> Self {
+        self.manifest_list = Some(envelopes);
+        self
+    }
+    /// Sets `unneeded-manifest-list`.
+    pub fn with_unneeded_manifest_list(mut self, list: Vec<ComponentId>) -> Self {
+        self.unneeded_manifest_list = Some(list);
+        self
+    }
+    /// Sets `attestation-payload-format` and `attestation-payload`.
+    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
+        self.attestation_payload_format = format;
+        self.attestation_payload = Some(payload.into());
+        self
+    }
+    /// Sets `err-code` and optionally `err-msg`.
+    pub fn with_error(mut self, code: ErrCode, msg: Option<String>) -> Self {
+        self.err_code = Some(code);
+        self.err_msg = msg;
+        self
+    }
+    /// Sets `err-lang`.
+    pub fn with_err_lang(mut self, lang: impl Into<String>) -> Self {
+        self.err_lang = Some(lang.into());
+        self
+    }
+}
+
+impl TeepCodec for Update {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let n = Self::NAME;
+        let items = frame(value, msg_type::UPDATE, n, 0)?;
+        let [_, options] = items else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
+        let op = opt_path(n);
+        let (opts, key_order) = f::option_entries(options, &op)?;
+        let mut m = Update {
+            key_order,
+            ..Default::default()
+        };
+        for (label, v) in opts {
+            match label {
+                l::TOKEN => {
+                    m.token = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "token"),
+                        f::TOKEN_SIZE,
+                    )?)
+                }
+                l::UNNEEDED_MANIFEST_LIST => {
+                    m.unneeded_manifest_list = Some(f::component_ids(
+                        v,
+                        &cbor::member(&op, "unneeded-manifest-list"),
+                    )?)
+                }
+                l::MANIFEST_LIST => {
+                    m.manifest_list = Some(f::bytes_list(v, &cbor::member(&op, "manifest-list"))?)
+                }
+                l::ATTESTATION_PAYLOAD_FORMAT => {
+                    m.attestation_payload_format = Some(f::text(
+                        v,
+                        &cbor::member(&op, "attestation-payload-format"),
+                    )?)
+                }
+                l::ATTESTATION_PAYLOAD => {
+                    m.attestation_payload =
+                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
+                }
+                l::ERR_CODE => {
+                    m.err_code = Some(ErrCode::decode(v, &cbor::member(&op, "err-code"))?)
+                }
+                l::ERR_MSG => {
+                    m.err_msg = Some(f::sized_text(
+                        v,
+                        &cbor::member(&op, "err-msg"),
+                        f::MSG_SIZE,
+                    )?)
+                }
+                l::ERR_LANG => {
+                    m.err_lang = Some(f::sized_text(
+                        v,
+                        &cbor::member(&op, "err-lang"),
+                        f::LANG_SIZE,
+                    )?)
+                }
+                other => m.extensions.push((other, v.clone())),
+            }
+        }
+        Ok(m)
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        let n = Self::NAME;
+        let mut w = OptionsWriter::new(opt_path(n));
+        if let Some(t) = &self.token {
+            w.put(
+                l::TOKEN,
+                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.unneeded_manifest_list {
+            w.put(
+                l::UNNEEDED_MANIFEST_LIST,
+                f::enc_component_ids(x, &w.path("unneeded-manifest-list"))?,
+            );
+        }
+        if let Some(x) = &self.manifest_list {
+            w.put(
+                l::MANIFEST_LIST,
+                f::enc_bytes_list(x, &w.path("manifest-list"))?,
+            );
+        }
+        if let Some(x) = &self.attestation_payload_format {
+            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
+        }
+        if let Some(x) = &self.attestation_payload {
+            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
+        }
+        if let Some(x) = self.err_code {
+            w.put(l::ERR_CODE, x.encode(&w.path("err-code"))?);
+        }
+        if let Some(x) = &self.err_msg {
+            w.put(
+                l::ERR_MSG,
+                f::enc_sized_text(x, &w.path("err-msg"), f::MSG_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.err_lang {
+            w.put(
+                l::ERR_LANG,
+                f::enc_sized_text(x, &w.path("err-lang"), f::LANG_SIZE)?,
+            );
+        }
+        let options = w.finish(&self.extensions, &self.key_order)?;
+        Ok(Value::Array(vec![cbor::uint(msg_type::UPDATE), options]))
+    }
+}
+inherent_codec!(Update);
+
+// ---------------------------------------------------------------------------------------
+
+/// Success (type 5 in the draft, ED §4.5), sent by the TEEP Agent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Success {
+    /// `token` (20).
+    pub token: Option<Vec<u8>>,
+    /// `msg` (11), 1..128 bytes.
+    pub msg: Option<String>,
+    /// `suit-reports` (19).
+    pub suit_reports: Option<Vec<Vec<u8>>>,
+    /// Options with labels this message does not define, in decoded order.
+    pub extensions: Vec<(u64, Value)>,
+    /// Decoded order of the options map.
+    pub key_order: KeyOrder,
+}
+
+impl Success {
+    const NAME: &'static str = "success";
+
+    /// An empty Success.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `token`.
+    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets `msg`.
+    pub fn with_msg(mut self, msg: impl Into<String>) -> Self {
+        self.msg = Some(msg.into());
+        self
+    }
+    /// Sets `suit-reports`.
+    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
+        self.suit_reports = Some(reports);
+        self
+    }
+}
+
+impl TeepCodec for Success {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let n = Self::NAME;
+        let items = frame(value, msg_type::SUCCESS, n, 0)?;
+        let [_, options] = items else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
+        let op = opt_path(n);
+        let (opts, key_order) = f::option_entries(options, &op)?;
+        let mut m = Success {
+            key_order,
+            ..Default::default()
+        };
+        for (label, v) in opts {
+            match label {
+                l::TOKEN => {
+                    m.token = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "token"),
+                        f::TOKEN_SIZE,
+                    )?)
+                }
+                l::MSG => m.msg = Some(f::sized_text(v, &cbor::member(&op, "msg"), f::MSG_SIZE)?),
+                l::SUIT_REPORTS => {
+                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
+                }
+                other => m.extensions.push((other, v.clone())),
+            }
+        }
+        Ok(m)
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        let n = Self::NAME;
+        let mut w = OptionsWriter::new(opt_path(n));
+        if let Some(t) = &self.token {
+            w.put(
+                l::TOKEN,
+                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.msg {
+            w.put(l::MSG, f::enc_sized_text(x, &w.path("msg"), f::MSG_SIZE)?);
+        }
+        if let Some(x) = &self.suit_reports {
+            w.put(
+                l::SUIT_REPORTS,
+                f::enc_bytes_list(x, &w.path("suit-reports"))?,
+            );
+        }
+        let options = w.finish(&self.extensions, &self.key_order)?;
+        Ok(Value::Array(vec![cbor::uint(msg_type::SUCCESS), options]))
+    }
+}
+inherent_codec!(Success);
+
+// ---------------------------------------------------------------------------------------
+
+/// Error (type 6 in the draft, ED §4.6), sent by the TEEP Agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    /// `token` (20).
+    pub token: Option<Vec<u8>>,
+    /// `err-msg` (12), 1..128 bytes.
+    pub err_msg: Option<String>,
+    /// `err-lang` (22), 1..35 bytes.
+    pub err_lang: Option<String>,
+    /// `supported-teep-cipher-suites` (1).
+    pub supported_teep_cipher_suites: Option<Vec<TeepCipherSuite>>,
+    /// `supported-freshness-mechanisms` (21).
+    pub supported_freshness_mechanisms: Option<Vec<FreshnessMechanism>>,
+    /// `supported-suit-cose-profiles` (4).
+    pub supported_suit_cose_profiles: Option<Vec<SuitCoseProfile>>,
+    /// `challenge` (2): nonce for the TAM's own attestation.
+    pub challenge: Option<Vec<u8>>,
+    /// `versions` (3).
+    pub versions: Option<Vec<u32>>,
+    /// `suit-reports` (19).
+    pub suit_reports: Option<Vec<Vec<u8>>>,
+    /// Options with labels this message does not define, in decoded order.
+    pub extensions: Vec<(u64, Value)>,
+    /// Decoded order of the options map.
+    pub key_order: KeyOrder,
+    /// Positional `err-code`.
+    pub err_code: ErrCode,
+}
+
+impl Error {
+    const NAME: &'static str = "error";
+
+    /// An Error with only its code.
+    pub fn new(err_code: ErrCode) -> Self {
+        Error {
+            token: None,
+            err_msg: None,
+            err_lang: None,
+            supported_teep_cipher_suites: None,
+            supported_freshness_mechanisms: None,
+            supported_suit_cose_profiles: None,
+            challenge: None,
+            versions: None,
+            suit_reports: None,
+            extensions: Vec::new(),
+            key_order: KeyOrder::default(),
+            err_code,
+        }
+    }
+    /// Sets `token`.
+    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Sets `err-msg`.
+    pub fn with_err_msg(mut self, msg: impl Into<String>) -> Self {
+        self.err_msg = Some(msg.into());
+        self
+    }
+    /// Sets `err-lang`.
+    pub fn with_err_lang(mut self, lang: impl Into<String>) -> Self {
+        self.err_lang = Some(lang.into());
+        self
+    }
+    /// Sets `supported-teep-cipher-suites`.
+    pub fn with_cipher_suites(mut self, s: Vec<TeepCipherSuite>) -> Self {
+        self.supported_teep_cipher_suites = Some(s);
+        self
+    }
+    /// Sets `supported-freshness-mechanisms`.
+    pub fn with_freshness_mechanisms(mut self, m: Vec<FreshnessMechanism>) -> Self {
+        self.supported_freshness_mechanisms = Some(m);
+        self
+    }
+    /// Sets `supported-suit-cose-profiles`.
+    pub fn with_suit_cose_profiles(mut self, p: Vec<SuitCoseProfile>) -> Self {
+        self.supported_suit_cose_profiles = Some(p);
+        self
+    }
+    /// Sets `challenge`.
+    pub fn with_challenge(mut self, c: impl Into<Vec<u8>>) -> Self {
+        self.challenge = Some(c.into());
+        self
+    }
+    /// Sets `versions`.
+    pub fn with_versions(mut self, v: Vec<u32>) -> Self {
+        self.versions = Some(v);
+        self
+    }
+    /// Sets `suit-reports`.
+    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
+        self.suit_reports = Some(reports);
+        self
+    }
+}
+
+impl TeepCodec for Error {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let n = Self::NAME;
+        let items = frame(value, msg_type::ERROR, n, 1)?;
+        let [_, options, code] = items else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
+        let op = opt_path(n);
+        let (opts, key_order) = f::option_entries(options, &op)?;
+        let err_code = ErrCode::decode(code, &cbor::member(n, "err-code"))?;
+        let mut m = Error::new(err_code);
+        m.key_order = key_order;
+        for (label, v) in opts {
+            match label {
+                l::TOKEN => {
+                    m.token = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "token"),
+                        f::TOKEN_SIZE,
+                    )?)
+                }
+                l::ERR_MSG => {
+                    m.err_msg = Some(f::sized_text(
+                        v,
+                        &cbor::member(&op, "err-msg"),
+                        f::MSG_SIZE,
+                    )?)
+                }
+                l::ERR_LANG => {
+                    m.err_lang = Some(f::sized_text(
+                        v,
+                        &cbor::member(&op, "err-lang"),
+                        f::LANG_SIZE,
+                    )?)
+                }
+                l::SUPPORTED_TEEP_CIPHER_SUITES => {
+                    m.supported_teep_cipher_suites = Some(f::suites(
+                        v,
+                        &cbor::member(&op, "supported-teep-cipher-suites"),
+                    )?)
+                }
+                l::SUPPORTED_FRESHNESS_MECHANISMS => {
+                    m.supported_freshness_mechanisms = Some(f::freshness_list(
+                        v,
+                        &cbor::member(&op, "supported-freshness-mechanisms"),
+                    )?)
+                }
+                l::SUPPORTED_SUIT_COSE_PROFILES => {
+                    m.supported_suit_cose_profiles = Some(f::profiles(
+                        v,
+                        &cbor::member(&op, "supported-suit-cose-profiles"),
+                    )?)
+                }
+                l::CHALLENGE => {
+                    m.challenge = Some(f::sized_bytes(
+                        v,
+                        &cbor::member(&op, "challenge"),
+                        f::CHALLENGE_SIZE,
+                    )?)
+                }
+                l::VERSIONS => m.versions = Some(f::u32_list(v, &cbor::member(&op, "versions"))?),
+                l::SUIT_REPORTS => {
+                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
+                }
+                other => m.extensions.push((other, v.clone())),
+            }
+        }
+        Ok(m)
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        let n = Self::NAME;
+        let mut w = OptionsWriter::new(opt_path(n));
+        if let Some(t) = &self.token {
+            w.put(
+                l::TOKEN,
+                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.err_msg {
+            w.put(
+                l::ERR_MSG,
+                f::enc_sized_text(x, &w.path("err-msg"), f::MSG_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.err_lang {
+            w.put(
+                l::ERR_LANG,
+                f::enc_sized_text(x, &w.path("err-lang"), f::LANG_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.supported_teep_cipher_suites {
+            let v = f::enc_suites(x, &w.path("supported-teep-cipher-suites"))?;
+            w.put(l::SUPPORTED_TEEP_CIPHER_SUITES, v);
+        }
+        if let Some(x) = &self.supported_freshness_mechanisms {
+            let v = f::enc_freshness_list(x, &w.path("supported-freshness-mechanisms"))?;
+            w.put(l::SUPPORTED_FRESHNESS_MECHANISMS, v);
+        }
+        if let Some(x) = &self.supported_suit_cose_profiles {
+            let v = f::enc_profiles(x, &w.path("supported-suit-cose-profiles"))?;
+            w.put(l::SUPPORTED_SUIT_COSE_PROFILES, v);
+        }
+        if let Some(c) = &self.challenge {
+            w.put(
+                l::CHALLENGE,
+                f::enc_sized_bytes(c, &w.path("challenge"), f::CHALLENGE_SIZE)?,
+            );
+        }
+        if let Some(x) = &self.versions {
+            w.put(l::VERSIONS, f::enc_u32_list(x, &w.path("versions"))?);
+        }
+        if let Some(x) = &self.suit_reports {
+            w.put(
+                l::SUIT_REPORTS,
+                f::enc_bytes_list(x, &w.path("suit-reports"))?,
+            );
+        }
+        let options = w.finish(&self.extensions, &self.key_order)?;
+        Ok(Value::Array(vec![
+            cbor::uint(msg_type::ERROR),
+            options,
+            self.err_code.encode(&cbor::member(n, "err-code"))?,
+        ]))
+    }
+}
+inherent_codec!(Error);
+
+// ---------------------------------------------------------------------------------------
+
+/// Any TEEP message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeepMessage {
+    /// QueryRequest (TAM → Agent).
+    QueryRequest(QueryRequest),
+    /// QueryResponse (Agent → TAM).
+    QueryResponse(QueryResponse),
+    /// Update (TAM → Agent).
+    Update(Update),
+    /// Success (Agent → TAM).
+    Success(Success),
+    /// Error (Agent → TAM).
+    Error(Error),
+}
+
+impl TeepMessage {
+    /// The message type number ([`msg_type`]).
+    pub fn message_type(&self) -> u64 {
+        match self {
+            TeepMessage::QueryRequest(_) => msg_type::QUERY_REQUEST,
+            TeepMessage::QueryResponse(_) => msg_type::QUERY_RESPONSE,
+            TeepMessage::Update(_) => msg_type::UPDATE,
+            TeepMessage::Success(_) => msg_type::SUCCESS,
+            TeepMessage::Error(_) => msg_type::ERROR,
+        }
+    }
+
+    /// The `token` option, whatever the message.
+    pub fn token(&self) -> Option<&[u8]> {
+        match self {
+            TeepMessage::QueryRequest(m) => m.token.as_deref(),
+            TeepMessage::QueryResponse(m) => m.token.as_deref(),
+            TeepMessage::Update(m) => m.token.as_deref(),
+            TeepMessage::Success(m) => m.token.as_deref(),
+            TeepMessage::Error(m) => m.token.as_deref(),
+        }
+    }
+}
+
+impl TeepCodec for TeepMessage {
+    fn from_value(value: &Value) -> Result<Self, TeepError> {
+        let items = cbor::as_array(value, "teep-message")?;
+        let ty = match items.first() {
+            Some(t) => cbor::as_u64(t, "teep-message.type")?,
+            None => {
+                return Err(TeepError::MissingElement {
+                    path: "teep-message.type".into(),
+                })
+            }
+        };
+        Ok(match ty {
+            msg_type::QUERY_REQUEST => TeepMessage::QueryRequest(QueryRequest::from_value(value)?),
+            msg_type::QUERY_RESPONSE => {
+                TeepMessage::QueryResponse(QueryResponse::from_value(value)?)
+            }
+            msg_type::UPDATE => TeepMessage::Update(Update::from_value(value)?),
+            msg_type::SUCCESS => TeepMessage::Success(Success::from_value(value)?),
+            msg_type::ERROR => TeepMessage::Error(Error::from_value(value)?),
+            other => return Err(TeepError::UnknownMessageType(other)),
+        })
+    }
+
+    fn to_value(&self) -> Result<Value, TeepError> {
+        match self {
+            TeepMessage::QueryRequest(m) => m.to_value(),
+            TeepMessage::QueryResponse(m) => m.to_value(),
+            TeepMessage::Update(m) => m.to_value(),
+            TeepMessage::Success(m) => m.to_value(),
+            TeepMessage::Error(m) => m.to_value(),
+        }
+    }
+}
+inherent_codec!(TeepMessage);
+
+impl From<QueryRequest> for TeepMessage {
+    fn from(m: QueryRequest) -> Self {
+        TeepMessage::QueryRequest(m)
+    }
+}
+impl From<QueryResponse> for TeepMessage {
+    fn from(m: QueryResponse) -> Self {
+        TeepMessage::QueryResponse(m)
+    }
+}
+impl From<Update> for TeepMessage {
+    fn from(m: Update) -> Self {
+        TeepMessage::Update(m)
+    }
+}
+impl From<Success> for TeepMessage {
+    fn from(m: Success) -> Self {
+        TeepMessage::Success(m)
+    }
+}
+impl From<Error> for TeepMessage {
+    fn from(m: Error) -> Self {
+        TeepMessage::Error(m)
+    }
+}
+
+/// Decodes any TEEP message under the default [`DecodeLimits`].
+pub fn decode_any(bytes: &[u8]) -> Result<TeepMessage, TeepError> {
+    TeepMessage::decode(bytes)
+}
