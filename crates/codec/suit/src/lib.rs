@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod builder;
 pub mod cbor;
 pub mod command;
 pub mod digest;
@@ -20,7 +21,9 @@ pub mod error;
 pub mod labels;
 pub mod manifest;
 pub mod params;
+pub mod report;
 
+pub use builder::{ManifestDependency, PayloadSource, TaManifestBuilder};
 pub use cbor::{CborItem, Limits, Opaque, Value, Wrapped};
 pub use command::{
     Action, Command, CommandSequence, Condition, IndexArg, ReportingPolicy, TryEach,
@@ -32,3 +35,6 @@ pub use manifest::{
     Common, DependencyMetadata, Manifest, Severable, TextLMap, TextMap, VersionValue,
 };
 pub use params::{Parameter, Parameters, VendorId, VersionMatch};
+pub use report::{
+    ReportEntry, ReportReason, ReportResult, SuitRecord, SuitReport, SystemPropertyClaims,
+};
