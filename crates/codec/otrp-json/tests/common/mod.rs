@@ -103,10 +103,7 @@ pub fn delete_ta_content() -> DeleteTaContent {
     }
 }
 
-fn enc<T: serde::Serialize>(c: &T, encrypted: bool) -> Content<T>
-where
-    T: Clone,
-{
+fn enc<T: serde::Serialize + Clone>(c: &T, encrypted: bool) -> Content<T> {
     if encrypted {
         let tee = keys().tee_ec.public_key();
         encrypt_content(
