@@ -184,9 +184,10 @@ impl Envelope {
         self.manifest.wrapped_bytes()
     }
 
-    /// The bstr-wrapped `SUIT_Digest`: the detached payload of the COSE blocks.
-    pub fn digest_wrapped_bytes(&self) -> Vec<u8> {
-        self.authentication.value().digest.wrapped_bytes()
+    /// The encoded `SUIT_Digest`: the detached payload of the COSE blocks (their
+    /// Sig_structure wraps it in a bstr).
+    pub fn cose_payload(&self) -> &[u8] {
+        self.authentication.value().digest.bytes()
     }
 
     /// Checks that the authentication digest matches the bstr-wrapped manifest.

@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod auth;
 pub mod builder;
 pub mod cbor;
 pub mod command;
@@ -23,6 +24,7 @@ pub mod manifest;
 pub mod params;
 pub mod report;
 
+pub use auth::{decrypt_payload, VerifiedBlock};
 pub use builder::{ManifestDependency, PayloadSource, TaManifestBuilder};
 pub use cbor::{CborItem, Limits, Opaque, Value, Wrapped};
 pub use command::{
