@@ -17,12 +17,14 @@ extern crate alloc;
 mod cbor;
 mod claims;
 mod error;
+pub mod signed;
 
 pub use ciborium::value::Value;
 
 pub use cbor::{DecodeLimits, KeyOrder};
 pub use claims::{Confirmation, ContentFormat, EatClaims, EatNonce, HwVersion, OemId, Profile};
 pub use error::EatError;
+pub use signed::{EatSignOptions, SignedEatError, VerifiedEat};
 
 /// The `eat_profile` value of the TEEP profile (ED §5; the RFC number is not assigned yet).
 pub const TEEP_EAT_PROFILE: &str = "urn:ietf:rfc:rfcXXXX";

@@ -389,3 +389,136 @@ mod prop {
         }
     }
 }
+
+mod signed_tests {
+    use super::*;
+    use crate::signed::{self, EatSignOptions, SignedEatError};
+    use otrp_crypto::{
+        default_provider, thumbprint::cose_key_thumbprint, KeyKind, PrivateKey, SigAlg,
+    };
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn keys() -> (PrivateKey, PrivateKey) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        (
+            PrivateKey::generate(KeyKind::P256, &mut rng).unwrap(),
+            PrivateKey::generate(KeyKind::Ed25519, &mut rng).unwrap(),
+        )
+    }
+
+    fn teep_claims(cnf_kid: Vec<u8>) -> EatClaims {
+        EatClaims::new()
+            .with_cnf(Confirmation::Kid(cnf_kid))
+            .with_nonce(vec![0x94; 9])
+            .with_ueid(vec![1; 17])
+            .with_oemid(OemId::Ieee([0x89, 0x48, 0x23]))
+            .with_hwmodel(vec![0x54; 16])
+            .with_hwversion("1.3.4", Some(1))
+            .with_manifests(vec![ContentFormat {
+                content_type: 60,
+                content: Value::Bytes(enc(&suit_reference())),
+            }])
+    }
+
+    #[test]
+    fn sign_verify_decode_round_trip() {
+        let provider = default_provider();
+        let (p, e) = keys();
+        let pubs = [p.public_key(), e.public_key()];
+        let claims = teep_claims(cose_key_thumbprint(&e.public_key(), provider).to_vec());
+        for (key, idx, alg) in [(&p, 0, SigAlg::P256Sha256), (&e, 1, SigAlg::Ed25519)] {
+            let bytes = signed::sign(provider, key, &claims, &EatSignOptions::default()).unwrap();
+            assert_eq!(bytes[0], 0x84, "untagged COSE_Sign1");
+            std::println!(
+                "EAT ({} claim bytes) as COSE_Sign1 {alg:?}: {} bytes",
+                claims.to_vec().unwrap().len(),
+                bytes.len()
+            );
+            let v = signed::verify_teep(provider, &bytes, &pubs).unwrap();
+            assert_eq!(v.claims, claims);
+            assert_eq!(v.key_index, idx);
+            assert_eq!(v.alg, alg);
+            assert_eq!(
+                v.kid.as_deref(),
+                Some(&cose_key_thumbprint(&key.public_key(), provider)[..])
+            );
+            let tagged = signed::sign(
+                provider,
+                key,
+                &claims,
+                &EatSignOptions {
+                    tagged: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(tagged[0], 0xD2);
+            assert_eq!(
+                signed::verify(provider, &tagged, &pubs).unwrap().claims,
+                claims
+            );
+        }
+    }
+
+    #[test]
+    fn bad_signatures_keys_and_claims_are_refused() {
+        let provider = default_provider();
+        let (p, e) = keys();
+        let claims = teep_claims(vec![1; 32]);
+        let good = signed::sign(provider, &p, &claims, &EatSignOptions::default()).unwrap();
+        assert!(matches!(
+            signed::verify(provider, &good, &[e.public_key()]),
+            Err(SignedEatError::Cose(_))
+        ));
+        // No bit flip changes the verified claims (the unprotected kid is not signed).
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x80;
+            if let Ok(v) = signed::verify(provider, &b, &[p.public_key()]) {
+                assert_eq!(v.claims, claims, "flip at {i}");
+            }
+        }
+        let mut b = good.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert!(signed::verify(provider, &b, &[p.public_key()]).is_err());
+        for n in 0..good.len() {
+            assert!(signed::verify(provider, &good[..n], &[p.public_key()]).is_err());
+        }
+        // Claims that are not a TEEP profile EAT verify but fail the profile check.
+        let partial = EatClaims::new().with_ueid(vec![1; 9]);
+        let b = signed::sign(provider, &p, &partial, &EatSignOptions::default()).unwrap();
+        assert!(signed::verify(provider, &b, &[p.public_key()]).is_ok());
+        assert_eq!(
+            signed::verify_teep(provider, &b, &[p.public_key()]),
+            Err(SignedEatError::Claims(EatError::MissingClaim {
+                claim: "oemid"
+            }))
+        );
+        // An explicit kid that is not the thumbprint fails the TEEP check.
+        let odd_kid = otrp_cose::sign1(
+            provider,
+            &p,
+            &claims.to_vec().unwrap(),
+            false,
+            &otrp_cose::SignOptions {
+                kid: otrp_cose::KidMode::Explicit(vec![1, 2, 3]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            signed::verify_teep(provider, &odd_kid, &[p.public_key()]),
+            Err(SignedEatError::KidMismatch)
+        );
+        // invalid claims are refused before signing
+        assert!(matches!(
+            signed::sign(
+                provider,
+                &p,
+                &EatClaims::new().with_hwmodel(Vec::new()),
+                &EatSignOptions::default()
+            ),
+            Err(SignedEatError::Claims(EatError::SizeOutOfRange { .. }))
+        ));
+    }
+}

@@ -26,6 +26,7 @@ mod cbor;
 mod error;
 mod fields;
 mod messages;
+pub mod signed;
 mod types;
 
 pub use ciborium::value::Value;

@@ -780,3 +780,190 @@ mod prop {
         }
     }
 }
+
+mod signed_tests {
+    use super::*;
+    use crate::signed::{self, Protection, SignedError};
+    use otrp_crypto::{
+        default_provider, thumbprint::cose_key_thumbprint, AlgIdGeneration, KeyKind, PrivateKey,
+        SigAlg,
+    };
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn p256() -> PrivateKey {
+        let path = std::format!(
+            "{}/../../../testdata/vectors/teep/keys/suit_signer_p256_private.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        PrivateKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn ed25519() -> PrivateKey {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        PrivateKey::generate(KeyKind::Ed25519, &mut rng).unwrap()
+    }
+
+    #[test]
+    fn sign1_verify_decode_round_trip_for_every_vector() {
+        let provider = default_provider();
+        let (p, e) = (p256(), ed25519());
+        let keys = [p.public_key(), e.public_key()];
+        for name in VECTORS {
+            let bytes = vector(name);
+            let msg = decode_any(&bytes).unwrap();
+            for (key, gen, suite, idx) in [
+                (&p, AlgIdGeneration::New, TeepCipherSuite::SIGN1_ESP256, 0),
+                (&p, AlgIdGeneration::Legacy, TeepCipherSuite::SIGN1_ES256, 0),
+                (&e, AlgIdGeneration::New, TeepCipherSuite::SIGN1_ED25519, 1),
+                (&e, AlgIdGeneration::Legacy, TeepCipherSuite::SIGN1_EDDSA, 1),
+            ] {
+                let signed_bytes = signed::sign1(provider, key, &msg, gen).unwrap();
+                assert_eq!(signed_bytes[0], 0xD2, "tag 18");
+                let v = signed::verify(provider, &signed_bytes, &keys).unwrap();
+                assert_eq!(v.message, msg, "{name}");
+                assert_eq!(v.message.to_vec().unwrap(), bytes, "{name}: payload bytes");
+                assert_eq!(v.suite, suite);
+                assert_eq!(v.key_index, idx);
+                assert_eq!(v.protection, Protection::Sign1);
+                assert_eq!(
+                    v.kid.as_deref(),
+                    Some(&cose_key_thumbprint(&key.public_key(), provider)[..])
+                );
+                if gen == AlgIdGeneration::New {
+                    std::println!(
+                        "{name}: {} bytes, COSE_Sign1 {:?}: {} bytes",
+                        bytes.len(),
+                        v.alg,
+                        signed_bytes.len()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_query_request_as_cose_sign_with_both_algorithms() {
+        let provider = default_provider();
+        let (p, e) = (p256(), ed25519());
+        let qr = QueryRequest::decode(&vector("query_request")).unwrap();
+        let signed_bytes = signed::sign_query_request(provider, &[&e, &p], &qr).unwrap();
+        assert_eq!(&signed_bytes[..2], &[0xD8, 0x62], "tag 98");
+        std::println!(
+            "query_request as COSE_Sign (ESP256 + Ed25519): {} bytes",
+            signed_bytes.len()
+        );
+        // An Agent that only knows the Ed25519 key verifies one of the two signatures.
+        let v = signed::verify(provider, &signed_bytes, &[e.public_key()]).unwrap();
+        assert_eq!(
+            v.protection,
+            Protection::Sign {
+                verified: 1,
+                total: 2
+            }
+        );
+        assert_eq!(v.suite, TeepCipherSuite::SIGN1_ED25519);
+        assert_eq!(v.message, TeepMessage::QueryRequest(qr.clone()));
+        let v = signed::verify(provider, &signed_bytes, &[p.public_key(), e.public_key()]).unwrap();
+        assert_eq!(
+            v.protection,
+            Protection::Sign {
+                verified: 2,
+                total: 2
+            }
+        );
+        assert_eq!(v.alg, SigAlg::P256Sha256);
+        // -21 suites give the legacy ids.
+        let qr21 = QueryRequest::decode(&vector("query_request_d21")).unwrap();
+        let s21 = signed::sign_query_request(provider, &[&p, &e], &qr21).unwrap();
+        let v = signed::verify(provider, &s21, &[p.public_key()]).unwrap();
+        assert_eq!(v.suite, TeepCipherSuite::SIGN1_ES256);
+        // A suite without a key is an error.
+        assert_eq!(
+            signed::sign_query_request(provider, &[&p], &qr),
+            Err(SignedError::NoKeyFor(SigAlg::Ed25519))
+        );
+    }
+
+    #[test]
+    fn tampering_wrong_keys_and_mismatches_are_refused() {
+        let provider = default_provider();
+        let (p, e) = (p256(), ed25519());
+        let msg = decode_any(&vector("update")).unwrap();
+        let good = signed::sign1(provider, &p, &msg, AlgIdGeneration::New).unwrap();
+        // wrong key
+        assert!(matches!(
+            signed::verify(provider, &good, &[e.public_key()]),
+            Err(SignedError::Cose(_))
+        ));
+        // No single-bit flip changes the verified message: flips in the protected header,
+        // payload or signature are refused; the unprotected header (kid) is not signed, so
+        // a flip there may still verify, with the same message. Never a panic.
+        let payload = msg.to_vec().unwrap();
+        let payload_at = good
+            .windows(payload.len())
+            .position(|w| w == &payload[..])
+            .unwrap();
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x01;
+            if let Ok(v) = signed::verify(provider, &b, &[p.public_key()]) {
+                assert_eq!(v.message, msg, "flip at {i}");
+                assert!(
+                    i < payload_at && i > 5,
+                    "flip at {i} outside the unprotected header"
+                );
+            }
+        }
+        let mut b = good.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert!(signed::verify(provider, &b, &[p.public_key()]).is_err());
+        for n in 0..good.len() {
+            assert!(signed::verify(provider, &good[..n], &[p.public_key()]).is_err());
+        }
+        // a plain TEEP message is not signed
+        assert!(signed::verify(provider, &vector("success"), &[p.public_key()]).is_err());
+        // key/suite mismatch
+        assert_eq!(
+            signed::sign1_with_suite(provider, &p, &msg, &TeepCipherSuite::SIGN1_ED25519),
+            Err(SignedError::KeyMismatch {
+                key: SigAlg::P256Sha256,
+                suite: SigAlg::Ed25519
+            })
+        );
+        let odd = TeepCipherSuite::from_ops(vec![CipherOperation {
+            cose_type: 18,
+            alg: -35,
+        }]);
+        assert!(matches!(
+            signed::sign1_with_suite(provider, &p, &msg, &odd),
+            Err(SignedError::UnsupportedSuite(_))
+        ));
+        // an invalid message is refused before signing
+        let bad = TeepMessage::Success(Success::new().with_token(vec![1; 3]));
+        assert!(matches!(
+            signed::sign1(provider, &p, &bad, AlgIdGeneration::New),
+            Err(SignedError::Teep(TeepError::SizeOutOfRange { .. }))
+        ));
+        // A validly signed payload that is not a TEEP message is a TEEP error.
+        let not_teep = otrp_cose::sign1(
+            provider,
+            &p,
+            &[0xA0],
+            false,
+            &otrp_cose::SignOptions::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            signed::verify(provider, &not_teep, &[p.public_key()]),
+            Err(SignedError::Teep(TeepError::WrongType { .. }))
+        ));
+        assert_eq!(
+            TeepCipherSuite::SIGN1_ESP256.signing(),
+            Some((SigAlg::P256Sha256, AlgIdGeneration::New))
+        );
+        assert_eq!(
+            TeepCipherSuite::for_alg(SigAlg::Ed25519, AlgIdGeneration::Legacy),
+            TeepCipherSuite::SIGN1_EDDSA
+        );
+    }
+}
