@@ -146,6 +146,25 @@ impl Authentication {
 }
 
 impl TaManifestBuilder {
+    /// Encrypts `plaintext` to `recipient` (draft-ietf-suit-firmware-encryption) and
+    /// makes it the payload: image digest/size of the plaintext, `content` = ciphertext,
+    /// `encryption-info` = the COSE_Encrypt, decrypted by the `write` directive.
+    pub fn encrypt_payload(
+        self,
+        provider: &dyn CryptoProvider,
+        rng: &mut impl rand_core::CryptoRngCore,
+        plaintext: &[u8],
+        recipient: otrp_cose::encrypt::Recipient<'_>,
+        content: otrp_cose::encrypt::ContentAlg,
+    ) -> Result<Self> {
+        let (info, ciphertext) =
+            otrp_cose::encrypt::encrypt_payload(provider, rng, plaintext, recipient, content)
+                .map_err(|e| SuitError::Encryption {
+                    reason: e.to_string(),
+                })?;
+        Ok(self.image_of(plaintext).encrypted_content(ciphertext, info))
+    }
+
     /// Builds the envelope and signs it with `key`.
     pub fn build_signed(
         &self,
@@ -169,7 +188,7 @@ pub fn decrypt_payload(
     kek: Kek<'_>,
 ) -> Result<Vec<u8>> {
     otrp_cose::encrypt::decrypt_payload(provider, encryption_info, ciphertext, kek).map_err(|e| {
-        SuitError::Authentication {
+        SuitError::Encryption {
             reason: e.to_string(),
         }
     })

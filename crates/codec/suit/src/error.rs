@@ -105,6 +105,12 @@ pub enum SuitError {
         /// What the COSE layer reported for the last block tried.
         reason: String,
     },
+    /// Payload encryption or decryption failed in the COSE layer.
+    #[error("payload encryption: {reason}")]
+    Encryption {
+        /// What the COSE layer reported.
+        reason: String,
+    },
     /// Signing failed in the COSE layer.
     #[error("signing failed: {reason}")]
     Signing {

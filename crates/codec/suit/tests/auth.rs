@@ -236,3 +236,64 @@ fn personalization_payload_decrypts_to_the_validated_plaintext() {
         assert!(digest.matches(&plain).unwrap(), "{v}");
     }
 }
+
+#[test]
+fn encrypted_payload_built_signed_and_decrypted() {
+    use otrp_cose::encrypt::{ContentAlg, Recipient};
+    let p = rust_crypto_provider();
+    let kek_bytes = vector("teep/keys/personalization_kek_p256.cose_key.derived.hex");
+    let kek =
+        otrp_cose::private_from_cose_key(&otrp_cose::cose_key_from_slice(&kek_bytes).unwrap())
+            .unwrap();
+    let PrivateKey::P256(sk) = kek else { panic!() };
+    let plaintext = b"{\"secret\":\"42\"}";
+    for alg in [ContentAlg::A128Ctr, ContentAlg::A128Gcm] {
+        let env = TaManifestBuilder::new(ComponentId::new([b"config.json"]), 7)
+            .encrypt_payload(
+                p,
+                &mut rand::rngs::OsRng,
+                plaintext,
+                Recipient::EcdhEs {
+                    recipient_public: &sk.public_key(),
+                    kid: None,
+                },
+                alg,
+            )
+            .unwrap()
+            .build_signed(p, &private(), &SignOptions::default())
+            .unwrap();
+        let back = Envelope::decode(&env.encode().unwrap()).unwrap();
+        back.verify(p, &[public()]).unwrap();
+        let install = back.install().unwrap().unwrap();
+        let (mut ct, mut info) = (None, None);
+        for prm in install.parameters() {
+            match prm {
+                Parameter::Content(c) => ct = Some(c.clone()),
+                Parameter::EncryptionInfo(i) => info = Some(i.clone()),
+                _ => {}
+            }
+        }
+        let plain = decrypt_payload(
+            p,
+            &info.unwrap(),
+            &ct.unwrap(),
+            Kek::EcdhEs {
+                recipient_private: &sk,
+            },
+        )
+        .unwrap();
+        assert_eq!(plain, plaintext);
+        let shared = back
+            .manifest()
+            .common
+            .value()
+            .shared_sequence
+            .as_ref()
+            .unwrap();
+        let digest = shared.value().parameters().find_map(|p| match p {
+            Parameter::ImageDigest(d) => Some(d.value().clone()),
+            _ => None,
+        });
+        assert!(digest.unwrap().matches(&plain).unwrap());
+    }
+}
