@@ -439,3 +439,31 @@ pub(crate) fn uint(v: u64) -> Value {
 pub(crate) fn boxed(v: Value) -> Box<Value> {
     Box::new(v)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bstr_header_matches_ciborium_at_every_length_boundary() {
+        for len in [0usize, 1, 23, 24, 255, 256, 65_535, 65_536, 70_000] {
+            let v = Value::Bytes(alloc::vec![0u8; len]);
+            let enc = encode_value(&v, "t").unwrap();
+            let head = bstr_header(len);
+            assert_eq!(&enc[..head.len()], head.as_slice(), "len {len}");
+            assert_eq!(enc.len(), head.len() + len);
+        }
+    }
+
+    #[test]
+    fn paths_render() {
+        let root = Path::root("envelope");
+        let m = root.key("manifest");
+        let s = m.key("install");
+        let i = s.index(3);
+        let l = i.label(20);
+        assert_eq!(l.render(), "envelope/manifest/install[3]/20");
+        assert_eq!(root.text().render(), "envelope/<text>");
+    }
+}
