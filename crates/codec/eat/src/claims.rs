@@ -229,6 +229,12 @@ fn enc_formats(list: &[ContentFormat], path: &str) -> Result<Value, EatError> {
 }
 
 impl EatClaims {
+    /// Forgets the decoded key order so that the next encoding is deterministic.
+    /// (Claim values kept as CBOR values, e.g. a COSE_Key, are emitted as they are.)
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+    }
+
     /// An empty claims set.
     pub fn new() -> Self {
         Self::default()

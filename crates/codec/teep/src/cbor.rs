@@ -130,33 +130,54 @@ impl fmt::Debug for KeyOrder {
     }
 }
 
-/// Builds a map value from `entries`, ordered by `order` if it matches, else
-/// deterministically.
+/// The encoded bytes of every key of `entries`.
+fn encoded_keys(entries: &[(Value, Value)]) -> Result<Vec<Vec<u8>>, TeepError> {
+    entries.iter().map(|(k, _)| encode_value(k)).collect()
+}
+
+/// Builds a map value from `entries`, ordered by `order` if it holds exactly the same keys,
+/// else deterministically (keys sorted by their encoded bytes). O(n log n).
 pub(crate) fn build_map(
-    mut entries: Vec<(Value, Value)>,
+    entries: Vec<(Value, Value)>,
     order: &KeyOrder,
 ) -> Result<Value, TeepError> {
+    let keys = encoded_keys(&entries)?;
     if !order.0.is_empty() && order.0.len() == entries.len() {
-        let mut ordered = Vec::with_capacity(entries.len());
-        for key in &order.0 {
-            match entries.iter().position(|(k, _)| k == key) {
-                Some(i) => ordered.push(entries.swap_remove(i)),
-                None => break,
-            }
+        if let Some(ranks) = ranks_in(order, &keys)? {
+            let mut ranked: Vec<(usize, (Value, Value))> = ranks.into_iter().zip(entries).collect();
+            ranked.sort_by_key(|(r, _)| *r);
+            return Ok(Value::Map(ranked.into_iter().map(|(_, e)| e).collect()));
         }
-        if entries.is_empty() {
-            return Ok(Value::Map(ordered));
-        }
-        entries.append(&mut ordered);
     }
-    let mut keyed = Vec::with_capacity(entries.len());
-    for (k, v) in entries {
-        keyed.push((encode_value(&k)?, k, v));
-    }
+    let mut keyed: Vec<(Vec<u8>, (Value, Value))> = keys.into_iter().zip(entries).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Value::Map(
-        keyed.into_iter().map(|(_, k, v)| (k, v)).collect(),
-    ))
+    Ok(Value::Map(keyed.into_iter().map(|(_, e)| e).collect()))
+}
+
+/// The position in `order` of each key, or `None` when the keys are not a permutation of
+/// the recorded ones.
+fn ranks_in(order: &KeyOrder, keys: &[Vec<u8>]) -> Result<Option<Vec<usize>>, TeepError> {
+    let mut recorded = Vec::with_capacity(order.0.len());
+    for (i, k) in order.0.iter().enumerate() {
+        recorded.push((encode_value(k)?, i));
+    }
+    recorded.sort();
+    let mut used = alloc::vec![false; recorded.len()];
+    let mut ranks = Vec::with_capacity(keys.len());
+    for kb in keys {
+        let Ok(pos) = recorded.binary_search_by(|(b, _)| b.as_slice().cmp(kb)) else {
+            return Ok(None);
+        };
+        let Some(&(_, rank)) = recorded.get(pos) else {
+            return Ok(None);
+        };
+        match used.get_mut(rank) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return Ok(None),
+        }
+        ranks.push(rank);
+    }
+    Ok(Some(ranks))
 }
 
 /// Short diagnostic rendering of a key for error messages.
@@ -172,14 +193,22 @@ pub(crate) fn key_diag(key: &Value) -> String {
     }
 }
 
-/// Fails when a decoded map repeats a key.
+/// Fails when a map repeats a key. O(n log n): keys are compared by their encoding.
 pub(crate) fn check_no_duplicates(entries: &[(Value, Value)], path: &str) -> Result<(), TeepError> {
-    for (i, (k, _)) in entries.iter().enumerate() {
-        if entries.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
-            return Err(TeepError::DuplicateKey {
-                path: path.to_string(),
-                key: key_diag(k),
-            });
+    let keys = encoded_keys(entries)?;
+    let mut idx: Vec<usize> = (0..keys.len()).collect();
+    idx.sort_by(|&a, &b| keys.get(a).cmp(&keys.get(b)));
+    for pair in idx.windows(2) {
+        if let [a, b] = pair {
+            if keys.get(*a) == keys.get(*b) {
+                return Err(TeepError::DuplicateKey {
+                    path: path.to_string(),
+                    key: entries
+                        .get(*a)
+                        .map(|(k, _)| key_diag(k))
+                        .unwrap_or_default(),
+                });
+            }
         }
     }
     Ok(())

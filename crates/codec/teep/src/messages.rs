@@ -162,6 +162,12 @@ pub struct QueryRequest {
 }
 
 impl QueryRequest {
+    /// Forgets every decoded key order (also of nested maps) so that the next encoding is
+    /// deterministic (RFC 8949 §4.2.1).
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+    }
+
     const NAME: &'static str = "query-request";
 
     /// A QueryRequest with its three positional elements and no options.
@@ -355,6 +361,18 @@ pub struct QueryResponse {
 }
 
 impl QueryResponse {
+    /// Forgets every decoded key order (also of nested maps) so that the next encoding is
+    /// deterministic (RFC 8949 §4.2.1).
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+        for c in self.tc_list.iter_mut().flatten() {
+            c.key_order.clear();
+        }
+        for r in self.requested_tc_list.iter_mut().flatten() {
+            r.key_order.clear();
+        }
+    }
+
     const NAME: &'static str = "query-response";
 
     /// An empty QueryResponse.
@@ -542,6 +560,12 @@ pub struct Update {
 }
 
 impl Update {
+    /// Forgets every decoded key order (also of nested maps) so that the next encoding is
+    /// deterministic (RFC 8949 §4.2.1).
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+    }
+
     const NAME: &'static str = "update";
 
     /// An empty Update.
@@ -712,6 +736,12 @@ pub struct Success {
 }
 
 impl Success {
+    /// Forgets every decoded key order (also of nested maps) so that the next encoding is
+    /// deterministic (RFC 8949 §4.2.1).
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+    }
+
     const NAME: &'static str = "success";
 
     /// An empty Success.
@@ -823,6 +853,12 @@ pub struct Error {
 }
 
 impl Error {
+    /// Forgets every decoded key order (also of nested maps) so that the next encoding is
+    /// deterministic (RFC 8949 §4.2.1).
+    pub fn make_deterministic(&mut self) {
+        self.key_order.clear();
+    }
+
     const NAME: &'static str = "error";
 
     /// An Error with only its code.
@@ -1035,6 +1071,17 @@ pub enum TeepMessage {
 }
 
 impl TeepMessage {
+    /// Forgets every decoded key order so that the next encoding is deterministic.
+    pub fn make_deterministic(&mut self) {
+        match self {
+            TeepMessage::QueryRequest(m) => m.make_deterministic(),
+            TeepMessage::QueryResponse(m) => m.make_deterministic(),
+            TeepMessage::Update(m) => m.make_deterministic(),
+            TeepMessage::Success(m) => m.make_deterministic(),
+            TeepMessage::Error(m) => m.make_deterministic(),
+        }
+    }
+
     /// The message type number ([`msg_type`]).
     pub fn message_type(&self) -> u64 {
         match self {

@@ -44,6 +44,49 @@ fn every_vector_round_trips_byte_for_byte() {
 }
 
 #[test]
+fn deterministic_re_encoding_of_every_vector() {
+    for name in VECTORS {
+        let bytes = vector(name);
+        let mut msg = decode_any(&bytes).unwrap();
+        msg.make_deterministic();
+        let det = msg.to_vec().unwrap();
+        // Reordering keys never changes the size; the draft's examples are not all in
+        // deterministic key order (token 20 is written first).
+        assert_eq!(det.len(), bytes.len(), "{name}");
+        assert_eq!(decode_any(&det).unwrap(), msg, "{name}");
+        std::println!(
+            "{name}: draft {} bytes, decoded+re-encoded {} bytes (identical), deterministic {} bytes ({})",
+            bytes.len(),
+            msg.to_vec().unwrap().len(),
+            det.len(),
+            if det == bytes { "identical" } else { "same size, keys reordered" }
+        );
+    }
+}
+
+#[test]
+fn huge_maps_decode_and_encode_in_n_log_n() {
+    // [5, {24: 0, 25: 0, ..., 24+n: 0}]: distinct unknown labels, kept and re-encoded.
+    let n = 100_000u64;
+    let entries: Vec<(Value, Value)> = (0..n)
+        .map(|i| (Value::Integer((24 + i).into()), int(0)))
+        .collect();
+    let bytes = enc(&Value::Array(vec![int(5), Value::Map(entries)]));
+    let s = Success::decode(&bytes).unwrap();
+    assert_eq!(s.extensions.len(), n as usize);
+    assert_eq!(s.to_vec().unwrap(), bytes);
+    // ... and a duplicate at the very end is found.
+    let mut entries: Vec<(Value, Value)> = (0..n)
+        .map(|i| (Value::Integer((24 + i).into()), int(0)))
+        .collect();
+    entries.push((int(24), int(1)));
+    let bytes = enc(&Value::Array(vec![int(5), Value::Map(entries)]));
+    assert!(
+        matches!(Success::decode(&bytes), Err(TeepError::DuplicateKey { ref key, .. }) if key == "24")
+    );
+}
+
+#[test]
 fn query_request_vector_fields() {
     let m = QueryRequest::decode(&vector("query_request")).unwrap();
     assert_eq!(m.token.as_deref(), Some(&TOKEN[..]));
