@@ -313,7 +313,12 @@ pub fn verify_sign1(
     let alg = sig_alg("COSE_Sign1 protected header", &msg.protected)?;
     let kid = kid_of(&msg.protected.header, &msg.unprotected);
     let payload = payload_of(WHAT, msg.payload.as_ref(), detached_payload)?;
-    let tbs = msg.tbs_detached_data(&payload, b"");
+    // coset asserts on `tbs_detached_data` with an attached payload: pick the right one.
+    let tbs = if msg.payload.is_some() {
+        msg.tbs_data(b"")
+    } else {
+        msg.tbs_detached_data(&payload, b"")
+    };
     let key_index = verify_with_keys(WHAT, provider, alg, kid.as_deref(), keys, &mut |k| {
         provider.verify(alg, k, &tbs, &msg.signature)
     })?;
@@ -408,7 +413,11 @@ fn verify_one(
 ) -> Result<(SigAlg, Option<Vec<u8>>, usize), CoseError> {
     let alg = sig_alg("COSE_Signature protected header", &sig.protected)?;
     let kid = kid_of(&sig.protected.header, &sig.unprotected);
-    let tbs = msg.tbs_detached_data(payload, b"", sig);
+    let tbs = if msg.payload.is_some() {
+        msg.tbs_data(b"", sig)
+    } else {
+        msg.tbs_detached_data(payload, b"", sig)
+    };
     let key_index = verify_with_keys(
         "COSE_Sign signature",
         provider,
