@@ -15,6 +15,10 @@
 //!   `decode_strict` additionally requires the input to equal its re-encoding.
 //! * [`DecodeLimits`] bound input size and nesting depth; no allocation is sized from an
 //!   untrusted length (see [`DecodeLimits`]).
+//! * [`signed`]: COSE_Sign1 / COSE_Sign protection (via `otrp-cose`), verification and
+//!   decoding in one call; cipher suites map to `otrp_crypto::SigAlg` and the id generation.
+//! * Semantic rules that are prose rather than CDDL (token only when …, have-binary ⇒
+//!   sequence number, conditional MUSTs of Error) are protocol logic, not checked here.
 //!
 //! The message type numbers live in one place, [`msg_type`], because the draft's examples
 //! (success 5, error 6) and the IANA registry (4, 5) disagree.
