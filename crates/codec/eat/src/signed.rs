@@ -20,9 +20,6 @@ pub enum SignedEatError {
     /// The payload is not a valid claims set (or the claims to sign are invalid).
     #[error("EAT claims: {0}")]
     Claims(#[from] EatError),
-    /// The bytes are not a COSE_Sign1 with an attached payload.
-    #[error("not a COSE_Sign1 with an attached payload")]
-    NotSign1,
     /// The `kid` is absent or is not the thumbprint of the key that verified.
     #[error("kid is not the RFC 9679 thumbprint of the verifying key")]
     KidMismatch,
@@ -92,8 +89,7 @@ pub fn verify_with_limits(
         }
         .into());
     }
-    let (detached, payload) = detach(bytes, limits)?;
-    let v = otrp_cose::verify_sign1(provider, &detached, Some(&payload), keys)?;
+    let v = otrp_cose::verify_sign1(provider, bytes, None, keys)?;
     Ok(VerifiedEat {
         claims: EatClaims::decode_with_limits(&v.payload, limits)?,
         alg: v.alg,
@@ -118,8 +114,7 @@ pub fn verify_teep(
         }
         .into());
     }
-    let (detached, payload) = detach(bytes, &DecodeLimits::DEFAULT)?;
-    let v = otrp_cose::verify_sign1(provider, &detached, Some(&payload), keys)?;
+    let v = otrp_cose::verify_sign1(provider, bytes, None, keys)?;
     let key = keys.get(v.key_index).ok_or(SignedEatError::KidMismatch)?;
     if v.kid.as_deref() != Some(&cose_key_thumbprint(key, provider)[..]) {
         return Err(SignedEatError::KidMismatch);
@@ -131,37 +126,4 @@ pub fn verify_teep(
         kid: v.kid,
         key_index: v.key_index,
     })
-}
-
-/// Splits an attached-payload COSE_Sign1 into the same structure with a `nil` payload plus
-/// the payload.
-///
-/// Workaround: `otrp_cose::verify_sign1` (at b6cd99e) builds the Sig_structure with
-/// coset's `tbs_detached_data`, which asserts that the payload is detached, so an attached
-/// payload would panic there. The signature covers the protected header bytes and the
-/// payload, not the outer array encoding, so verifying the detached form is equivalent.
-/// Drop this once otrp-cose verifies attached payloads itself.
-fn detach(bytes: &[u8], limits: &DecodeLimits) -> Result<(Vec<u8>, Vec<u8>), SignedEatError> {
-    use ciborium::value::Value;
-    let cose_limits = DecodeLimits {
-        max_input_len: limits.max_input_len,
-        max_depth: limits.max_depth.max(16),
-    };
-    let mut value = crate::cbor::decode_value(bytes, &cose_limits)?;
-    let items = match &mut value {
-        Value::Tag(18, inner) => match inner.as_mut() {
-            Value::Array(items) => items,
-            _ => return Err(SignedEatError::NotSign1),
-        },
-        Value::Array(items) => items,
-        _ => return Err(SignedEatError::NotSign1),
-    };
-    let payload = match items.get_mut(2) {
-        Some(slot @ Value::Bytes(_)) => match core::mem::replace(slot, Value::Null) {
-            Value::Bytes(p) => p,
-            _ => return Err(SignedEatError::NotSign1),
-        },
-        _ => return Err(SignedEatError::NotSign1),
-    };
-    Ok((crate::cbor::encode_value(&value)?, payload))
 }

@@ -224,10 +224,9 @@ pub fn verify_with_limits(
         }
         .into());
     }
-    let (detached, payload) = detach(bytes, limits)?;
     match otrp_cose::peek(bytes)? {
         CoseMessage::Sign1(parsed) => {
-            let v = otrp_cose::verify_sign1(provider, &detached, Some(&payload), keys)?;
+            let v = otrp_cose::verify_sign1(provider, bytes, None, keys)?;
             let id = wire_alg(&parsed.protected.header.alg)
                 .unwrap_or(v.alg.cose_id(AlgIdGeneration::New));
             Ok(Verified {
@@ -240,13 +239,7 @@ pub fn verify_with_limits(
             })
         }
         CoseMessage::Sign(parsed) => {
-            let v = otrp_cose::verify_sign(
-                provider,
-                &detached,
-                Some(&payload),
-                keys,
-                SignPolicy::AnyOne,
-            )?;
+            let v = otrp_cose::verify_sign(provider, bytes, None, keys, SignPolicy::AnyOne)?;
             let first = v.signers.first().ok_or(SignedError::NotSigned)?;
             let id = parsed
                 .signatures
@@ -274,37 +267,4 @@ fn suite_of(alg_id: i64) -> TeepCipherSuite {
         cose_type: cose_type::SIGN1,
         alg: alg_id,
     }])
-}
-
-/// Splits an attached-payload COSE_Sign1/COSE_Sign into the same structure with a `nil`
-/// payload plus the payload.
-///
-/// Workaround: `otrp_cose::verify_sign1`/`verify_sign` (at b6cd99e) build the
-/// Sig_structure with coset's `tbs_detached_data`, which asserts that the payload is
-/// detached, so an attached payload would panic there. The signature covers the protected
-/// header bytes and the payload, not the outer array encoding, so verifying the detached
-/// form is equivalent. Drop this once otrp-cose verifies attached payloads itself.
-fn detach(bytes: &[u8], limits: &DecodeLimits) -> Result<(Vec<u8>, Vec<u8>), SignedError> {
-    use ciborium::value::Value;
-    let cose_limits = DecodeLimits {
-        max_input_len: limits.max_input_len,
-        max_depth: limits.max_depth.max(16),
-    };
-    let mut value = crate::cbor::decode_value(bytes, &cose_limits)?;
-    let items = match &mut value {
-        Value::Tag(_, inner) => match inner.as_mut() {
-            Value::Array(items) => items,
-            _ => return Err(SignedError::NotSigned),
-        },
-        Value::Array(items) => items,
-        _ => return Err(SignedError::NotSigned),
-    };
-    let payload = match items.get_mut(2) {
-        Some(slot @ Value::Bytes(_)) => match core::mem::replace(slot, Value::Null) {
-            Value::Bytes(p) => p,
-            _ => return Err(SignedError::NotSigned),
-        },
-        _ => return Err(SignedError::NotSigned),
-    };
-    Ok((crate::cbor::encode_value(&value)?, payload))
 }
