@@ -15,6 +15,20 @@
 //!
 //! Output is compact JSON in declaration order, so what we produce re-encodes byte for
 //! byte. Errors name the JSON path and line/column ([`Error::Data`], [`Error::Syntax`]).
+//!
+//! Decisions where the draft is loose (spec `otrp.md` §7.0, §9):
+//! * Booleans (`nextdsi`, `deleteta`, `signerreq`, `renewteespaik`) are JSON booleans as
+//!   in the templates; the samples' strings (`"false"`, `"1"`) are refused with a path.
+//!   `ocspdat` and `supportedsigalgs` are arrays, `sdlist.cnt` a decimal string.
+//! * `content`/`edsi` decode as [`Content::Encrypted`] when the object has `ciphertext`,
+//!   else as [`Content::Plain`] (the "TBS before encryption" samples); signing and
+//!   verifying refuse plaintext ([`Error::PlaintextContent`]).
+//! * `reason` is the §7.6 coded object or the §9.2.1.3 free-text detail ([`Reason`]).
+//! * Response encryption "with the same JWE CEK of the request": the TEE re-wraps the
+//!   request CEK to the TAM key with a fresh IV ([`encrypt_content_with_cek`]); the TAM
+//!   can open it with its key or the CEK it kept ([`decrypt_content_with_cek`]).
+//! * RSA1_5 decryption uses the RFC 7516 §11.5 random-CEK countermeasure and blinded
+//!   RSA; all JWE failures are the same [`Error::Decrypt`].
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;

@@ -665,7 +665,9 @@ pub fn decrypt(
     let mut candidates = Vec::new();
     for i in 0..jwe.recipients.len() {
         let alg = recipient_alg(jwe, &protected, i)?;
-        if alg == KeyMgmt::Rsa1_5 && legacy == LegacyMode::Deny {
+        // RSA1_5 matters only to an RSA key; other recipients' choices are theirs.
+        if alg == KeyMgmt::Rsa1_5 && legacy == LegacyMode::Deny && matches!(key, PrivateKey::Rsa(_))
+        {
             return Err(Error::LegacyRsa15Refused {
                 member: format!("recipients[{i}]"),
             });
