@@ -5,7 +5,9 @@
 
 pub mod cbor;
 pub mod input;
+mod keys;
 pub mod names;
+pub mod typed;
 pub mod view;
 
 use clap::{Args, ValueEnum};
@@ -54,30 +56,95 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let value = match cbor::parse(&bytes) {
-        Ok(v) => v,
+    let name = args.input.display().to_string();
+    let kind = match typed::recognise(&bytes) {
+        Ok(k) => k,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.input.display());
+            eprintln!("error: {name}: {e}");
             return ExitCode::from(2);
         }
     };
-    let (kind, _) = view::classify(&value);
-    let tree = view::build_root(&value);
-    match args.format {
-        Format::Text => {
-            println!("{kind}, {} bytes", bytes.len());
-            println!("{}", view::to_edn(&tree));
+    let keys = match args
+        .verify_keys
+        .iter()
+        .map(|p| keys::load(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
-        Format::Diag => println!("{}", view::to_edn(&tree)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "kind": kind,
-                "bytes": bytes.len(),
-                "value": view::to_json(&tree),
-            }))
-            .unwrap_or_default()
-        ),
+    };
+    print_view(args.format, &kind, &bytes);
+
+    let mut failed = false;
+    if args.roundtrip {
+        match typed::roundtrip(&bytes) {
+            Ok(()) => eprintln!(
+                "round trip: OK, {} bytes re-encoded identically",
+                bytes.len()
+            ),
+            Err(f) => {
+                eprintln!("round trip: FAILED: {f}");
+                failed = true;
+            }
+        }
     }
-    ExitCode::SUCCESS
+    if !keys.is_empty() {
+        match typed::verify(otrp_crypto::default_provider(), &bytes, &keys) {
+            Ok(found) => {
+                for v in &found {
+                    eprintln!("signature OK: {} ({})", v.path, v.what);
+                }
+            }
+            Err(f) => {
+                eprintln!("signature FAILED: {f}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints to stdout, ignoring a closed pipe (`otrp inspect x | head`).
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+}
+
+fn print_view(format: Format, kind: &typed::Kind, bytes: &[u8]) {
+    if typed::is_json(bytes) {
+        let pretty = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_default();
+        match format {
+            Format::Text => out(&format!("{kind}, {} bytes\n{pretty}", bytes.len())),
+            Format::Diag | Format::Json => out(&pretty),
+        }
+        return;
+    }
+    let Ok(value) = cbor::parse(bytes) else {
+        return;
+    };
+    let tree = view::build_root(&value);
+    match format {
+        Format::Text => {
+            out(&format!("{kind}, {} bytes", bytes.len()));
+            out(&view::to_edn(&tree));
+        }
+        Format::Diag => out(&view::to_edn(&tree)),
+        Format::Json => out(&serde_json::to_string_pretty(&serde_json::json!({
+            "kind": kind.to_string(),
+            "bytes": bytes.len(),
+            "value": view::to_json(&tree),
+        }))
+        .unwrap_or_default()),
+    }
 }

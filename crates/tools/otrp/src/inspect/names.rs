@@ -156,7 +156,14 @@ pub fn label(ctx: Ctx, label: i64) -> Option<&'static str> {
         (Ctx::EatClaims, 267) => "bootcount",
         (Ctx::EatClaims, 268) => "bootseed",
         (Ctx::EatClaims, 269) => "dloas",
-        (Ctx::EatClaims, 273) => "manifests",
+        (Ctx::EatClaims, 270) => "swname",
+        (Ctx::EatClaims, 271) => "swversion",
+        (Ctx::EatClaims, 272) => "manifests",
+        (Ctx::EatClaims, 273) => {
+            "measurements (RFC 9711; the TEEP draft example uses it for manifests)"
+        }
+        (Ctx::EatClaims, 274) => "measres",
+        (Ctx::EatClaims, 275) => "intuse",
         (Ctx::Cnf, 1) => "COSE_Key",
         (Ctx::Cnf, 2) => "Encrypted_COSE_Key",
         (Ctx::Cnf, 3) => "kid",
