@@ -18,6 +18,10 @@ use crate::{CryptoError, CryptoProvider, PrivateKey, PublicComponents, PublicKey
 /// Deviation from `RustCryptoProvider`: ring has no RFC 6979, so its ECDSA signatures
 /// are randomized (ring draws the nonce and the RSA blinding from its own
 /// `SystemRandom`, the OS RNG). Both are valid and verify with either provider.
+///
+/// ring key pairs are rebuilt from the `PrivateKey` on every `sign` call (ring validates
+/// the pair), so P-256 signing costs ~140 µs instead of ring's native ~25 µs (release,
+/// this machine); verification has no such overhead (~50 µs ES256, ~20 µs RS256).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingProvider;
 
