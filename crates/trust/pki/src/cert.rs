@@ -4,7 +4,9 @@
 use der::{Decode, Encode};
 use otrp_crypto::PublicKey;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, ExtendedKeyUsage, SubjectAltName, SubjectKeyIdentifier,
+};
 use x509_cert::Certificate;
 
 use crate::PkiError;
@@ -14,6 +16,11 @@ use crate::PkiError;
 pub const TAMID_URN_PREFIX: &str = "urn:otrp:tamid:";
 /// The SAN URI prefix that binds a device certificate (TEE or TFW) to its UEID (hex).
 pub const UEID_URN_PREFIX: &str = "urn:otrp:ueid:";
+
+/// id-kp-serverAuth.
+pub const OID_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
+/// id-kp-codeSigning.
+pub const OID_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
 
 /// What OpenTrust reads from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +49,12 @@ pub struct CertInfo {
     pub ueid: Option<Vec<u8>>,
     /// SubjectPublicKeyInfo DER.
     pub spki_der: Vec<u8>,
+    /// Subject key identifier, when the extension is present.
+    pub subject_key_id: Option<Vec<u8>>,
+    /// Authority key identifier (keyIdentifier field), when present.
+    pub authority_key_id: Option<Vec<u8>>,
+    /// Extended key usages (dotted OIDs), when the extension is present.
+    pub extended_key_usages: Option<Vec<String>>,
 }
 
 impl CertInfo {
@@ -73,6 +86,18 @@ impl CertInfo {
                 }
             }
         }
+        let subject_key_id = tbs
+            .get::<SubjectKeyIdentifier>()
+            .map_err(|e| parse(format!("subjectKeyIdentifier: {e}")))?
+            .map(|(_, ski)| ski.0.as_bytes().to_vec());
+        let authority_key_id = tbs
+            .get::<AuthorityKeyIdentifier>()
+            .map_err(|e| parse(format!("authorityKeyIdentifier: {e}")))?
+            .and_then(|(_, aki)| aki.key_identifier.map(|k| k.as_bytes().to_vec()));
+        let extended_key_usages = tbs
+            .get::<ExtendedKeyUsage>()
+            .map_err(|e| parse(format!("extKeyUsage: {e}")))?
+            .map(|(_, eku)| eku.0.iter().map(|o| o.to_string()).collect());
         let tamid = uris
             .iter()
             .find_map(|u| u.strip_prefix(TAMID_URN_PREFIX))
@@ -94,6 +119,9 @@ impl CertInfo {
             tamid,
             ueid,
             spki_der,
+            subject_key_id,
+            authority_key_id,
+            extended_key_usages,
         })
     }
 

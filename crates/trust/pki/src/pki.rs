@@ -212,6 +212,9 @@ pub struct PkiIndex {
     pub organization: String,
     /// When the PKI was created (Unix seconds).
     pub created: u64,
+    /// Random id of this PKI (8 hex digits), part of every CA name so that two PKIs of
+    /// one organization never share a CA subject.
+    pub id: String,
     /// The OEM id devices report (EAT `oemid`, RFC 9711 §4.2.3 random form): hex of
     /// the first 16 bytes of SHA-256 over the OEM public key's SPKI.
     pub oemid: String,
@@ -578,6 +581,11 @@ impl Pki {
                 alg: opts.alg,
                 organization: opts.organization.clone(),
                 created: now,
+                id: {
+                    let mut id = [0u8; 4];
+                    rng.fill_bytes(&mut id);
+                    hex::encode(id)
+                },
                 oemid: String::new(),
                 cas: Vec::new(),
                 issued: Vec::new(),
@@ -617,14 +625,15 @@ impl Pki {
         now: u64,
     ) -> Result<(), PkiError> {
         let org = self.index.organization.clone();
+        let pki_id = self.index.id.clone();
         let alg = self.index.alg;
         let mut root_key_pair: Option<(Vec<(String, String)>, KeyPair)> = None;
         for level in [CaLevel::Root, CaLevel::Issuing] {
             let what = format!("{role} {} CA", level.as_str());
             let key = alg::generate(alg, &what, rng)?;
             let cn = match level {
-                CaLevel::Root => format!("{org} {} Root CA", role.unit()),
-                CaLevel::Issuing => format!("{org} {} Issuing CA 1", role.unit()),
+                CaLevel::Root => format!("{} Root CA {pki_id}", role.unit()),
+                CaLevel::Issuing => format!("{} Issuing CA {pki_id}-1", role.unit()),
             };
             let dn_parts = vec![
                 ("O".to_owned(), org.clone()),
@@ -1113,7 +1122,11 @@ impl Pki {
         for ca in &self.index.cas {
             let ca_der = self.pem_der(&ca.cert, "CERTIFICATE")?;
             let ca_info = CertInfo::from_der(&ca_der)?;
-            if ca_info.subject_der == info.issuer_der {
+            let key_matches = match (&info.authority_key_id, &ca_info.subject_key_id) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => true,
+            };
+            if ca_info.subject_der == info.issuer_der && key_matches {
                 found = Some((ca.role, ca.level));
                 break;
             }

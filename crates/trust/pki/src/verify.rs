@@ -11,12 +11,14 @@ use webpki::{
     RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use crate::cert::CertInfo;
+use crate::cert::{CertInfo, OID_SERVER_AUTH};
 use crate::pki::unix_secs;
 use crate::ChainError;
 
 /// DER content of id-kp-codeSigning (1.3.6.1.5.5.7.3.3).
 const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+/// DER content of id-kp-serverAuth (1.3.6.1.5.5.7.3.1).
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 
 /// What the leaf certificate is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +163,11 @@ impl TrustStore {
             ),
         };
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_secs(now)));
+        // webpki applies the EKU rule to every certificate of the path, and CAs carry no
+        // EKU, so it checks "if present"; that the leaf of a TLS server really has
+        // serverAuth is checked below.
         let eku = match usage {
-            Usage::TlsServer => KeyUsage::server_auth(),
+            Usage::TlsServer => KeyUsage::required_if_present(EKU_SERVER_AUTH),
             _ => KeyUsage::required_if_present(EKU_CODE_SIGNING),
         };
         let path = ee
@@ -182,6 +187,17 @@ impl TrustStore {
             detail: e.to_string(),
         })?;
         match usage {
+            Usage::TlsServer
+                if !info
+                    .extended_key_usages
+                    .as_ref()
+                    .is_some_and(|e| e.iter().any(|o| o == OID_SERVER_AUTH)) =>
+            {
+                return Err(ChainError::WrongUsage {
+                    usage: usage.name(),
+                    detail: "the leaf has no serverAuth extended key usage".into(),
+                })
+            }
             Usage::TamSigner if info.tamid.is_none() => return Err(ChainError::MissingTamId),
             Usage::TeeAttestation | Usage::TfwAttestation if info.ueid.is_none() => {
                 return Err(ChainError::MissingUeid)
