@@ -50,6 +50,12 @@ pub enum CoseError {
         /// Where it was missing (e.g. "COSE_Sign1 protected header").
         what: &'static str,
     },
+    /// No key gives the COSE_Mac0 tag.
+    #[error("{what}: MAC does not verify under any given key")]
+    BadMac {
+        /// Which structure.
+        what: &'static str,
+    },
     /// An algorithm this crate does not implement (the COSE id, or the text label).
     #[error("{what}: unsupported algorithm {alg}")]
     UnsupportedAlgorithm {

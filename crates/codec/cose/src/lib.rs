@@ -39,6 +39,7 @@ mod cbor;
 pub mod encrypt;
 mod error;
 mod key;
+mod mac;
 mod sign;
 
 pub use coset;
@@ -47,6 +48,7 @@ pub use key::{
     cose_key_from_private, cose_key_from_public, cose_key_from_slice, private_from_cose_key,
     public_from_cose_key,
 };
+pub use mac::{mac0, parse_mac0, verify_mac0, VerifiedMac0, ALG_HMAC_256_256, TAG_MAC0};
 pub use sign::{
     parse_sign, parse_sign1, sign, sign1, verify_sign, verify_sign1, KidMode, SignOptions,
     SignPolicy, VerifiedSign, VerifiedSign1, VerifiedSigner, TAG_SIGN, TAG_SIGN1,

@@ -187,7 +187,7 @@ pub fn sign(
 }
 
 /// Strips the expected tag (optional) and returns the inner value.
-fn untag(what: &'static str, tag: u64, value: Value) -> Result<Value, CoseError> {
+pub(crate) fn untag(what: &'static str, tag: u64, value: Value) -> Result<Value, CoseError> {
     match value {
         Value::Tag(t, inner) if t == tag => Ok(*inner),
         Value::Tag(t, _) => Err(CoseError::UnexpectedTag {
@@ -267,7 +267,7 @@ fn verify_with_keys(
     Err(CoseError::BadSignature { what, alg })
 }
 
-fn payload_of(
+pub(crate) fn payload_of(
     what: &'static str,
     attached: Option<&Vec<u8>>,
     detached: Option<&[u8]>,

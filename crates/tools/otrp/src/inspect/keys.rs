@@ -4,8 +4,52 @@ use super::input;
 use otrp_crypto::{PrivateKey, PublicKey};
 use std::path::Path;
 
-/// Loads the public key in `path`, or says why it cannot.
-pub fn load(path: &Path) -> Result<PublicKey, String> {
+/// A key that signatures or MACs are checked with.
+#[derive(Debug, Clone)]
+pub enum VerifyKey {
+    /// A public key (from a public or private key file).
+    Public(PublicKey),
+    /// A symmetric key (COSE_Key kty Symmetric, JWK kty "oct"), for COSE_Mac0.
+    Secret(Vec<u8>),
+}
+
+/// Loads the key in `path`, or says why it cannot.
+pub fn load(path: &Path) -> Result<VerifyKey, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Some(secret) = symmetric(&raw) {
+        return Ok(VerifyKey::Secret(secret));
+    }
+    load_public(path).map(VerifyKey::Public)
+}
+
+/// The `k` of a symmetric COSE_Key (binary or hex) or JWK, if `raw` is one.
+fn symmetric(raw: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(raw).ok().map(str::trim_start);
+    if let Some(t) = text.filter(|t| t.starts_with('{')) {
+        let jwk: serde_json::Value = serde_json::from_str(t).ok()?;
+        if jwk.get("kty")?.as_str()? != "oct" {
+            return None;
+        }
+        let k = jwk.get("k")?.as_str()?;
+        use base64::Engine as _;
+        return base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(k)
+            .ok();
+    }
+    let (bytes, _) = input::decode_text(raw.to_vec());
+    let key = otrp_cose::cose_key_from_slice(&bytes).ok()?;
+    (key.kty == otrp_cose::coset::KeyType::Assigned(otrp_cose::coset::iana::KeyType::Symmetric))
+        .then(|| {
+            key.params.iter().find_map(|(label, value)| {
+                (*label == otrp_cose::coset::Label::Int(-1))
+                    .then(|| value.as_bytes().cloned())
+                    .flatten()
+            })
+        })
+        .flatten()
+}
+
+fn load_public(path: &Path) -> Result<PublicKey, String> {
     let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let name = path.display();
     if let Ok(text) = std::str::from_utf8(&raw) {

@@ -1,6 +1,7 @@
 //! The typed side of `otrp inspect`: recognition through the codecs, byte-exact round
 //! trips and signature checks over every nested signed object.
 
+use super::keys::VerifyKey;
 use super::{cbor, view};
 use ciborium::value::Value;
 use otrp_crypto::{CryptoProvider, PublicKey};
@@ -227,7 +228,13 @@ fn roundtrip_at(path: &str, bytes: &[u8]) -> Result<(), Failure> {
     if is_json(bytes) {
         let msg = otrp_json::decode_any(bytes).map_err(|e| fail(path, e.to_string()))?;
         let out = otrp_json::encode(&msg).map_err(|e| fail(path, e.to_string()))?;
-        return compare(path, "OTrP message", bytes, &out);
+        // JSON whitespace between tokens carries nothing: compare the compact forms.
+        return compare(
+            path,
+            "OTrP message (whitespace ignored)",
+            &json_compact(bytes),
+            &out,
+        );
     }
     let value = cbor::parse(bytes).map_err(|e| fail(path, e.to_string()))?;
     let kind = recognise_value(bytes, &value).map_err(|e| fail(path, e))?;
@@ -277,6 +284,30 @@ fn roundtrip_at(path: &str, bytes: &[u8]) -> Result<(), Failure> {
     }
 }
 
+/// `bytes` with the whitespace outside JSON strings removed.
+pub fn json_compact(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !b.is_ascii_whitespace() {
+            if b == b'"' {
+                in_string = true;
+            }
+            out.push(b);
+        }
+    }
+    out
+}
+
 /// A signature that verified: where, and a description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -291,14 +322,38 @@ pub struct Verified {
 pub fn verify(
     provider: &dyn CryptoProvider,
     bytes: &[u8],
-    keys: &[PublicKey],
+    keys: &[VerifyKey],
 ) -> Result<Vec<Verified>, Failure> {
+    let public: Vec<PublicKey> = keys
+        .iter()
+        .filter_map(|k| match k {
+            VerifyKey::Public(p) => Some(p.clone()),
+            VerifyKey::Secret(_) => None,
+        })
+        .collect();
+    let secret: Vec<&[u8]> = keys
+        .iter()
+        .filter_map(|k| match k {
+            VerifyKey::Secret(s) => Some(s.as_slice()),
+            VerifyKey::Public(_) => None,
+        })
+        .collect();
+    let keys = Keys {
+        public: &public,
+        secret: &secret,
+    };
     let mut found = Vec::new();
-    verify_at(provider, "", bytes, keys, &mut found)?;
+    verify_at(provider, "", bytes, &keys, &mut found)?;
     if found.is_empty() {
         return Err(fail("", "no signature found to verify"));
     }
     Ok(found)
+}
+
+/// The keys given on the command line, by kind.
+struct Keys<'a> {
+    public: &'a [PublicKey],
+    secret: &'a [&'a [u8]],
 }
 
 fn describe_alg(alg: otrp_crypto::SigAlg) -> &'static str {
@@ -309,7 +364,7 @@ fn verify_at(
     provider: &dyn CryptoProvider,
     path: &str,
     bytes: &[u8],
-    keys: &[PublicKey],
+    keys: &Keys<'_>,
     found: &mut Vec<Verified>,
 ) -> Result<(), Failure> {
     if is_json(bytes) {
@@ -326,7 +381,7 @@ fn verify_at(
             } else {
                 path.to_string()
             };
-            let v = otrp_cose::verify_sign1(provider, bytes, None, keys)
+            let v = otrp_cose::verify_sign1(provider, bytes, None, keys.public)
                 .map_err(|e| fail(&here, format!("COSE_Sign1 signature does not verify: {e}")))?;
             found.push(Verified {
                 path: here.clone(),
@@ -346,8 +401,14 @@ fn verify_at(
             } else {
                 path.to_string()
             };
-            let v = otrp_cose::verify_sign(provider, bytes, None, keys, otrp_cose::SignPolicy::All)
-                .map_err(|e| fail(&here, format!("COSE_Sign signature does not verify: {e}")))?;
+            let v = otrp_cose::verify_sign(
+                provider,
+                bytes,
+                None,
+                keys.public,
+                otrp_cose::SignPolicy::All,
+            )
+            .map_err(|e| fail(&here, format!("COSE_Sign signature does not verify: {e}")))?;
             for s in &v.signers {
                 found.push(Verified {
                     path: format!("{here}/signatures[{}]", s.signature_index),
@@ -402,7 +463,7 @@ fn verify_suit(
     provider: &dyn CryptoProvider,
     path: &str,
     bytes: &[u8],
-    keys: &[PublicKey],
+    keys: &Keys<'_>,
     found: &mut Vec<Verified>,
 ) -> Result<(), Failure> {
     let here = if path.is_empty() {
@@ -419,7 +480,7 @@ fn verify_suit(
         let block_path = format!("{here}/authentication[{}]", i + 1);
         let result = match otrp_cose::peek(block) {
             Ok(otrp_cose::CoseMessage::Sign1(_)) => {
-                otrp_cose::verify_sign1(provider, block, Some(digest), keys).map(|v| {
+                otrp_cose::verify_sign1(provider, block, Some(digest), keys.public).map(|v| {
                     format!(
                         "COSE_Sign1 {} by key {}",
                         describe_alg(v.alg),
@@ -431,14 +492,18 @@ fn verify_suit(
                 provider,
                 block,
                 Some(digest),
-                keys,
+                keys.public,
                 otrp_cose::SignPolicy::All,
             )
             .map(|v| format!("COSE_Sign with {} signature(s)", v.signers.len())),
+            Ok(_) if otrp_cose::parse_mac0(block).is_ok() => {
+                otrp_cose::verify_mac0(provider, block, Some(digest), keys.secret)
+                    .map(|v| format!("COSE_Mac0 HMAC 256/256 by key {}", v.key_index + 1))
+            }
             Ok(_) => {
                 return Err(fail(
                     &block_path,
-                    "authentication block is not a signature this tool can verify (COSE_Mac?)",
+                    "authentication block is neither COSE_Sign1, COSE_Sign nor COSE_Mac0",
                 ))
             }
             Err(e) => Err(e),
@@ -467,7 +532,7 @@ fn verify_otrp(
     provider: &dyn CryptoProvider,
     path: &str,
     bytes: &[u8],
-    keys: &[PublicKey],
+    keys: &Keys<'_>,
     found: &mut Vec<Verified>,
 ) -> Result<(), Failure> {
     use otrp_json::OtrpMessage;
@@ -480,8 +545,12 @@ fn verify_otrp(
     };
     let policy = otrp_json::VerifyPolicy::AnyOne;
     let signatures = match &msg {
-        OtrpMessage::Request(r) => r.verify(provider, keys, policy).map(|v| v.signatures),
-        OtrpMessage::Response(r) => r.verify(provider, keys, policy).map(|v| v.signatures),
+        OtrpMessage::Request(r) => r
+            .verify(provider, keys.public, policy)
+            .map(|v| v.signatures),
+        OtrpMessage::Response(r) => r
+            .verify(provider, keys.public, policy)
+            .map(|v| v.signatures),
         _ => return Ok(()),
     }
     .map_err(|e| fail(&here, format!("JWS signature does not verify: {e}")))?;
