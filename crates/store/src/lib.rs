@@ -1,0 +1,203 @@
+//! The OpenTrust TAM store: everything the TAM core keeps, behind one async trait
+//! ([`Store`]), with two backends through sqlx ([`SqlStore`]): SQLite (a file in WAL
+//! mode, the default) and PostgreSQL (so several TAM processes serve one fleet).
+//!
+//! * Design choice: **one async trait** (`async-trait`, object safe: `Arc<dyn Store>` fits
+//!   an axum state). The TAM core calls it between its pure decisions; it never opens
+//!   sockets or reads clocks itself (times are arguments of every call).
+//! * Records are plain data ([`model`]); the core gives them meaning.
+//! * One-time values ([`Store::consume_token`], [`Store::consume_challenge`]) are consumed
+//!   with one conditional `UPDATE … WHERE consumed_at IS NULL AND expires_at > now
+//!   RETURNING …`, so when two replicas race on the same token exactly one wins.
+//! * Sequence numbers of a component's manifests must grow: [`Store::add_manifest`]
+//!   inserts only when no manifest of that component has an equal or higher number.
+//! * Migrations are embedded per backend (`migrations/sqlite`, `migrations/postgres`) and
+//!   run by [`SqlStore::connect`].
+//! * PostgreSQL isolation for tests: [`SqlStore::connect_postgres_schema`] works in its own
+//!   schema (`search_path`), [`SqlStore::drop_schema`] removes it.
+#![forbid(unsafe_code)]
+
+pub mod model;
+mod sql;
+
+use async_trait::async_trait;
+
+pub use model::*;
+pub use sql::{Backend, SqlStore};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back (bad enum text, negative number, …).
+    #[error("corrupt stored value in {table}.{column}: {detail}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Column.
+        column: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The object already exists.
+    #[error("{what} {id} already exists")]
+    Exists {
+        /// Kind of object.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The object does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// Kind of object.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A manifest's sequence number does not grow.
+    #[error("sequence number {seq} does not exceed the latest one ({latest})")]
+    SequenceNotGrowing {
+        /// The number offered.
+        seq: u64,
+        /// The highest stored number.
+        latest: u64,
+    },
+    /// The database URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL scheme in {0:?} (want sqlite: or postgres:)")]
+    UnsupportedUrl(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the TAM core needs to keep. All times are Unix seconds passed by the caller.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // --- devices ---------------------------------------------------------------------
+    /// Inserts or replaces a device (tags included).
+    async fn put_device(&self, d: &DeviceRecord) -> Result<()>;
+    /// One device.
+    async fn device(&self, id: &str) -> Result<Option<DeviceRecord>>;
+    /// Every device (ordered by id).
+    async fn devices(&self) -> Result<Vec<DeviceRecord>>;
+    /// Records the negotiated cipher suite (COSE algorithm id).
+    async fn set_device_suite(&self, id: &str, alg: i64) -> Result<()>;
+    /// Marks a device revoked (or not).
+    async fn set_device_revoked(&self, id: &str, revoked: bool) -> Result<()>;
+
+    // --- attestation and agent keys ----------------------------------------------------
+    /// Stores the newest attestation result of a device.
+    async fn put_attestation(&self, a: &AttestationRecord) -> Result<()>;
+    /// The newest attestation result of a device.
+    async fn attestation(&self, device_id: &str) -> Result<Option<AttestationRecord>>;
+    /// Binds an Agent key to a device (replaces a key with the same kid).
+    async fn put_agent_key(&self, k: &AgentKeyRecord) -> Result<()>;
+    /// The Agent key with this kid.
+    async fn agent_key(&self, kid: &[u8]) -> Result<Option<AgentKeyRecord>>;
+    /// Every Agent key of a device.
+    async fn agent_keys(&self, device_id: &str) -> Result<Vec<AgentKeyRecord>>;
+
+    // --- tokens and challenges -------------------------------------------------------
+    /// Records an issued token.
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()>;
+    /// Reads a token without consuming it.
+    async fn token(&self, token: &[u8]) -> Result<Option<TokenRecord>>;
+    /// Consumes a token atomically: succeeds once, before expiry, across all replicas.
+    async fn consume_token(
+        &self,
+        token: &[u8],
+        now: u64,
+    ) -> Result<std::result::Result<TokenRecord, ConsumeRefusal>>;
+    /// Records an issued challenge.
+    async fn insert_challenge(&self, c: &ChallengeRecord) -> Result<()>;
+    /// Consumes a challenge atomically (as [`Store::consume_token`]).
+    async fn consume_challenge(
+        &self,
+        challenge: &[u8],
+        now: u64,
+    ) -> Result<std::result::Result<ChallengeRecord, ConsumeRefusal>>;
+    /// Deletes tokens and challenges that expired before `before`; returns how many.
+    async fn purge_expired(&self, before: u64) -> Result<u64>;
+
+    // --- accounts, SDs -----------------------------------------------------------------
+    /// Creates an account.
+    async fn insert_account(&self, a: &AccountRecord) -> Result<()>;
+    /// One account.
+    async fn account(&self, id: &str) -> Result<Option<AccountRecord>>;
+    /// The account whose API-token hash is `hash`.
+    async fn account_by_token_hash(&self, hash: &[u8]) -> Result<Option<AccountRecord>>;
+    /// Sets the OEM approval flag of an account.
+    async fn set_account_approved(&self, id: &str, approved: bool) -> Result<()>;
+    /// Every account.
+    async fn accounts(&self) -> Result<Vec<AccountRecord>>;
+    /// Creates an SD.
+    async fn insert_sd(&self, sd: &SdRecord) -> Result<()>;
+    /// One SD.
+    async fn sd(&self, name: &str) -> Result<Option<SdRecord>>;
+    /// SDs, all or of one SP.
+    async fn sds(&self, sp_id: Option<&str>) -> Result<Vec<SdRecord>>;
+    /// Sets the grant flag of an SD.
+    async fn set_sd_granted(&self, name: &str, granted: bool) -> Result<()>;
+
+    // --- catalog -----------------------------------------------------------------------
+    /// Creates a component.
+    async fn insert_component(&self, c: &ComponentRecord) -> Result<()>;
+    /// One component.
+    async fn component(&self, id: &[u8]) -> Result<Option<ComponentRecord>>;
+    /// Components, all or of one SP.
+    async fn components(&self, sp_id: Option<&str>) -> Result<Vec<ComponentRecord>>;
+    /// Adds a manifest; its sequence number must exceed every stored one of the component
+    /// ([`StoreError::SequenceNotGrowing`]).
+    async fn add_manifest(&self, m: &ManifestRecord) -> Result<()>;
+    /// The manifest with the highest sequence number (only `Ready` ones when asked).
+    async fn latest_manifest(
+        &self,
+        component: &[u8],
+        ready_only: bool,
+    ) -> Result<Option<ManifestRecord>>;
+    /// One manifest.
+    async fn manifest(&self, component: &[u8], seq: u64) -> Result<Option<ManifestRecord>>;
+    /// Replaces a manifest's envelope and status (co-signing workflow).
+    async fn update_manifest(
+        &self,
+        component: &[u8],
+        seq: u64,
+        envelope: &[u8],
+        status: ManifestStatus,
+    ) -> Result<()>;
+
+    // --- deployments and progress -------------------------------------------------------
+    /// Creates a deployment; returns its id.
+    async fn insert_deployment(&self, d: &DeploymentRecord) -> Result<i64>;
+    /// One deployment.
+    async fn deployment(&self, id: i64) -> Result<Option<DeploymentRecord>>;
+    /// Deployments, all or of one SP.
+    async fn deployments(&self, sp_id: Option<&str>) -> Result<Vec<DeploymentRecord>>;
+    /// Changes a deployment's state.
+    async fn set_deployment_state(&self, id: i64, state: DeploymentState) -> Result<()>;
+    /// Inserts or replaces progress of (deployment, device, component).
+    async fn put_progress(&self, p: &ProgressRecord) -> Result<()>;
+    /// Progress of one device in one deployment.
+    async fn progress(
+        &self,
+        deployment_id: i64,
+        device_id: &str,
+        component: &[u8],
+    ) -> Result<Option<ProgressRecord>>;
+    /// Every progress row of a device.
+    async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>>;
+    /// Counts of a deployment.
+    async fn progress_counts(&self, deployment_id: i64) -> Result<ProgressCounts>;
+
+    // --- audit -------------------------------------------------------------------------
+    /// Appends to the audit log; returns the id.
+    async fn append_audit(&self, a: &AuditRecord) -> Result<i64>;
+    /// The newest `limit` entries, newest first.
+    async fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>>;
+}

@@ -1,0 +1,383 @@
+//! Store tests: SQLite always; PostgreSQL when `OTRP_TEST_DATABASE_URL` is set (each run
+//! in its own schema, dropped at the end).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use otrp_store::*;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// Two store handles on one database (as two TAM replicas would have) and a cleanup.
+struct Pair {
+    a: SqlStore,
+    b: SqlStore,
+    _dir: Option<std::path::PathBuf>,
+}
+
+impl Pair {
+    async fn sqlite() -> Pair {
+        let dir = std::env::temp_dir().join(unique("otrp_store"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tam.db");
+        let a = SqlStore::open_sqlite(&path).await.unwrap();
+        let b = SqlStore::open_sqlite(&path).await.unwrap();
+        Pair {
+            a,
+            b,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Option<Pair> {
+        let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
+            eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+            return None;
+        };
+        let schema = unique("otrp_test");
+        let a = SqlStore::connect_postgres_schema(&url, &schema)
+            .await
+            .unwrap();
+        let b = SqlStore::connect_postgres_schema(&url, &schema)
+            .await
+            .unwrap();
+        Some(Pair { a, b, _dir: None })
+    }
+
+    async fn finish(self) {
+        drop(self.b);
+        self.a.drop_schema().await.unwrap();
+        if let Some(d) = self._dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn token(t: &[u8], expires_at: u64) -> TokenRecord {
+    TokenRecord {
+        token: t.to_vec(),
+        kind: TokenKind::Query,
+        device_id: None,
+        challenge: Some(b"challenge-0123456789".to_vec()),
+        data_items: 3,
+        sent: vec![SentItem {
+            component: vec![0x81, 0x41, 0x78],
+            seq: 2,
+            deployment_id: 1,
+            delete: false,
+        }],
+        created_at: 100,
+        expires_at,
+        consumed_at: None,
+    }
+}
+
+async fn token_consumed_once_across_replicas(p: &Pair) {
+    let s: Arc<dyn Store> = Arc::new(p.a.clone());
+    let s2: Arc<dyn Store> = Arc::new(p.b.clone());
+    for round in 0..5u8 {
+        let t = vec![round; 16];
+        s.insert_token(&token(&t, 1000)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let st = if i % 2 == 0 { s.clone() } else { s2.clone() };
+            let t = t.clone();
+            tasks.push(tokio::spawn(async move {
+                st.consume_token(&t, 200).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(rec) => {
+                    wins += 1;
+                    assert_eq!(rec.consumed_at, Some(200));
+                    assert_eq!(rec.sent.len(), 1);
+                }
+                Err(refusal) => assert_eq!(refusal, ConsumeRefusal::Replayed),
+            }
+        }
+        assert_eq!(
+            wins, 1,
+            "round {round}: exactly one replica accepts the token"
+        );
+    }
+}
+
+async fn token_refusals(p: &Pair) {
+    let s = &p.a;
+    s.insert_token(&token(b"expiring-token-1", 150))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.consume_token(b"expiring-token-1", 150).await.unwrap(),
+        Err(ConsumeRefusal::Expired)
+    );
+    assert_eq!(
+        s.consume_token(b"never-issued-tok", 10).await.unwrap(),
+        Err(ConsumeRefusal::Unknown)
+    );
+    assert!(matches!(
+        s.insert_token(&token(b"expiring-token-1", 150)).await,
+        Err(StoreError::Exists { .. })
+    ));
+    let c = ChallengeRecord {
+        challenge: b"nonce-0123456789".to_vec(),
+        token: b"expiring-token-1".to_vec(),
+        created_at: 1,
+        expires_at: 100,
+        consumed_at: None,
+    };
+    s.insert_challenge(&c).await.unwrap();
+    assert!(p
+        .b
+        .consume_challenge(&c.challenge, 50)
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(
+        s.consume_challenge(&c.challenge, 51).await.unwrap(),
+        Err(ConsumeRefusal::Replayed)
+    );
+    assert_eq!(s.purge_expired(1000).await.unwrap(), 2);
+    assert_eq!(
+        s.consume_token(b"expiring-token-1", 10).await.unwrap(),
+        Err(ConsumeRefusal::Unknown)
+    );
+}
+
+async fn catalog_and_sequence_numbers(p: &Pair) {
+    let s = &p.a;
+    let comp = ComponentRecord {
+        id: vec![0x81, 0x42, 1, 2],
+        sp_id: "sp1".into(),
+        sd_name: "sd1".into(),
+        name: "hello".into(),
+        created_at: 1,
+    };
+    s.insert_component(&comp).await.unwrap();
+    assert!(matches!(
+        s.insert_component(&comp).await,
+        Err(StoreError::Exists { .. })
+    ));
+    let m = |seq| ManifestRecord {
+        component: comp.id.clone(),
+        seq,
+        envelope: vec![seq as u8; 4],
+        image_digest: None,
+        status: ManifestStatus::Ready,
+        created_at: 2,
+    };
+    s.add_manifest(&m(3)).await.unwrap();
+    match p.b.add_manifest(&m(3)).await {
+        Err(StoreError::SequenceNotGrowing { seq: 3, latest: 3 }) => {}
+        other => panic!("{other:?}"),
+    }
+    match s.add_manifest(&m(2)).await {
+        Err(StoreError::SequenceNotGrowing { seq: 2, latest: 3 }) => {}
+        other => panic!("{other:?}"),
+    }
+    let mut m5 = m(5);
+    m5.status = ManifestStatus::AwaitingCosign;
+    s.add_manifest(&m5).await.unwrap();
+    assert_eq!(
+        s.latest_manifest(&comp.id, true)
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        3
+    );
+    assert_eq!(
+        s.latest_manifest(&comp.id, false)
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        5
+    );
+    s.update_manifest(&comp.id, 5, b"cosigned", ManifestStatus::Ready)
+        .await
+        .unwrap();
+    let l = s.latest_manifest(&comp.id, true).await.unwrap().unwrap();
+    assert_eq!((l.seq, l.envelope.as_slice()), (5, &b"cosigned"[..]));
+    assert_eq!(s.components(Some("sp2")).await.unwrap(), vec![]);
+    assert_eq!(s.components(Some("sp1")).await.unwrap(), vec![comp.clone()]);
+}
+
+async fn records_round_trip(p: &Pair) {
+    let s = &p.a;
+    let d = DeviceRecord {
+        id: "01ab".into(),
+        ueid: vec![1, 0xab],
+        model: "door-lock".into(),
+        hwversion: "1.0".into(),
+        tags: vec!["beta".into(), "eu".into()],
+        suite_alg: None,
+        revoked: false,
+        created_at: 5,
+    };
+    s.put_device(&d).await.unwrap();
+    assert_eq!(p.b.device("01ab").await.unwrap(), Some(d.clone()));
+    s.set_device_suite("01ab", -9).await.unwrap();
+    s.set_device_revoked("01ab", true).await.unwrap();
+    let got = s.devices().await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].suite_alg, got[0].revoked), (Some(-9), true));
+    assert_eq!(got[0].tags, d.tags);
+    assert!(matches!(
+        s.set_device_suite("nope", -9).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let a = AttestationRecord {
+        device_id: "01ab".into(),
+        status: ArStatus::Affirming,
+        tee_version: "1.0".into(),
+        measurement: vec![9; 32],
+        agent_kid: vec![7; 32],
+        verified_at: 10,
+        expires_at: 20,
+    };
+    s.put_attestation(&a).await.unwrap();
+    assert_eq!(s.attestation("01ab").await.unwrap(), Some(a));
+    let k = AgentKeyRecord {
+        kid: vec![7; 32],
+        device_id: "01ab".into(),
+        cose_key: vec![0xa0],
+        bound_at: 10,
+    };
+    s.put_agent_key(&k).await.unwrap();
+    assert_eq!(s.agent_key(&[7; 32]).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.agent_keys("01ab").await.unwrap(), vec![k]);
+
+    let acc = AccountRecord {
+        id: "sp1".into(),
+        kind: AccountKind::Sp,
+        token_hash: vec![1; 32],
+        approved: false,
+        created_at: 1,
+    };
+    s.insert_account(&acc).await.unwrap();
+    s.set_account_approved("sp1", true).await.unwrap();
+    let got = s.account_by_token_hash(&[1; 32]).await.unwrap().unwrap();
+    assert!(got.approved);
+    assert_eq!(s.accounts().await.unwrap().len(), 1);
+
+    let sd = SdRecord {
+        name: "sd1".into(),
+        sp_id: "sp1".into(),
+        granted: false,
+        created_at: 1,
+    };
+    s.insert_sd(&sd).await.unwrap();
+    s.set_sd_granted("sd1", true).await.unwrap();
+    assert!(s.sd("sd1").await.unwrap().unwrap().granted);
+    assert_eq!(s.sds(Some("sp2")).await.unwrap().len(), 0);
+
+    let dep = DeploymentRecord {
+        id: 0,
+        sp_id: "sp1".into(),
+        component: vec![0x81, 0x41, 0x61],
+        action: DeploymentAction::Install,
+        target: Target::Tag("beta".into()),
+        rollout: Rollout::Percent(50),
+        state: DeploymentState::Active,
+        created_at: 3,
+    };
+    let id = s.insert_deployment(&dep).await.unwrap();
+    let id2 = s.insert_deployment(&dep).await.unwrap();
+    assert_ne!(id, id2);
+    s.set_deployment_state(id, DeploymentState::Paused)
+        .await
+        .unwrap();
+    let got = s.deployment(id).await.unwrap().unwrap();
+    assert_eq!(got.state, DeploymentState::Paused);
+    assert_eq!(got.target, dep.target);
+    assert_eq!(got.rollout, dep.rollout);
+    assert_eq!(s.deployments(Some("sp1")).await.unwrap().len(), 2);
+
+    let pr = ProgressRecord {
+        deployment_id: id,
+        device_id: "01ab".into(),
+        component: dep.component.clone(),
+        seq: 1,
+        state: ProgressState::Sent,
+        detail: String::new(),
+        updated_at: 4,
+    };
+    s.put_progress(&pr).await.unwrap();
+    let mut done = pr.clone();
+    done.state = ProgressState::Done;
+    s.put_progress(&done).await.unwrap();
+    assert_eq!(
+        s.progress(id, "01ab", &dep.component).await.unwrap(),
+        Some(done)
+    );
+    assert_eq!(
+        s.progress_counts(id).await.unwrap(),
+        ProgressCounts {
+            sent: 0,
+            done: 1,
+            failed: 0
+        }
+    );
+    assert_eq!(s.device_progress("01ab").await.unwrap().len(), 1);
+
+    for i in 0..3 {
+        s.append_audit(&AuditRecord {
+            id: 0,
+            at: i,
+            actor: "oem".into(),
+            action: "sp.approve".into(),
+            object: format!("sp{i}"),
+            detail: "ok".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let log = p.b.audit(2).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].object, "sp2");
+}
+
+async fn all(p: &Pair) {
+    token_consumed_once_across_replicas(p).await;
+    token_refusals(p).await;
+    catalog_and_sequence_numbers(p).await;
+    records_round_trip(p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store() {
+    let p = Pair::sqlite().await;
+    all(&p).await;
+    p.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store() {
+    let Some(p) = Pair::postgres().await else {
+        return;
+    };
+    all(&p).await;
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn unsupported_url_is_refused() {
+    assert!(matches!(
+        SqlStore::connect("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
