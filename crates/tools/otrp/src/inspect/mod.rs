@@ -5,7 +5,7 @@
 
 pub mod cbor;
 pub mod input;
-mod keys;
+pub mod keys;
 pub mod names;
 pub mod typed;
 pub mod view;

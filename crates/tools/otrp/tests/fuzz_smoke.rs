@@ -1,0 +1,111 @@
+//! A short, deterministic fuzz smoke run for CI: every fuzz target body of
+//! `otrp::fuzzing` runs over every published example and thousands of mutations of them
+//! (bit flips, byte changes, truncations, insertions, splices, random bytes). Long
+//! coverage-guided runs use `cargo fuzz` (scripts/fuzz.sh); this only proves, on every
+//! commit, that none of those inputs panics.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let mut out = Vec::new();
+    let mut stack = vec![
+        root.join("testdata"),
+        root.join("crates/codec/otrp-json/tests/data"),
+    ];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Ok(raw) = std::fs::read(&p) else { continue };
+            let name = p.to_string_lossy();
+            if name.ends_with(".md") || name.ends_with(".diag") || name.ends_with(".pem") {
+                continue;
+            }
+            let (bytes, _) = otrp::inspect::input::decode_text(raw);
+            out.push(bytes);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn mutate(rng: &mut ChaCha8Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = seeds[rng.gen_range(0..seeds.len())].clone();
+    let rounds = rng.gen_range(1..4);
+    for _ in 0..rounds {
+        match rng.gen_range(0..7) {
+            0 if !b.is_empty() => {
+                let i = rng.gen_range(0..b.len());
+                b[i] ^= 1 << rng.gen_range(0..8);
+            }
+            1 if !b.is_empty() => {
+                let i = rng.gen_range(0..b.len());
+                b[i] = *[0x00, 0xff, 0x1b, 0x5b, 0x9f, 0xbf, 0xd8, 0x7f, 0x80]
+                    .get(rng.gen_range(0..9))
+                    .unwrap_or(&0);
+            }
+            2 if !b.is_empty() => {
+                let n = rng.gen_range(0..b.len());
+                b.truncate(n);
+            }
+            3 => {
+                let i = rng.gen_range(0..=b.len());
+                let extra: Vec<u8> = (0..rng.gen_range(1..9)).map(|_| rng.gen()).collect();
+                b.splice(i..i, extra);
+            }
+            4 => {
+                let other = &seeds[rng.gen_range(0..seeds.len())];
+                if !other.is_empty() && !b.is_empty() {
+                    let cut = rng.gen_range(0..b.len());
+                    let from = rng.gen_range(0..other.len());
+                    b.truncate(cut);
+                    b.extend_from_slice(&other[from..]);
+                }
+            }
+            5 => b = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect(),
+            _ => {
+                // duplicate a slice (lengths and nesting drift)
+                if b.len() > 2 {
+                    let s = rng.gen_range(0..b.len() - 1);
+                    let e = rng.gen_range(s + 1..b.len());
+                    let piece = b[s..e].to_vec();
+                    b.splice(s..s, piece);
+                }
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn every_fuzz_target_survives_seeds_and_mutations() {
+    let seeds = seeds();
+    assert!(seeds.len() > 80, "only {} seeds", seeds.len());
+    let per_target: usize = std::env::var("OTRP_FUZZ_SMOKE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    for (name, target) in otrp::fuzzing::TARGETS {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x07_7e_e9);
+        for s in &seeds {
+            target(s);
+        }
+        for _ in 0..per_target {
+            target(&mutate(&mut rng, &seeds));
+        }
+        eprintln!(
+            "fuzz smoke: {name}: {} executions, no panic",
+            seeds.len() + per_target
+        );
+    }
+}
