@@ -5,6 +5,9 @@
 
 use otrp::inspect;
 
+mod device;
+mod pki;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -24,6 +27,10 @@ enum Command {
     /// Decode and explain a TEEP, SUIT, EAT, COSE or OTrP message; check round trips and
     /// signatures.
     Inspect(inspect::InspectArgs),
+    /// Development PKI: CAs for TEE, TFW/OEM, TAM and SP; issue, revoke, verify, export keys.
+    Pki(pki::PkiArgs),
+    /// Device factory step: provision TEE/TFW identities and sealed state; show a device.
+    Device(device::DeviceArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -46,5 +53,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Pki(args) => pki::run(&args),
+        Command::Device(args) => device::run(&args),
     }
 }

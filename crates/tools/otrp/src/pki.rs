@@ -490,10 +490,9 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     } else {
         pki.trust_store(role)?
     };
-    let at = a
-        .at
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .unwrap_or_else(SystemTime::now);
+    let at =
+        a.at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+            .unwrap_or_else(SystemTime::now);
     let v = store.verify(&leaf, &certs, usage_for(kind), at)?;
     println!(
         "OK: {} is a valid {kind} certificate under the {role} root ({}, path of {}, valid to {}{}).",
@@ -534,7 +533,12 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
             human_date(ca.crl_next_update)
         );
         for r in &ca.revoked {
-            println!("      revoked {} {} at {}", r.serial, r.subject, human_date(r.revoked_at));
+            println!(
+                "      revoked {} {} at {}",
+                r.serial,
+                r.subject,
+                human_date(r.revoked_at)
+            );
         }
     }
     println!("\nIssued:");
@@ -599,16 +603,11 @@ fn read_key(path: &Path) -> anyhow::Result<AnyKey> {
         Some(h) if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()) => hex::decode(&h)?,
         _ => bytes,
     };
-    let key = otrp_cose::cose_key_from_slice(&cbor).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is neither PEM, JWK nor COSE_Key: {e}",
-            path.display()
-        )
-    })?;
-    let has_d = key
-        .params
-        .iter()
-        .any(|(l, _)| *l == otrp_cose::coset::Label::Int(-4) || *l == otrp_cose::coset::Label::Int(-3));
+    let key = otrp_cose::cose_key_from_slice(&cbor)
+        .map_err(|e| anyhow::anyhow!("{} is neither PEM, JWK nor COSE_Key: {e}", path.display()))?;
+    let has_d = key.params.iter().any(|(l, _)| {
+        *l == otrp_cose::coset::Label::Int(-4) || *l == otrp_cose::coset::Label::Int(-3)
+    });
     Ok(if has_d {
         match otrp_cose::private_from_cose_key(&key) {
             Ok(k) => AnyKey::Private(k),
@@ -658,7 +657,9 @@ fn export(a: &ExportArgs) -> anyhow::Result<()> {
             AnyKey::Public(_) => "public",
         },
         public.key_type(),
-        hex::encode(otrp_crypto::thumbprint::cose_key_thumbprint(&public, provider)),
+        hex::encode(otrp_crypto::thumbprint::cose_key_thumbprint(
+            &public, provider
+        )),
         otrp_crypto::jwk::thumbprint_b64(&public, provider)
     );
     match &a.out {

@@ -123,7 +123,11 @@ pub enum ChainError {
     #[error("certificate chain does not lead to a trusted root (unknown issuer)")]
     UnknownIssuer,
     /// A certificate in the chain has expired at the time given.
-    #[error("a certificate in the chain expired at unix time {not_after} (checked at {now})")]
+    #[error(
+        "a certificate in the chain expired at {} (checked at {})",
+        crate::rfc3339(*not_after),
+        crate::rfc3339(*now)
+    )]
     Expired {
         /// Its notAfter, seconds since the Unix epoch.
         not_after: u64,
@@ -132,7 +136,9 @@ pub enum ChainError {
     },
     /// A certificate in the chain is not valid yet at the time given.
     #[error(
-        "a certificate in the chain is not valid before unix time {not_before} (checked at {now})"
+        "a certificate in the chain is not valid before {} (checked at {})",
+        crate::rfc3339(*not_before),
+        crate::rfc3339(*now)
     )]
     NotYetValid {
         /// Its notBefore.
@@ -144,7 +150,11 @@ pub enum ChainError {
     #[error("a certificate in the chain is revoked (listed on its issuer's CRL)")]
     Revoked,
     /// A CRL needed for the check has passed its nextUpdate.
-    #[error("a CRL expired at unix time {next_update} (checked at {now}); reissue it with `otrp pki crl`")]
+    #[error(
+        "a CRL expired at {} (checked at {}); reissue the CRLs with `otrp pki crl`",
+        crate::rfc3339(*next_update),
+        crate::rfc3339(*now)
+    )]
     CrlExpired {
         /// The CRL's nextUpdate.
         next_update: u64,

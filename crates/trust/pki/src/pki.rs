@@ -1328,6 +1328,17 @@ fn ca_issuer<'a>(
     Ok(Issuer::new(params, signer))
 }
 
+/// RFC 3339 (UTC) rendering of Unix seconds, for people.
+pub fn rfc3339(secs: u64) -> String {
+    odt(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
 /// A time `days` after `now` (for tests and tools that check expiry).
 pub fn days_after(now: SystemTime, days: u32) -> SystemTime {
     now + Duration::from_secs(u64::from(days) * 86_400)
