@@ -11,14 +11,13 @@ use otrp_cose::encrypt::Kek;
 use otrp_crypto::{CryptoProvider, PublicKey};
 use otrp_suit::labels::{manifest as ml, parameter as pl};
 use otrp_suit::{
-    Action, CborItem, Command, CommandSequence, ComponentId, Condition, Digest, Envelope,
-    IndexArg, Limits, Manifest, Parameter, Parameters, ReportEntry, ReportReason, ReportResult,
-    SuitRecord, SuitReport, SystemPropertyClaims, VendorId, VerifiedBlock,
+    Action, CborItem, Command, CommandSequence, ComponentId, Condition, Digest, Envelope, IndexArg,
+    Limits, Manifest, Parameter, Parameters, ReportEntry, ReportReason, ReportResult, SuitRecord,
+    SuitReport, SystemPropertyClaims, VendorId, VerifiedBlock,
 };
 
 use crate::store::{
-    component_id_text, ChangeSet, ComponentStore, Holder, ManifestRecord, SeqMark, StoreError,
-    View,
+    component_id_text, ChangeSet, ComponentStore, Holder, ManifestRecord, SeqMark, StoreError, View,
 };
 
 /// The identifiers the manifest conditions are checked against.
@@ -121,7 +120,7 @@ pub struct ProcessError {
     /// What was wrong.
     pub detail: String,
     /// Where (manifest path, section, command index, component index, parameters).
-    pub record: SuitRecord,
+    pub record: Box<SuitRecord>,
 }
 
 impl ProcessError {
@@ -129,7 +128,7 @@ impl ProcessError {
         ProcessError {
             reason,
             detail: detail.into(),
-            record: SuitRecord::default(),
+            record: Box::default(),
         }
     }
 }
@@ -201,12 +200,12 @@ enum Mode {
 
 enum Abort {
     Fetch(String),
-    Fail(ProcessError),
+    Fail(Box<ProcessError>),
 }
 
 impl From<StoreError> for Abort {
     fn from(e: StoreError) -> Self {
-        Abort::Fail(e.into())
+        Abort::Fail(Box::new(e.into()))
     }
 }
 
@@ -257,10 +256,10 @@ impl Run<'_> {
     }
     fn fail(&self, reason: ReportReason, detail: impl Into<String>) -> Abort {
         let idx = self.current.first().copied().unwrap_or(0);
-        Abort::Fail(ProcessError {
+        Abort::Fail(Box::new(ProcessError {
             reason,
             detail: detail.into(),
-            record: SuitRecord {
+            record: Box::new(SuitRecord {
                 manifest_id: self.path.clone(),
                 manifest_section: self.section,
                 section_offset: self.offset,
@@ -278,14 +277,16 @@ impl Run<'_> {
                         .unwrap_or_default(),
                 ),
                 extensions: Vec::new(),
-            },
-        })
+            }),
+        }))
     }
     fn component(&self, idx: u64) -> Option<&ComponentId> {
         if self.deps.contains_key(&idx) {
             return None;
         }
-        usize::try_from(idx).ok().and_then(|i| self.components.get(i))
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.components.get(i))
     }
 }
 
@@ -405,7 +406,10 @@ impl<'p, 'a> Engine<'p, 'a> {
             ));
         };
         if bytes.len() > self.p.config.max_image_size {
-            return Err(run.fail(ReportReason::OperationFailed, "image exceeds the size limit"));
+            return Err(run.fail(
+                ReportReason::OperationFailed,
+                "image exceeds the size limit",
+            ));
         }
         self.local.images.insert(id.clone(), Some(bytes));
         if !self.installed.contains(&id) {
@@ -505,7 +509,12 @@ impl<'p, 'a> Engine<'p, 'a> {
         self.store_image(run, idx, bytes)
     }
 
-    fn check_condition(&mut self, run: &mut Run<'_>, cond: Condition, idx: u64) -> Result<bool, Abort> {
+    fn check_condition(
+        &mut self,
+        run: &mut Run<'_>,
+        cond: Condition,
+        idx: u64,
+    ) -> Result<bool, Abort> {
         let device = &self.p.config.device;
         let missing = |run: &Run<'_>, what: &str| {
             run.fail(
@@ -548,13 +557,15 @@ impl<'p, 'a> Engine<'p, 'a> {
                     false
                 } else {
                     let Some(id) = run.component(idx).cloned() else {
-                        return Err(run.fail(ReportReason::ComponentUnsupported, "no such component"));
+                        return Err(
+                            run.fail(ReportReason::ComponentUnsupported, "no such component")
+                        );
                     };
                     match self.image(&id)? {
                         Some(img) => {
                             let size_ok = match run.param(idx, pl::IMAGE_SIZE) {
                                 Some(Parameter::ImageSize(n)) => {
-                                    u64::try_from(img.len()).map_or(false, |l| l == *n)
+                                    u64::try_from(img.len()).is_ok_and(|l| l == *n)
                                 }
                                 _ => true,
                             };
@@ -600,7 +611,11 @@ impl<'p, 'a> Engine<'p, 'a> {
             (Action::Write, Mode::Update) => {
                 let content = match run.param(idx, pl::CONTENT) {
                     Some(Parameter::Content(c)) => c.clone(),
-                    _ => return Err(run.fail(ReportReason::ParameterUnsupported, "write without content")),
+                    _ => {
+                        return Err(
+                            run.fail(ReportReason::ParameterUnsupported, "write without content")
+                        )
+                    }
                 };
                 let bytes = match run.param(idx, pl::ENCRYPTION_INFO) {
                     Some(Parameter::EncryptionInfo(info)) => {
@@ -622,14 +637,21 @@ impl<'p, 'a> Engine<'p, 'a> {
                     }
                 };
                 let Some(src_id) = run.component(src).cloned() else {
-                    return Err(run.fail(ReportReason::ComponentUnsupported, "source is not a component"));
+                    return Err(run.fail(
+                        ReportReason::ComponentUnsupported,
+                        "source is not a component",
+                    ));
                 };
                 let Some(src_img) = self.image(&src_id)? else {
-                    return Err(run.fail(ReportReason::OperationFailed, "source component is empty"));
+                    return Err(
+                        run.fail(ReportReason::OperationFailed, "source component is empty")
+                    );
                 };
                 if action == Action::Swap {
                     let Some(dst_id) = run.component(idx).cloned() else {
-                        return Err(run.fail(ReportReason::ComponentUnsupported, "no such component"));
+                        return Err(
+                            run.fail(ReportReason::ComponentUnsupported, "no such component")
+                        );
                     };
                     let dst_img = self.image(&dst_id)?.unwrap_or_default();
                     self.store_image(run, src, dst_img)?;
@@ -646,7 +668,10 @@ impl<'p, 'a> Engine<'p, 'a> {
             }
             (Action::ProcessDependency, Mode::Update) => {
                 let Some(prefix) = run.deps.get(&idx).cloned() else {
-                    return Err(run.fail(ReportReason::ComponentUnsupported, "index is not a dependency"));
+                    return Err(run.fail(
+                        ReportReason::ComponentUnsupported,
+                        "index is not a dependency",
+                    ));
                 };
                 let bytes = match run.slots.get(&idx) {
                     Some(slot) if slot.checked => slot.bytes.clone(),
@@ -656,7 +681,11 @@ impl<'p, 'a> Engine<'p, 'a> {
                             "dependency was not integrity-checked",
                         ))
                     }
-                    None => return Err(run.fail(ReportReason::OperationFailed, "dependency not fetched")),
+                    None => {
+                        return Err(
+                            run.fail(ReportReason::OperationFailed, "dependency not fetched")
+                        )
+                    }
                 };
                 let mut path = run.path.clone();
                 path.push(idx);
@@ -825,7 +854,9 @@ impl<'p, 'a> Engine<'p, 'a> {
                     if !done && !t.nil_default {
                         return Err(match last {
                             Some(e) => Abort::Fail(e),
-                            None => run.fail(ReportReason::ConditionFailed, "try-each: no alternative"),
+                            None => {
+                                run.fail(ReportReason::ConditionFailed, "try-each: no alternative")
+                            }
                         });
                     }
                 }
@@ -840,7 +871,13 @@ impl<'p, 'a> Engine<'p, 'a> {
         Ok(Flow::Continue)
     }
 
-    fn new_run<'e>(&self, env: &'e Envelope, manifest_id: ComponentId, path: Vec<u64>, mode: Mode) -> Result<Run<'e>, Abort> {
+    fn new_run<'e>(
+        &self,
+        env: &'e Envelope,
+        manifest_id: ComponentId,
+        path: Vec<u64>,
+        mode: Mode,
+    ) -> Result<Run<'e>, Abort> {
         let man = env.manifest();
         let common = man.common.value();
         let components = common.components.clone().unwrap_or_default();
@@ -872,7 +909,12 @@ impl<'p, 'a> Engine<'p, 'a> {
         Ok(run)
     }
 
-    fn run_section(&mut self, run: &mut Run<'_>, label: i64, seq: &CommandSequence) -> Result<(), Abort> {
+    fn run_section(
+        &mut self,
+        run: &mut Run<'_>,
+        label: i64,
+        seq: &CommandSequence,
+    ) -> Result<(), Abort> {
         run.params.clear();
         run.current = vec![0];
         if let Some(shared) = &run.env.manifest().common.value().shared_sequence {
@@ -895,17 +937,20 @@ impl<'p, 'a> Engine<'p, 'a> {
         expected_id: Option<&ComponentId>,
     ) -> Result<ComponentId, Abort> {
         let fail = |reason, detail: String| {
-            Abort::Fail(ProcessError {
+            Abort::Fail(Box::new(ProcessError {
                 reason,
                 detail,
-                record: SuitRecord {
+                record: Box::new(SuitRecord {
                     manifest_id: path.clone(),
                     ..SuitRecord::default()
-                },
-            })
+                }),
+            }))
         };
         if self.depth > self.p.config.max_nesting {
-            return Err(fail(ReportReason::OperationFailed, "dependencies nest too deep".into()));
+            return Err(fail(
+                ReportReason::OperationFailed,
+                "dependencies nest too deep".into(),
+            ));
         }
         let env = Envelope::decode_with(bytes, &self.p.config.limits)
             .map_err(|e| fail(ReportReason::CborParse, e.to_string()))?;
@@ -921,7 +966,10 @@ impl<'p, 'a> Engine<'p, 'a> {
             ));
         }
         let Some(manifest_id) = manifest_id_of(man) else {
-            return Err(fail(ReportReason::ComponentUnsupported, "manifest names no component".into()));
+            return Err(fail(
+                ReportReason::ComponentUnsupported,
+                "manifest names no component".into(),
+            ));
         };
         if let Some(exp) = expected_id {
             if *exp != manifest_id {
@@ -943,7 +991,9 @@ impl<'p, 'a> Engine<'p, 'a> {
         let seq = man.sequence_number;
         // Anti-rollback against the high-water mark (kept after uninstallation).
         if let Some(mark) = self.sequence_mark(&manifest_id)? {
-            if seq < mark.sequence_number || (seq == mark.sequence_number && digest_bytes != mark.digest) {
+            if seq < mark.sequence_number
+                || (seq == mark.sequence_number && digest_bytes != mark.digest)
+            {
                 return Err(fail(
                     ReportReason::Unauthorised,
                     alloc::format!(
@@ -1002,7 +1052,10 @@ impl<'p, 'a> Engine<'p, 'a> {
             .filter(|(i, _)| !run.deps.contains_key(&(*i as u64)))
             .map(|(_, c)| c.clone())
             .collect();
-        let mut holders = existing.as_ref().map(|r| r.holders.clone()).unwrap_or_default();
+        let mut holders = existing
+            .as_ref()
+            .map(|r| r.holders.clone())
+            .unwrap_or_default();
         if !holders.contains(&holder) {
             holders.push(holder);
         }
@@ -1027,7 +1080,9 @@ impl<'p, 'a> Engine<'p, 'a> {
             holders,
             dependencies: run.processed_deps.clone(),
         };
-        self.local.manifests.insert(manifest_id.clone(), Some(record));
+        self.local
+            .manifests
+            .insert(manifest_id.clone(), Some(record));
         self.local.sequence_marks.insert(
             manifest_id.clone(),
             SeqMark {
@@ -1064,10 +1119,13 @@ impl<'p, 'a> Engine<'p, 'a> {
 
     fn unlink_inner(&mut self, manifest_id: &ComponentId, holder: &Holder) -> Result<(), Abort> {
         let Some(mut rec) = self.manifest(manifest_id)? else {
-            return Err(Abort::Fail(ProcessError::bare(
+            return Err(Abort::Fail(Box::new(ProcessError::bare(
                 ReportReason::OperationFailed,
-                alloc::format!("manifest {} is not installed", component_id_text(manifest_id)),
-            )));
+                alloc::format!(
+                    "manifest {} is not installed",
+                    component_id_text(manifest_id)
+                ),
+            ))));
         };
         rec.holders.retain(|h| h != holder);
         if !rec.holders.is_empty() {
@@ -1075,14 +1133,17 @@ impl<'p, 'a> Engine<'p, 'a> {
             return Ok(());
         }
         if self.depth > self.p.config.max_nesting {
-            return Err(Abort::Fail(ProcessError::bare(
+            return Err(Abort::Fail(Box::new(ProcessError::bare(
                 ReportReason::OperationFailed,
                 "dependencies nest too deep",
-            )));
+            ))));
         }
         // The envelope was verified when installed and comes from sealed storage.
         let env = Envelope::decode_with(&rec.envelope, &self.p.config.limits).map_err(|e| {
-            Abort::Fail(ProcessError::bare(ReportReason::CborParse, e.to_string()))
+            Abort::Fail(Box::new(ProcessError::bare(
+                ReportReason::CborParse,
+                e.to_string(),
+            )))
         })?;
         let mut run = self.new_run(&env, manifest_id.clone(), Vec::new(), Mode::Uninstall)?;
         if let Some(seq) = env.manifest().uninstall.as_ref() {
@@ -1104,10 +1165,15 @@ impl<'p, 'a> Engine<'p, 'a> {
     }
 }
 
-fn failure_report(env: Option<&Envelope>, raw: &[u8], nonce: Option<&[u8]>, e: &ProcessError) -> SuitReport {
+fn failure_report(
+    env: Option<&Envelope>,
+    raw: &[u8],
+    nonce: Option<&[u8]>,
+    e: &ProcessError,
+) -> SuitReport {
     let result = ReportResult::Failure {
         code: e.reason.code(),
-        record: e.record.clone(),
+        record: (*e.record).clone(),
         reason: e.reason,
     };
     match env {
@@ -1174,7 +1240,11 @@ impl<'a> Processor<'a> {
                     }));
                 };
                 let signers = env.verify(self.provider, self.anchors).unwrap_or_default();
-                let mut report = SuitReport::for_envelope(&env, nonce.map(<[u8]>::to_vec), ReportResult::Success);
+                let mut report = SuitReport::for_envelope(
+                    &env,
+                    nonce.map(<[u8]>::to_vec),
+                    ReportResult::Success,
+                );
                 for id in &engine.installed {
                     let mut props = Vec::new();
                     if let Ok(Some(img)) = engine.image(id) {
@@ -1183,10 +1253,12 @@ impl<'a> Processor<'a> {
                         }
                         props.push(Parameter::ImageSize(img.len() as u64));
                     }
-                    report.records.push(ReportEntry::System(SystemPropertyClaims {
-                        component_id: id.clone(),
-                        properties: Parameters(props),
-                    }));
+                    report
+                        .records
+                        .push(ReportEntry::System(SystemPropertyClaims {
+                            component_id: id.clone(),
+                            properties: Parameters(props),
+                        }));
                 }
                 Step::Done(Box::new(Applied {
                     changes: engine.local,
@@ -1200,7 +1272,7 @@ impl<'a> Processor<'a> {
             Err(Abort::Fetch(uri)) => Step::NeedFetch { uri },
             Err(Abort::Fail(e)) => Step::Failed(Box::new(Failed {
                 report: failure_report(env.as_ref(), bytes, nonce, &e),
-                error: e,
+                error: *e,
             })),
         }
     }
@@ -1220,7 +1292,7 @@ impl<'a> Processor<'a> {
         let mut engine = Engine::new(self, store, base);
         match engine.unlink_inner(manifest_id, holder) {
             Ok(()) => Ok(engine.local),
-            Err(Abort::Fail(e)) => Err(e),
+            Err(Abort::Fail(e)) => Err(*e),
             Err(Abort::Fetch(uri)) => Err(ProcessError::bare(
                 ReportReason::OperationFailed,
                 alloc::format!("uninstall tried to fetch {uri}"),
@@ -1240,7 +1312,10 @@ impl<'a> Processor<'a> {
         let rec = engine.manifest(manifest_id)?.ok_or_else(|| {
             ProcessError::bare(
                 ReportReason::OperationFailed,
-                alloc::format!("manifest {} is not installed", component_id_text(manifest_id)),
+                alloc::format!(
+                    "manifest {} is not installed",
+                    component_id_text(manifest_id)
+                ),
             )
         })?;
         let env = Envelope::decode_with(&rec.envelope, &self.config.limits)
@@ -1261,7 +1336,7 @@ impl<'a> Processor<'a> {
         };
         match run_all(&mut engine) {
             Ok(()) => Ok(engine.invoked),
-            Err(Abort::Fail(e)) => Err(e),
+            Err(Abort::Fail(e)) => Err(*e),
             Err(Abort::Fetch(uri)) => Err(ProcessError::bare(
                 ReportReason::OperationFailed,
                 alloc::format!("invocation tried to fetch {uri}"),
