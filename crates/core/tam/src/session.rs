@@ -1,0 +1,905 @@
+//! TEEP session rules of the TAM (draft-ietf-teep-protocol §7.1; spec notes §2.11, §2.13).
+//!
+//! [`Tam::process`] is the whole protocol surface an HTTP shell needs
+//! (draft-ietf-teep-otrp-over-http §6): an empty body opens a session (ProcessConnect), a
+//! non-empty body is a TEEP message (ProcessTeepMessage); the [`Outcome`] is either a
+//! message to return with 200 or "done" (204). Every piece of session state lives in the
+//! store (tokens carry it), so any replica can take the next message, and a restarted
+//! TAM continues where it stopped.
+
+use std::sync::Arc;
+
+use ciborium::value::Value;
+use coset::{AsCborValue, CborSerializable, Label};
+use otrp_crypto::thumbprint::cose_key_thumbprint;
+use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
+use otrp_store::{
+    AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeRefusal,
+    DeploymentAction, DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout,
+    SentItem, Store, StoreError, TokenKind, TokenRecord,
+};
+use otrp_suit::CborItem;
+use otrp_teep::signed::{self, Verified};
+use otrp_teep::{
+    ComponentId, DataItemRequested, QueryRequest, QueryResponse, SuitCoseProfile,
+    TeepCipherSuite, TeepMessage, Update,
+};
+use rand_core::CryptoRngCore;
+
+use crate::attest::{AttestationError, Verifier};
+use crate::component_key;
+
+/// COSE header label `kccs` (RFC 9528): a CWT Claims Set whose `cnf` holds a COSE_Key.
+/// An Agent may put its TEEP key there when its evidence's `cnf` is only a `kid`.
+pub const KCCS: i64 = 14;
+
+/// What the HTTP layer sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A TEEP message (HTTP 200, `application/teep+cbor`).
+    Reply(Vec<u8>),
+    /// The session is over (HTTP 204, no body).
+    Done,
+}
+
+impl Outcome {
+    /// 200 for a reply, 204 when done.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Outcome::Reply(_) => 200,
+            Outcome::Done => 204,
+        }
+    }
+    /// The body (empty when done).
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Outcome::Reply(b) => b,
+            Outcome::Done => &[],
+        }
+    }
+}
+
+/// Why a message was refused (the session state is unchanged unless noted).
+#[derive(Debug, thiserror::Error)]
+pub enum TamError {
+    /// Not a COSE-protected TEEP message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The message carries no token (this TAM always sends one).
+    #[error("the message carries no token")]
+    MissingToken,
+    /// The token was never issued (or was purged).
+    #[error("unknown token")]
+    TokenUnknown,
+    /// The token was already answered once.
+    #[error("token replayed: it was already consumed")]
+    TokenReplayed,
+    /// The token expired.
+    #[error("token expired")]
+    TokenExpired,
+    /// The challenge was already used or expired.
+    #[error("challenge refused: {0:?}")]
+    Challenge(ConsumeRefusal),
+    /// The message does not answer what the token was sent in.
+    #[error("unexpected {got} in answer to a {expected}")]
+    UnexpectedMessage {
+        /// What the token was sent in.
+        expected: &'static str,
+        /// What came.
+        got: &'static str,
+    },
+    /// Attestation was requested and the QueryResponse has no evidence.
+    #[error("attestation was requested but the QueryResponse carries no attestation-payload")]
+    MissingEvidence,
+    /// Evidence was refused.
+    #[error("attestation refused: {0}")]
+    Attestation(#[from] AttestationError),
+    /// No key is known for the signer of the message.
+    #[error("no Agent key known for kid {0}")]
+    UnknownAgentKey(String),
+    /// The Agent's signature does not verify.
+    #[error("Agent signature refused: {0}")]
+    BadSignature(String),
+    /// The Agent selected a TEEP version this TAM does not speak.
+    #[error("unsupported TEEP version {0}")]
+    UnsupportedVersion(u32),
+    /// A SUIT report does not carry the token as its nonce.
+    #[error("SUIT report #{index}: nonce is not the token of this exchange")]
+    ReportNonce {
+        /// Index in suit-reports.
+        index: usize,
+    },
+    /// The device is revoked.
+    #[error("device {0} is revoked")]
+    DeviceRevoked(String),
+    /// Signing the answer failed.
+    #[error("signing: {0}")]
+    Signing(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl TamError {
+    /// The HTTP status a shell should answer with: 400 for refused input, 500 for the
+    /// TAM's own failures (draft-ietf-teep-otrp-over-http §6.4).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            TamError::Signing(_) | TamError::Store(_) => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// Session policy.
+#[derive(Debug, Clone)]
+pub struct TamConfig {
+    /// Lifetime of tokens and challenges in seconds (the draft recommends hours).
+    pub token_ttl: u64,
+    /// TEEP versions spoken (0 = the draft).
+    pub versions: Vec<u32>,
+    /// SUIT COSE profiles offered.
+    pub suit_profiles: Vec<SuitCoseProfile>,
+    /// Id generation for the suites offered in the first QueryRequest.
+    pub alg_gen: AlgIdGeneration,
+}
+
+impl Default for TamConfig {
+    fn default() -> Self {
+        TamConfig {
+            token_ttl: 6 * 3600,
+            versions: vec![0],
+            suit_profiles: vec![
+                SuitCoseProfile::SHA256_ESP256_ECDH_A128CTR,
+                SuitCoseProfile::SHA256_ED25519_ECDH_A128CTR,
+            ],
+            alg_gen: AlgIdGeneration::New,
+        }
+    }
+}
+
+/// The TAM's TEEP signing keys: both mandatory algorithms (ED §8.1).
+#[derive(Clone)]
+pub struct TamKeys {
+    /// ECDSA P-256 key (ESP256 / ES256).
+    pub p256: PrivateKey,
+    /// Ed25519 key.
+    pub ed25519: PrivateKey,
+}
+
+impl std::fmt::Debug for TamKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TamKeys").finish_non_exhaustive()
+    }
+}
+
+impl TamKeys {
+    fn for_alg(&self, alg: SigAlg) -> Option<&PrivateKey> {
+        match alg {
+            SigAlg::P256Sha256 => Some(&self.p256),
+            SigAlg::Ed25519 => Some(&self.ed25519),
+            SigAlg::Rs256 => None,
+        }
+    }
+}
+
+/// The TAM core: session rules over a [`Store`] and a [`Verifier`].
+pub struct Tam {
+    store: Arc<dyn Store>,
+    verifier: Arc<dyn Verifier>,
+    keys: TamKeys,
+    config: TamConfig,
+    provider: &'static dyn CryptoProvider,
+}
+
+impl std::fmt::Debug for Tam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tam")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hexs(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+/// The unverified view of an incoming message: enough to find its session and key.
+struct Peeked {
+    message: TeepMessage,
+    kid: Option<Vec<u8>>,
+    kccs_key: Option<PublicKey>,
+}
+
+fn kccs_key(h: &coset::Header) -> Option<PublicKey> {
+    let (_, v) = h.rest.iter().find(|(l, _)| *l == Label::Int(KCCS))?;
+    let Value::Map(ccs) = v else { return None };
+    let (_, cnf) = ccs.iter().find(|(k, _)| *k == Value::Integer(8.into()))?;
+    let Value::Map(cnf) = cnf else { return None };
+    let (_, key) = cnf.iter().find(|(k, _)| *k == Value::Integer(1.into()))?;
+    let ck = coset::CoseKey::from_cbor_value(key.clone()).ok()?;
+    otrp_cose::public_from_cose_key(&ck).ok()
+}
+
+fn peek(body: &[u8]) -> Result<Peeked, TamError> {
+    let bad = |e: String| TamError::Malformed(e);
+    let (payload, kid, kccs) = match otrp_cose::peek(body).map_err(|e| bad(e.to_string()))? {
+        otrp_cose::CoseMessage::Sign1(m) => {
+            let kid = [&m.protected.header.key_id, &m.unprotected.key_id]
+                .into_iter()
+                .find(|k| !k.is_empty())
+                .cloned();
+            let kccs = kccs_key(&m.unprotected).or_else(|| kccs_key(&m.protected.header));
+            (m.payload, kid, kccs)
+        }
+        otrp_cose::CoseMessage::Sign(m) => {
+            let kid = m.signatures.iter().find_map(|s| {
+                [&s.protected.header.key_id, &s.unprotected.key_id]
+                    .into_iter()
+                    .find(|k| !k.is_empty())
+                    .cloned()
+            });
+            (m.payload, kid, None)
+        }
+        _ => return Err(bad("neither COSE_Sign1 nor COSE_Sign".into())),
+    };
+    let payload = payload.ok_or_else(|| bad("detached payload".into()))?;
+    let message = TeepMessage::decode(&payload).map_err(|e| bad(e.to_string()))?;
+    Ok(Peeked {
+        message,
+        kid,
+        kccs_key: kccs,
+    })
+}
+
+fn msg_name(m: &TeepMessage) -> &'static str {
+    match m {
+        TeepMessage::QueryRequest(_) => "QueryRequest",
+        TeepMessage::QueryResponse(_) => "QueryResponse",
+        TeepMessage::Update(_) => "Update",
+        TeepMessage::Success(_) => "Success",
+        TeepMessage::Error(_) => "Error",
+    }
+}
+
+fn token_of(m: &TeepMessage) -> Option<&[u8]> {
+    match m {
+        TeepMessage::QueryRequest(x) => x.token.as_deref(),
+        TeepMessage::QueryResponse(x) => x.token.as_deref(),
+        TeepMessage::Update(x) => x.token.as_deref(),
+        TeepMessage::Success(x) => x.token.as_deref(),
+        TeepMessage::Error(x) => x.token.as_deref(),
+    }
+}
+
+fn refusal(r: ConsumeRefusal) -> TamError {
+    match r {
+        ConsumeRefusal::Unknown => TamError::TokenUnknown,
+        ConsumeRefusal::Replayed => TamError::TokenReplayed,
+        ConsumeRefusal::Expired => TamError::TokenExpired,
+    }
+}
+
+/// Checks that every SUIT report carries `token` as its nonce (ED §4.3, §4.5).
+fn check_reports(reports: &Option<Vec<Vec<u8>>>, token: &[u8]) -> Result<(), TamError> {
+    for (index, r) in reports.iter().flatten().enumerate() {
+        let report = otrp_suit::SuitReport::from_cbor(r)
+            .map_err(|e| TamError::Malformed(format!("suit-reports[{index}]: {e}")))?;
+        if report.nonce.as_deref() != Some(token) {
+            return Err(TamError::ReportNonce { index });
+        }
+    }
+    Ok(())
+}
+
+/// Stable pseudo-random bucket 0..100 of a device in a deployment (staged rollout).
+fn bucket(provider: &dyn CryptoProvider, deployment_id: i64, device_id: &str) -> u8 {
+    let mut input = deployment_id.to_be_bytes().to_vec();
+    input.extend_from_slice(device_id.as_bytes());
+    let h = provider.sha256(&input);
+    let v = u16::from_be_bytes([h[0], h[1]]);
+    (v % 100) as u8
+}
+
+impl Tam {
+    /// A TAM core over `store`, appraising evidence with `verifier`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        verifier: Arc<dyn Verifier>,
+        keys: TamKeys,
+        config: TamConfig,
+        provider: &'static dyn CryptoProvider,
+    ) -> Self {
+        Tam {
+            store,
+            verifier,
+            keys,
+            config,
+            provider,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Processes one HTTP request body: empty opens a session (QueryRequest), otherwise a
+    /// TEEP message from an Agent. `device_hint` is the device id when the transport knows
+    /// it (a client certificate, a previous session); it only chooses the cipher suite and
+    /// whether attestation can be reused, identity always comes from signatures.
+    pub async fn process<R: CryptoRngCore + Send>(
+        &self,
+        device_hint: Option<&str>,
+        body: &[u8],
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        if body.is_empty() {
+            return self.open_session(device_hint, now, rng).await;
+        }
+        let peeked = peek(body)?;
+        let token = token_of(&peeked.message).ok_or(TamError::MissingToken)?;
+        let tok = self.store.token(token).await?.ok_or(TamError::TokenUnknown)?;
+        if tok.consumed_at.is_some() {
+            return Err(TamError::TokenReplayed);
+        }
+        if now >= tok.expires_at {
+            return Err(TamError::TokenExpired);
+        }
+        match (tok.kind, &peeked.message) {
+            (TokenKind::Query, TeepMessage::QueryResponse(qr)) => {
+                self.query_response(tok.clone(), qr, &peeked, body, now, rng)
+                    .await
+            }
+            (TokenKind::Update, TeepMessage::Success(s)) => {
+                let _ = self.verify_known(&tok, &peeked, body).await?;
+                check_reports(&s.suit_reports, &tok.token)?;
+                self.consume(&tok, now).await?;
+                self.record_result(&tok, ProgressState::Done, "success", now)
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            (_, TeepMessage::Error(e)) => {
+                let _ = self.verify_known(&tok, &peeked, body).await?;
+                self.consume(&tok, now).await?;
+                let detail = format!(
+                    "err-code {}{}",
+                    e.err_code.to_u64(),
+                    e.err_msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                );
+                self.record_result(&tok, ProgressState::Failed, &detail, now)
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            (kind, m) => Err(TamError::UnexpectedMessage {
+                expected: match kind {
+                    TokenKind::Query => "QueryRequest",
+                    TokenKind::Update => "Update",
+                },
+                got: msg_name(m),
+            }),
+        }
+    }
+
+    async fn consume(&self, tok: &TokenRecord, now: u64) -> Result<(), TamError> {
+        self.store
+            .consume_token(&tok.token, now)
+            .await?
+            .map(|_| ())
+            .map_err(refusal)
+    }
+
+    /// Verifies a message from a device whose Agent key is already bound.
+    async fn verify_known(
+        &self,
+        tok: &TokenRecord,
+        peeked: &Peeked,
+        body: &[u8],
+    ) -> Result<(String, Verified), TamError> {
+        let mut records = match &tok.device_id {
+            Some(d) => self.store.agent_keys(d).await?,
+            None => Vec::new(),
+        };
+        if records.is_empty() {
+            if let Some(kid) = &peeked.kid {
+                records.extend(self.store.agent_key(kid).await?);
+            }
+        }
+        if let (Some(d), true) = (&tok.device_id, records.is_empty()) {
+            return Err(TamError::UnknownAgentKey(format!("(device {d})")));
+        }
+        let mut keys = Vec::with_capacity(records.len());
+        for r in &records {
+            keys.push(self.decode_key(&r.cose_key)?);
+        }
+        if keys.is_empty() {
+            return Err(TamError::UnknownAgentKey(
+                peeked.kid.as_deref().map(hexs).unwrap_or_default(),
+            ));
+        }
+        let v = signed::verify(self.provider, body, &keys)
+            .map_err(|e| TamError::BadSignature(e.to_string()))?;
+        let device = records
+            .get(v.key_index)
+            .map(|r| r.device_id.clone())
+            .unwrap_or_default();
+        Ok((device, v))
+    }
+
+    fn decode_key(&self, cose_key: &[u8]) -> Result<PublicKey, TamError> {
+        let ck = otrp_cose::cose_key_from_slice(cose_key)
+            .map_err(|e| TamError::Malformed(format!("stored Agent key: {e}")))?;
+        otrp_cose::public_from_cose_key(&ck)
+            .map_err(|e| TamError::Malformed(format!("stored Agent key: {e}")))
+    }
+
+    async fn open_session<R: CryptoRngCore + Send>(
+        &self,
+        device_hint: Option<&str>,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        let device = match device_hint {
+            Some(d) => self.store.device(d).await?,
+            None => None,
+        };
+        let fresh = match &device {
+            Some(d) if !d.revoked => self
+                .store
+                .attestation(&d.id)
+                .await?
+                .is_some_and(|a| a.expires_at > now && a.status == ArStatus::Affirming),
+            _ => false,
+        };
+        let suite = device
+            .as_ref()
+            .and_then(|d| d.suite_alg)
+            .and_then(|alg| {
+                let sig = SigAlg::from_cose(alg)?;
+                Some(TeepCipherSuite::for_alg(sig, signed::alg_generation(alg)))
+            });
+        self.query_request(device.map(|d| d.id), suite, !fresh, now, rng)
+            .await
+    }
+
+    async fn query_request<R: CryptoRngCore + Send>(
+        &self,
+        device_id: Option<String>,
+        suite: Option<TeepCipherSuite>,
+        attest: bool,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        let mut token = vec![0u8; 16];
+        rng.fill_bytes(&mut token);
+        let mut data = DataItemRequested::TRUSTED_COMPONENTS.bits();
+        let challenge = if attest {
+            data |= DataItemRequested::ATTESTATION.bits();
+            let mut c = vec![0u8; 32];
+            rng.fill_bytes(&mut c);
+            Some(c)
+        } else {
+            None
+        };
+        let suites = match &suite {
+            Some(s) => vec![s.clone()],
+            None => vec![
+                TeepCipherSuite::for_alg(SigAlg::P256Sha256, self.config.alg_gen),
+                TeepCipherSuite::for_alg(SigAlg::Ed25519, self.config.alg_gen),
+            ],
+        };
+        let mut qr = QueryRequest::new(
+            suites,
+            self.config.suit_profiles.clone(),
+            DataItemRequested(data),
+        )
+        .with_token(token.clone())
+        .with_versions(self.config.versions.clone());
+        if let Some(c) = &challenge {
+            qr = qr.with_challenge(c.clone());
+        }
+        let bytes = match &suite {
+            Some(s) => {
+                let (alg, _) = s
+                    .signing()
+                    .ok_or_else(|| TamError::Signing(format!("suite {s:?}")))?;
+                let key = self
+                    .keys
+                    .for_alg(alg)
+                    .ok_or_else(|| TamError::Signing(format!("no key for {alg:?}")))?;
+                signed::sign1_with_suite(self.provider, key, &TeepMessage::QueryRequest(qr), s)
+            }
+            None => signed::sign_query_request(
+                self.provider,
+                &[&self.keys.p256, &self.keys.ed25519],
+                &qr,
+            ),
+        }
+        .map_err(|e| TamError::Signing(e.to_string()))?;
+        let expires_at = now.saturating_add(self.config.token_ttl);
+        self.store
+            .insert_token(&TokenRecord {
+                token: token.clone(),
+                kind: TokenKind::Query,
+                device_id,
+                challenge: challenge.clone(),
+                data_items: data,
+                sent: Vec::new(),
+                created_at: now,
+                expires_at,
+                consumed_at: None,
+            })
+            .await?;
+        if let Some(c) = challenge {
+            self.store
+                .insert_challenge(&ChallengeRecord {
+                    challenge: c,
+                    token,
+                    created_at: now,
+                    expires_at,
+                    consumed_at: None,
+                })
+                .await?;
+        }
+        Ok(Outcome::Reply(bytes))
+    }
+
+    async fn query_response<R: CryptoRngCore + Send>(
+        &self,
+        tok: TokenRecord,
+        qr: &QueryResponse,
+        peeked: &Peeked,
+        body: &[u8],
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        let requested = DataItemRequested(tok.data_items);
+        let (device_id, verified) = match &qr.attestation_payload {
+            Some(evidence) => {
+                let challenge = tok
+                    .challenge
+                    .clone()
+                    .ok_or(TamError::Attestation(AttestationError::NonceMismatch))?;
+                let ar = self.verifier.verify(evidence, &challenge, now)?;
+                let device_id = hexs(&ar.ueid);
+                if let Some(kid) = &peeked.kid {
+                    if kid.as_slice() != ar.agent_key_kid.as_slice() {
+                        return Err(AttestationError::CnfMismatch {
+                            signer: hexs(kid),
+                            bound: hexs(&ar.agent_key_kid),
+                        }
+                        .into());
+                    }
+                }
+                let key = match (&ar.agent_key, &peeked.kccs_key) {
+                    (Some(k), _) | (None, Some(k)) => k.clone(),
+                    (None, None) => {
+                        let rec = self
+                            .store
+                            .agent_key(&ar.agent_key_kid)
+                            .await?
+                            .filter(|r| r.device_id == device_id)
+                            .ok_or_else(|| TamError::UnknownAgentKey(hexs(&ar.agent_key_kid)))?;
+                        self.decode_key(&rec.cose_key)?
+                    }
+                };
+                let thumb = cose_key_thumbprint(&key, self.provider);
+                if thumb != ar.agent_key_kid {
+                    return Err(AttestationError::CnfMismatch {
+                        signer: hexs(&thumb),
+                        bound: hexs(&ar.agent_key_kid),
+                    }
+                    .into());
+                }
+                let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
+                    .map_err(|e| TamError::BadSignature(e.to_string()))?;
+                // One-time: the token, then the challenge (atomic across replicas).
+                self.consume(&tok, now).await?;
+                self.store
+                    .consume_challenge(&challenge, now)
+                    .await?
+                    .map_err(TamError::Challenge)?;
+                let existing = self.store.device(&device_id).await?;
+                if existing.as_ref().is_some_and(|d| d.revoked) {
+                    return Err(TamError::DeviceRevoked(device_id));
+                }
+                let mut dev = existing.unwrap_or(DeviceRecord {
+                    id: device_id.clone(),
+                    ueid: ar.ueid.clone(),
+                    model: ar.model.clone(),
+                    hwversion: ar.tee_version.clone(),
+                    tags: Vec::new(),
+                    suite_alg: None,
+                    revoked: false,
+                    created_at: now,
+                });
+                dev.model = ar.model.clone();
+                dev.hwversion = ar.tee_version.clone();
+                self.store.put_device(&dev).await?;
+                self.store
+                    .put_attestation(&AttestationRecord {
+                        device_id: device_id.clone(),
+                        status: ar.status,
+                        tee_version: ar.tee_version.clone(),
+                        measurement: ar.measurement.clone(),
+                        agent_kid: ar.agent_key_kid.to_vec(),
+                        verified_at: now,
+                        expires_at: ar.expires_at,
+                    })
+                    .await?;
+                self.store
+                    .put_agent_key(&AgentKeyRecord {
+                        kid: ar.agent_key_kid.to_vec(),
+                        device_id: device_id.clone(),
+                        cose_key: otrp_cose::cose_key_from_public(&key)
+                            .to_vec()
+                            .map_err(|e| TamError::Malformed(format!("Agent key: {e}")))?,
+                        bound_at: now,
+                    })
+                    .await?;
+                (device_id, v)
+            }
+            None => {
+                if requested.contains(DataItemRequested::ATTESTATION) {
+                    return Err(TamError::MissingEvidence);
+                }
+                let kid = peeked.kid.clone().unwrap_or_default();
+                let Some(rec) = self.store.agent_key(&kid).await? else {
+                    // Unknown Agent: ask again, with attestation.
+                    self.consume(&tok, now).await?;
+                    return self.query_request(None, None, true, now, rng).await;
+                };
+                let key = self.decode_key(&rec.cose_key)?;
+                let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
+                    .map_err(|e| TamError::BadSignature(e.to_string()))?;
+                self.consume(&tok, now).await?;
+                let ar = self.store.attestation(&rec.device_id).await?;
+                let fresh = ar.is_some_and(|a| {
+                    a.expires_at > now && a.status == ArStatus::Affirming && a.agent_kid == kid
+                });
+                let dev = self.store.device(&rec.device_id).await?;
+                if dev.as_ref().is_some_and(|d| d.revoked) {
+                    return Err(TamError::DeviceRevoked(rec.device_id));
+                }
+                if !fresh || dev.is_none() {
+                    let suite = Some(v.suite.clone());
+                    return self
+                        .query_request(Some(rec.device_id), suite, true, now, rng)
+                        .await;
+                }
+                (rec.device_id, v)
+            }
+        };
+        // Version and cipher-suite negotiation.
+        let version = qr.selected_version.unwrap_or(0);
+        if !self.config.versions.contains(&version) {
+            return Err(TamError::UnsupportedVersion(version));
+        }
+        if let Some(alg) = verified.suite.sign1_alg() {
+            self.store.set_device_suite(&device_id, alg).await?;
+        }
+        check_reports(&qr.suit_reports, &tok.token)?;
+        self.plan_update(&device_id, qr, &verified.suite, now, rng)
+            .await
+    }
+
+    /// Decides what the device must change and sends it as an Update (or ends).
+    async fn plan_update<R: CryptoRngCore + Send>(
+        &self,
+        device_id: &str,
+        qr: &QueryResponse,
+        suite: &TeepCipherSuite,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        let device = self
+            .store
+            .device(device_id)
+            .await?
+            .ok_or_else(|| TamError::UnknownAgentKey(format!("(device {device_id})")))?;
+        // What the device reports.
+        let installed: Vec<(Vec<u8>, Option<Vec<u8>>)> = qr
+            .tc_list
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    component_key(&c.component_id.0),
+                    c.image_digest().map(<[u8]>::to_vec),
+                )
+            })
+            .collect();
+        let has = |k: &[u8]| installed.iter().find(|(c, _)| c == k);
+        let mut manifests: Vec<Vec<u8>> = Vec::new();
+        let mut unneeded: Vec<ComponentId> = Vec::new();
+        let mut sent: Vec<SentItem> = Vec::new();
+        let mut required: Vec<Vec<u8>> = Vec::new();
+
+        for dep in self.store.deployments(None).await? {
+            if dep.state != DeploymentState::Active || !dep.target.matches(&device) {
+                continue;
+            }
+            let prior = self.store.progress(dep.id, device_id, &dep.component).await?;
+            let included = match dep.rollout {
+                Rollout::Full => true,
+                Rollout::Percent(p) => bucket(self.provider, dep.id, device_id) < p,
+                Rollout::Count(n) => {
+                    let c = self.store.progress_counts(dep.id).await?;
+                    prior.is_some() || c.sent + c.done + c.failed < n
+                }
+            };
+            if !included {
+                continue;
+            }
+            match dep.action {
+                DeploymentAction::Install => {
+                    let Some(m) = self.store.latest_manifest(&dep.component, true).await? else {
+                        continue;
+                    };
+                    required.push(dep.component.clone());
+                    let up_to_date = match has(&dep.component) {
+                        Some((_, Some(d))) => m.image_digest.as_deref() == Some(d.as_slice()),
+                        Some((_, None)) => prior.as_ref().is_some_and(|p| {
+                            p.state == ProgressState::Done && p.seq >= m.seq
+                        }),
+                        None => false,
+                    };
+                    if up_to_date {
+                        if prior.as_ref().is_none_or(|p| p.state != ProgressState::Done) {
+                            self.store
+                                .put_progress(&ProgressRecord {
+                                    deployment_id: dep.id,
+                                    device_id: device_id.into(),
+                                    component: dep.component.clone(),
+                                    seq: m.seq,
+                                    state: ProgressState::Done,
+                                    detail: "already installed".into(),
+                                    updated_at: now,
+                                })
+                                .await?;
+                        }
+                        continue;
+                    }
+                    if sent.iter().any(|s| s.component == dep.component) {
+                        continue;
+                    }
+                    manifests.push(m.envelope.clone());
+                    sent.push(SentItem {
+                        component: dep.component.clone(),
+                        seq: m.seq,
+                        deployment_id: dep.id,
+                        delete: false,
+                    });
+                }
+                DeploymentAction::Remove => {
+                    if has(&dep.component).is_some()
+                        && !sent.iter().any(|s| s.component == dep.component)
+                    {
+                        if let Some(id) = crate::component_id_of(&dep.component) {
+                            unneeded.push(ComponentId(id));
+                            sent.push(SentItem {
+                                component: dep.component.clone(),
+                                seq: 0,
+                                deployment_id: dep.id,
+                                delete: true,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // Components the device asks for (RequestTA).
+        for req in qr.requested_tc_list.iter().flatten() {
+            let key = component_key(&req.component_id.0);
+            if sent.iter().any(|s| s.component == key) {
+                continue;
+            }
+            let Some(m) = self.store.latest_manifest(&key, true).await? else {
+                continue;
+            };
+            if m.seq < req.tc_manifest_sequence_number.unwrap_or(0) {
+                continue;
+            }
+            manifests.push(m.envelope.clone());
+            sent.push(SentItem {
+                component: key,
+                seq: m.seq,
+                deployment_id: 0,
+                delete: false,
+            });
+        }
+        // Components the device no longer needs (UnrequestTA), unless policy requires them.
+        for id in qr.unneeded_manifest_list.iter().flatten() {
+            let key = component_key(&id.0);
+            if required.contains(&key) || sent.iter().any(|s| s.component == key) {
+                continue;
+            }
+            unneeded.push(id.clone());
+            sent.push(SentItem {
+                component: key,
+                seq: 0,
+                deployment_id: 0,
+                delete: true,
+            });
+        }
+        if sent.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        let mut token = vec![0u8; 16];
+        rng.fill_bytes(&mut token);
+        let mut update = Update::new().with_token(token.clone());
+        if !manifests.is_empty() {
+            update = update.with_manifests(manifests);
+        }
+        if !unneeded.is_empty() {
+            update = update.with_unneeded_manifest_list(unneeded);
+        }
+        let (alg, _) = suite
+            .signing()
+            .ok_or_else(|| TamError::Signing(format!("suite {suite:?}")))?;
+        let key = self
+            .keys
+            .for_alg(alg)
+            .ok_or_else(|| TamError::Signing(format!("no key for {alg:?}")))?;
+        let bytes = signed::sign1_with_suite(self.provider, key, &TeepMessage::Update(update), suite)
+            .map_err(|e| TamError::Signing(e.to_string()))?;
+        for s in &sent {
+            self.store
+                .put_progress(&ProgressRecord {
+                    deployment_id: s.deployment_id,
+                    device_id: device_id.into(),
+                    component: s.component.clone(),
+                    seq: s.seq,
+                    state: ProgressState::Sent,
+                    detail: if s.delete { "delete".into() } else { String::new() },
+                    updated_at: now,
+                })
+                .await?;
+        }
+        self.store
+            .insert_token(&TokenRecord {
+                token,
+                kind: TokenKind::Update,
+                device_id: Some(device_id.into()),
+                challenge: None,
+                data_items: 0,
+                sent,
+                created_at: now,
+                expires_at: now.saturating_add(self.config.token_ttl),
+                consumed_at: None,
+            })
+            .await?;
+        Ok(Outcome::Reply(bytes))
+    }
+
+    async fn record_result(
+        &self,
+        tok: &TokenRecord,
+        state: ProgressState,
+        detail: &str,
+        now: u64,
+    ) -> Result<(), TamError> {
+        let Some(device_id) = &tok.device_id else {
+            return Ok(());
+        };
+        for s in &tok.sent {
+            self.store
+                .put_progress(&ProgressRecord {
+                    deployment_id: s.deployment_id,
+                    device_id: device_id.clone(),
+                    component: s.component.clone(),
+                    seq: s.seq,
+                    state,
+                    detail: if s.delete {
+                        format!("delete: {detail}")
+                    } else {
+                        detail.into()
+                    },
+                    updated_at: now,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
