@@ -963,7 +963,16 @@ impl Pki {
                 ips.dedup();
                 sans.extend(ips.into_iter().map(SanType::IpAddress));
             }
-            _ => {}
+            CertKind::Tee | CertKind::Tfw => {
+                // A stand-alone device certificate (normally `device provision` makes
+                // them): bound to a fresh random ueid like every device certificate.
+                let mut ueid = [crate::device::UEID_TYPE_RAND; 17];
+                if let Some(rest) = ueid.get_mut(1..) {
+                    rng.fill_bytes(rest);
+                }
+                sans.push(uri_san(&format!("{UEID_URN_PREFIX}{}", hex::encode(ueid)))?);
+            }
+            CertKind::Sp | CertKind::Oem => {}
         }
         let spec = LeafSpec {
             kind: req.kind,

@@ -348,6 +348,21 @@ fn issue_names_and_duplicates() {
     tam.tamid = Some("tam1.opentrust.test".into());
     let renewed = p.issue(&tam, &mut r, t0()).unwrap();
     assert_eq!(renewed.record.tamid.as_deref(), Some("tam1.opentrust.test"));
+    // A stand-alone TEE certificate carries a ueid and verifies as a device certificate.
+    let tee = p
+        .issue(&IssueRequest::new(CertKind::Tee, "bench-tee"), &mut r, t0())
+        .unwrap();
+    let v = p
+        .trust_store(CaRole::Tee)
+        .unwrap()
+        .verify(
+            &tee.cert_der,
+            &[p.ca_cert_der(CaRole::Tee, CaLevel::Issuing).unwrap()],
+            Usage::TeeAttestation,
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(v.info.ueid.as_ref().map(Vec::len), Some(17));
     // A server certificate with extra names.
     let mut srv = IssueRequest::new(CertKind::Server, "tam.example.org");
     srv.ips.push("10.0.0.5".parse().unwrap());
