@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use otrp_crypto::{CryptoProvider, PublicKey};
 use otrp_store::{
-    AccountKind, AccountRecord, AuditRecord, ComponentRecord, DeploymentAction,
-    DeploymentRecord, DeploymentState, ManifestRecord, ManifestStatus, ProgressCounts, Rollout,
-    SdRecord, Store, StoreError, Target,
+    AccountKind, AccountRecord, AuditRecord, ComponentRecord, DeploymentAction, DeploymentRecord,
+    DeploymentState, ManifestRecord, ManifestStatus, ProgressCounts, Rollout, SdRecord, Store,
+    StoreError, Target,
 };
 use otrp_suit::Envelope;
 use rand_core::CryptoRngCore;
@@ -116,7 +116,11 @@ fn image_digest(env: &Envelope) -> Option<Vec<u8>> {
 
 impl Admin {
     /// The admin side over `store` under `policy`.
-    pub fn new(store: Arc<dyn Store>, provider: &'static dyn CryptoProvider, policy: Policy) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        provider: &'static dyn CryptoProvider,
+        policy: Policy,
+    ) -> Self {
         Admin {
             store,
             provider,
@@ -176,7 +180,11 @@ impl Admin {
             match caller {
                 Some(c) if c.is_oem() => {}
                 None if bootstrap && kind == AccountKind::Oem => {}
-                _ => return Err(AdminError::Forbidden("only the OEM creates accounts".into())),
+                _ => {
+                    return Err(AdminError::Forbidden(
+                        "only the OEM creates accounts".into(),
+                    ))
+                }
             }
             if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
                 return Err(AdminError::Invalid(format!("account id {id:?}")));
@@ -232,7 +240,11 @@ impl Admin {
             Ok(self.store.set_account_approved(sp_id, approved).await?)
         }
         .await;
-        let action = if approved { "sp.approve" } else { "sp.unapprove" };
+        let action = if approved {
+            "sp.approve"
+        } else {
+            "sp.unapprove"
+        };
         self.audited(now, caller, action, sp_id, r).await
     }
 
@@ -259,7 +271,9 @@ impl Admin {
             if !caller.is_oem() {
                 self.require_approved_sp(caller)?;
                 if caller.id() != sp_id {
-                    return Err(AdminError::Forbidden("an SP creates SDs for itself only".into()));
+                    return Err(AdminError::Forbidden(
+                        "an SP creates SDs for itself only".into(),
+                    ));
                 }
                 if self.policy == Policy::OemOwnedSd {
                     return Err(AdminError::Forbidden(
@@ -308,9 +322,12 @@ impl Admin {
                 .filter(|sd| sd.sp_id == caller.id())
                 .ok_or_else(|| AdminError::NotFound(format!("SD {sd_name}")))?;
             if !sd.granted {
-                return Err(AdminError::Forbidden(format!("SD {sd_name} is not granted")));
+                return Err(AdminError::Forbidden(format!(
+                    "SD {sd_name} is not granted"
+                )));
             }
-            let env = Envelope::decode(envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
+            let env =
+                Envelope::decode(envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
             env.verify(self.provider, sp_keys)
                 .map_err(|e| AdminError::Envelope(e.to_string()))?;
             let comp_id = env
@@ -361,7 +378,8 @@ impl Admin {
             })
         }
         .await;
-        self.audited(now, caller, "manifest.register", name, r).await
+        self.audited(now, caller, "manifest.register", name, r)
+            .await
     }
 
     /// The OEM co-signs a manifest waiting under dual control: `envelope` must be the same
@@ -386,12 +404,18 @@ impl Admin {
                 .await?
                 .ok_or_else(|| AdminError::NotFound(format!("manifest {object}")))?;
             if m.status != ManifestStatus::AwaitingCosign {
-                return Err(AdminError::Invalid("the manifest is not awaiting co-signature".into()));
+                return Err(AdminError::Invalid(
+                    "the manifest is not awaiting co-signature".into(),
+                ));
             }
-            let old = Envelope::decode(&m.envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
-            let new = Envelope::decode(envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
+            let old =
+                Envelope::decode(&m.envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
+            let new =
+                Envelope::decode(envelope).map_err(|e| AdminError::Envelope(e.to_string()))?;
             if old.manifest_wrapped_bytes() != new.manifest_wrapped_bytes() {
-                return Err(AdminError::Envelope("the co-signed envelope holds another manifest".into()));
+                return Err(AdminError::Envelope(
+                    "the co-signed envelope holds another manifest".into(),
+                ));
             }
             new.verify(self.provider, oem_keys)
                 .map_err(|e| AdminError::Envelope(format!("no OEM signature: {e}")))?;
@@ -401,7 +425,8 @@ impl Admin {
                 .await?)
         }
         .await;
-        self.audited(now, caller, "manifest.cosign", &object, r).await
+        self.audited(now, caller, "manifest.cosign", &object, r)
+            .await
     }
 
     /// Components the caller may see (an SP: its own).

@@ -216,7 +216,9 @@ impl EatVerifier {
             ChainError::NotYetValid { not_before, now } => {
                 AttestationError::CertExpired(format!("notBefore {not_before}, now {now}"))
             }
-            ChainError::Revoked => AttestationError::Revoked("certificate on its issuer's CRL".into()),
+            ChainError::Revoked => {
+                AttestationError::Revoked("certificate on its issuer's CRL".into())
+            }
             other => AttestationError::Chain(other.to_string()),
         }
     }
@@ -237,7 +239,9 @@ impl EatVerifier {
                 .iter()
                 .map(|v| match v {
                     Value::Bytes(b) => Ok(b.clone()),
-                    _ => Err(AttestationError::Malformed("x5chain entry is not a bstr".into())),
+                    _ => Err(AttestationError::Malformed(
+                        "x5chain entry is not a bstr".into(),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
@@ -285,21 +289,25 @@ impl Verifier for EatVerifier {
                 (ueid, v.public_key)
             }
             _ => {
-                let (ueid, key) = self.registered.get(&kid).ok_or_else(|| {
-                    AttestationError::UnknownAttester { kid: hexs(&kid) }
-                })?;
+                let (ueid, key) = self
+                    .registered
+                    .get(&kid)
+                    .ok_or_else(|| AttestationError::UnknownAttester { kid: hexs(&kid) })?;
                 (ueid.clone(), key.clone())
             }
         };
         // 2. Signature.
-        let verified = otrp_eat::signed::verify(self.provider, evidence, &[key])
-            .map_err(|e| match e {
+        let verified =
+            otrp_eat::signed::verify(self.provider, evidence, &[key]).map_err(|e| match e {
                 otrp_eat::SignedEatError::Claims(c) => AttestationError::Malformed(c.to_string()),
                 _ => AttestationError::BadSignature,
             })?;
         let claims: EatClaims = verified.claims;
         // 3. Device.
-        let ueid = claims.ueid.clone().ok_or(AttestationError::MissingClaim("ueid"))?;
+        let ueid = claims
+            .ueid
+            .clone()
+            .ok_or(AttestationError::MissingClaim("ueid"))?;
         if ueid != signer_ueid {
             return Err(AttestationError::OtherDevice {
                 signer: hexs(&signer_ueid),

@@ -14,15 +14,15 @@ use coset::{AsCborValue, CborSerializable, Label};
 use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
 use otrp_store::{
-    AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeRefusal,
-    DeploymentAction, DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout,
-    SentItem, Store, StoreError, TokenKind, TokenRecord,
+    AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeRefusal, DeploymentAction,
+    DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout, SentItem, Store,
+    StoreError, TokenKind, TokenRecord,
 };
 use otrp_suit::CborItem;
 use otrp_teep::signed::{self, Verified};
 use otrp_teep::{
-    ComponentId, DataItemRequested, QueryRequest, QueryResponse, SuitCoseProfile,
-    TeepCipherSuite, TeepMessage, Update,
+    ComponentId, DataItemRequested, QueryRequest, QueryResponse, SuitCoseProfile, TeepCipherSuite,
+    TeepMessage, Update,
 };
 use rand_core::CryptoRngCore;
 
@@ -340,7 +340,11 @@ impl Tam {
         }
         let peeked = peek(body)?;
         let token = token_of(&peeked.message).ok_or(TamError::MissingToken)?;
-        let tok = self.store.token(token).await?.ok_or(TamError::TokenUnknown)?;
+        let tok = self
+            .store
+            .token(token)
+            .await?
+            .ok_or(TamError::TokenUnknown)?;
         if tok.consumed_at.is_some() {
             return Err(TamError::TokenReplayed);
         }
@@ -366,7 +370,10 @@ impl Tam {
                 let detail = format!(
                     "err-code {}{}",
                     e.err_code.to_u64(),
-                    e.err_msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    e.err_msg
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
                 );
                 self.record_result(&tok, ProgressState::Failed, &detail, now)
                     .await?;
@@ -452,13 +459,10 @@ impl Tam {
                 .is_some_and(|a| a.expires_at > now && a.status == ArStatus::Affirming),
             _ => false,
         };
-        let suite = device
-            .as_ref()
-            .and_then(|d| d.suite_alg)
-            .and_then(|alg| {
-                let sig = SigAlg::from_cose(alg)?;
-                Some(TeepCipherSuite::for_alg(sig, signed::alg_generation(alg)))
-            });
+        let suite = device.as_ref().and_then(|d| d.suite_alg).and_then(|alg| {
+            let sig = SigAlg::from_cose(alg)?;
+            Some(TeepCipherSuite::for_alg(sig, signed::alg_generation(alg)))
+        });
         self.query_request(device.map(|d| d.id), suite, !fresh, now, rng)
             .await
     }
@@ -720,7 +724,10 @@ impl Tam {
             if dep.state != DeploymentState::Active || !dep.target.matches(&device) {
                 continue;
             }
-            let prior = self.store.progress(dep.id, device_id, &dep.component).await?;
+            let prior = self
+                .store
+                .progress(dep.id, device_id, &dep.component)
+                .await?;
             let included = match dep.rollout {
                 Rollout::Full => true,
                 Rollout::Percent(p) => bucket(self.provider, dep.id, device_id) < p,
@@ -740,13 +747,16 @@ impl Tam {
                     required.push(dep.component.clone());
                     let up_to_date = match has(&dep.component) {
                         Some((_, Some(d))) => m.image_digest.as_deref() == Some(d.as_slice()),
-                        Some((_, None)) => prior.as_ref().is_some_and(|p| {
-                            p.state == ProgressState::Done && p.seq >= m.seq
-                        }),
+                        Some((_, None)) => prior
+                            .as_ref()
+                            .is_some_and(|p| p.state == ProgressState::Done && p.seq >= m.seq),
                         None => false,
                     };
                     if up_to_date {
-                        if prior.as_ref().is_none_or(|p| p.state != ProgressState::Done) {
+                        if prior
+                            .as_ref()
+                            .is_none_or(|p| p.state != ProgressState::Done)
+                        {
                             self.store
                                 .put_progress(&ProgressRecord {
                                     deployment_id: dep.id,
@@ -842,8 +852,9 @@ impl Tam {
             .keys
             .for_alg(alg)
             .ok_or_else(|| TamError::Signing(format!("no key for {alg:?}")))?;
-        let bytes = signed::sign1_with_suite(self.provider, key, &TeepMessage::Update(update), suite)
-            .map_err(|e| TamError::Signing(e.to_string()))?;
+        let bytes =
+            signed::sign1_with_suite(self.provider, key, &TeepMessage::Update(update), suite)
+                .map_err(|e| TamError::Signing(e.to_string()))?;
         for s in &sent {
             self.store
                 .put_progress(&ProgressRecord {
@@ -852,7 +863,11 @@ impl Tam {
                     component: s.component.clone(),
                     seq: s.seq,
                     state: ProgressState::Sent,
-                    detail: if s.delete { "delete".into() } else { String::new() },
+                    detail: if s.delete {
+                        "delete".into()
+                    } else {
+                        String::new()
+                    },
                     updated_at: now,
                 })
                 .await?;
