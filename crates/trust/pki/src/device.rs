@@ -131,6 +131,19 @@ pub struct TrustAnchors {
     pub oem_keys: Vec<PublicKey>,
 }
 
+impl TrustAnchors {
+    /// The TAM roots as a trust store (no CRLs: the TEE learns revocation out of band,
+    /// OTrP's `ocspdat`), for checking a TAM signer with [`crate::Usage::TamSigner`].
+    pub fn tam_store(&self) -> Result<crate::TrustStore, crate::ChainError> {
+        crate::TrustStore::without_revocation(self.tam_roots.clone())
+    }
+
+    /// The SP roots as a trust store, for [`crate::Usage::SpSigner`].
+    pub fn sp_store(&self) -> Result<crate::TrustStore, crate::ChainError> {
+        crate::TrustStore::without_revocation(self.sp_roots.clone())
+    }
+}
+
 /// A device's batch membership.
 #[derive(Debug, Clone)]
 pub struct BatchKey {

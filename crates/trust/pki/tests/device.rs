@@ -38,6 +38,33 @@ fn provisioned_identity_is_complete_and_chains() {
         vec![p.ca_cert_der(CaRole::Sp, CaLevel::Root).unwrap()]
     );
     assert_eq!(id.anchors.oem_keys, vec![p.oem_public_key().unwrap()]);
+    // The TEE accepts the PKI's TAM signer and SP signer through its anchors, and
+    // refuses the TLS server certificate as a TAM signer.
+    let tam = p.issued_cert_der(otrp_pki::CertKind::Tam, "tam1").unwrap();
+    let tam_ca = p.ca_cert_der(CaRole::Tam, CaLevel::Issuing).unwrap();
+    let v = id
+        .anchors
+        .tam_store()
+        .unwrap()
+        .verify(&tam, std::slice::from_ref(&tam_ca), Usage::TamSigner, t0())
+        .unwrap();
+    assert_eq!(v.info.tamid.as_deref(), Some("tam1.opentrust.test"));
+    let srv = p
+        .issued_cert_der(otrp_pki::CertKind::Server, "localhost")
+        .unwrap();
+    assert!(id
+        .anchors
+        .tam_store()
+        .unwrap()
+        .verify(&srv, &[tam_ca], Usage::TamSigner, t0())
+        .is_err());
+    let sp = p.issued_cert_der(otrp_pki::CertKind::Sp, "sp1").unwrap();
+    let sp_ca = p.ca_cert_der(CaRole::Sp, CaLevel::Issuing).unwrap();
+    id.anchors
+        .sp_store()
+        .unwrap()
+        .verify(&sp, &[sp_ca], Usage::SpSigner, t0())
+        .unwrap();
     // TEE and TFW certificates chain to their roots and carry the ueid.
     let tee = p
         .trust_store(CaRole::Tee)
