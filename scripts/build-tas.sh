@@ -8,10 +8,13 @@
 #                                  for byte (exit 1 on a difference)
 #
 # Reproducibility: the builds are byte-identical for the same rustc version and Cargo.lock
-# files. Absolute paths (the checkout and the cargo registry) are remapped so that another
-# clone location gives the same bytes; `strip = true` drops the name section. A different
-# rustc version gives different code, so --check compares bytes only when the toolchain
-# matches the one recorded in BUILD-INFO and otherwise says so and skips the comparison.
+# files. Cargo hashes the absolute path of path dependencies into symbol names, which
+# changes the code layout after LTO, so the SDK and the TAs are copied to a fixed build
+# directory (/tmp/otrp-tas-build) and built there; the remaining absolute paths (that
+# directory and the cargo registry) are remapped, and `strip = true` drops the name
+# section. A different rustc version gives different code, so --check compares bytes only
+# when the toolchain matches the one recorded in BUILD-INFO and otherwise says so and
+# skips the comparison.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TAS=(payment-signer smart-lock drone-geofence)
@@ -34,17 +37,31 @@ else
     mkdir -p "$OUT"
 fi
 
-export CARGO_TARGET_DIR="${OTRP_TAS_TARGET_DIR:-$ROOT/target/tas}"
+BUILD=/tmp/otrp-tas-build
+rm -rf "$BUILD/src"
+mkdir -p "$BUILD/src/crates/ta" "$BUILD/src/tas"
+cp -r "$ROOT/crates/ta/sdk" "$BUILD/src/crates/ta/sdk"
+rm -rf "$BUILD/src/crates/ta/sdk/target"
+for t in "${TAS[@]}"; do
+    mkdir -p "$BUILD/src/tas/$t"
+    cp -r "$ROOT/tas/$t/Cargo.toml" "$ROOT/tas/$t/src" "$BUILD/src/tas/$t/"
+    if [ -f "$ROOT/tas/$t/Cargo.lock" ]; then cp "$ROOT/tas/$t/Cargo.lock" "$BUILD/src/tas/$t/"; fi
+done
+
+export CARGO_TARGET_DIR="$BUILD/target"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 # 64 KiB shadow stack instead of 1 MiB: a TA starts with ~2 pages of memory, not 17.
-export RUSTFLAGS="--remap-path-prefix=$ROOT=/otrp --remap-path-prefix=$CARGO_HOME_DIR=/cargo -C link-arg=-zstack-size=65536"
+export RUSTFLAGS="--remap-path-prefix=$BUILD/src=/otrp --remap-path-prefix=$CARGO_HOME_DIR=/cargo -C link-arg=-zstack-size=65536"
 unset CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 RUSTC_VERSION="$(rustc -V)"
 
 for t in "${TAS[@]}"; do
     locked=()
     if [ -f "$ROOT/tas/$t/Cargo.lock" ]; then locked=(--locked); fi
-    (cd "$ROOT/tas/$t" && cargo build -q "${locked[@]}" --release --target wasm32-unknown-unknown)
+    (cd "$BUILD/src/tas/$t" && cargo build -q "${locked[@]}" --release --target wasm32-unknown-unknown)
+    if [ ! -f "$ROOT/tas/$t/Cargo.lock" ] && [ "$MODE" = build ]; then
+        cp "$BUILD/src/tas/$t/Cargo.lock" "$ROOT/tas/$t/Cargo.lock"
+    fi
     cp "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/ta_${t//-/_}.wasm" "$OUT/$t.wasm"
 done
 
