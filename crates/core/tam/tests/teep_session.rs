@@ -537,7 +537,7 @@ async fn staged_rollout_pause_and_requested_components() {
 
 #[tokio::test]
 async fn dual_control_delivers_only_cosigned_manifests() {
-    let mut dev = Device::new(13, KeyKind::P256);
+    let dev = Device::new(13, KeyKind::P256);
     let mut w = World::new(&[&dev], TamConfig::default(), Policy::DualControl).await;
     w.admin
         .create_deployment(
