@@ -1,0 +1,250 @@
+//! Server configuration: command-line flags plus an optional TOML file for the rest.
+//!
+//! ```toml
+//! # tam.toml (every key optional)
+//! listen = "127.0.0.1:8443"
+//! data_dir = "/var/lib/otrp-tam"
+//! database = "postgres://tam@db/tam"     # default: sqlite:<data_dir>/tam.db
+//! pki = "/etc/otrp/pki"                  # or cert/key/signing_key/tee_roots/sp_roots
+//! plain_http = false
+//! policy = "oem-gated"                   # oem-gated | oem-owned-sd | dual-control
+//! token_ttl_secs = 21600
+//! attestation_ttl_secs = 86400
+//! max_teep_body_bytes = 1048576
+//! max_api_body_bytes = 16777216
+//! accept_unlisted_models = false
+//!
+//! [[reference]]
+//! model = "door-lock"
+//! measurements = ["5a5a…"]               # hex SHA-256 of accepted TEE images; empty: any
+//! hwversions = ["1.0"]                   # empty: any
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use otrp_tam::Policy;
+use serde::Deserialize;
+
+/// Reference values of one device model (the TAM's appraisal policy).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// Model name (EAT `hwmodel`).
+    pub model: String,
+    /// Accepted TEE measurements (hex); empty accepts any.
+    #[serde(default)]
+    pub measurements: Vec<String>,
+    /// Accepted hardware versions; empty accepts any.
+    #[serde(default)]
+    pub hwversions: Vec<String>,
+}
+
+/// The management configuration, as spelled in the config file and on the command line.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyConfig {
+    /// [`Policy::OemGated`].
+    #[default]
+    OemGated,
+    /// [`Policy::OemOwnedSd`].
+    OemOwnedSd,
+    /// [`Policy::DualControl`].
+    DualControl,
+}
+
+impl From<PolicyConfig> for Policy {
+    fn from(p: PolicyConfig) -> Policy {
+        match p {
+            PolicyConfig::OemGated => Policy::OemGated,
+            PolicyConfig::OemOwnedSd => Policy::OemOwnedSd,
+            PolicyConfig::DualControl => Policy::DualControl,
+        }
+    }
+}
+
+/// Everything `otrp tam serve` needs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (SQLite file, bootstrap OEM token).
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite:…` or `postgres://…`); default: SQLite in `data_dir`.
+    pub database: Option<String>,
+    /// Development PKI directory (server certificate, TAM signer, TEE and SP roots).
+    pub pki: Option<PathBuf>,
+    /// TLS certificate chain (PEM), when not taken from `pki`.
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PKCS#8 PEM), when not taken from `pki`.
+    pub key: Option<PathBuf>,
+    /// TAM signing key (PKCS#8 PEM), when not taken from `pki`.
+    pub signing_key: Option<PathBuf>,
+    /// Second TAM signing key of the other mandatory algorithm (PKCS#8 PEM); default:
+    /// derived from `signing_key` with HKDF so every replica holds the same one.
+    pub second_signing_key: Option<PathBuf>,
+    /// TEE root certificates (PEM) that attestation chains must lead to.
+    pub tee_roots: Option<PathBuf>,
+    /// SP root certificates (PEM) that SP signer chains must lead to.
+    pub sp_roots: Option<PathBuf>,
+    /// OEM public key (SPKI PEM) that co-signs under dual control.
+    pub oem_key: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (TEEP stays signed end to end).
+    pub plain_http: bool,
+    /// Management configuration.
+    pub policy: PolicyConfig,
+    /// Lifetime of tokens and challenges (seconds).
+    pub token_ttl_secs: u64,
+    /// How long an attestation result is reused (seconds).
+    pub attestation_ttl_secs: u64,
+    /// Largest TEEP request body (bytes); larger ones get 413.
+    pub max_teep_body_bytes: usize,
+    /// Largest admin API request body (bytes); larger ones get 413.
+    pub max_api_body_bytes: usize,
+    /// Accept evidence from models without a `[[reference]]` entry (any measurement).
+    pub accept_unlisted_models: bool,
+    /// Reference values per model.
+    pub reference: Vec<ReferenceConfig>,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("tam-data"),
+            database: None,
+            pki: None,
+            cert: None,
+            key: None,
+            signing_key: None,
+            second_signing_key: None,
+            tee_roots: None,
+            sp_roots: None,
+            oem_key: None,
+            plain_http: false,
+            policy: PolicyConfig::OemGated,
+            token_ttl_secs: 6 * 3600,
+            attestation_ttl_secs: 24 * 3600,
+            max_teep_body_bytes: 1024 * 1024,
+            max_api_body_bytes: 16 * 1024 * 1024,
+            accept_unlisted_models: false,
+            reference: Vec::new(),
+        }
+    }
+}
+
+/// Configuration problems.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error (names the key and line).
+        message: String,
+    },
+    /// A reference measurement is not hex.
+    #[error("reference values of model {model:?}: measurement {value:?} is not hex")]
+    BadMeasurement {
+        /// The model.
+        model: String,
+        /// The value.
+        value: String,
+    },
+}
+
+impl ServerConfig {
+    /// Reads a TOML file (missing keys keep their defaults).
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<ServerConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The database URL: the configured one, else SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(u) => u.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("tam.db").display()),
+        }
+    }
+
+    /// The reference values, decoded.
+    pub fn references(&self) -> Result<Vec<(String, otrp_tam::ReferenceValues)>, ConfigError> {
+        self.reference
+            .iter()
+            .map(|r| {
+                let measurements = r
+                    .measurements
+                    .iter()
+                    .map(|m| {
+                        hex::decode(m.trim()).map_err(|_| ConfigError::BadMeasurement {
+                            model: r.model.clone(),
+                            value: m.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((
+                    r.model.clone(),
+                    otrp_tam::ReferenceValues {
+                        measurements,
+                        hwversions: r.hwversions.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c = ServerConfig::from_toml(
+            "listen = \"127.0.0.1:9000\"\npolicy = \"oem-owned-sd\"\n[[reference]]\nmodel = \"m\"\nmeasurements = [\"0a0b\"]\n",
+        )
+        .unwrap_or_default();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.policy, PolicyConfig::OemOwnedSd);
+        assert_eq!(c.max_teep_body_bytes, 1024 * 1024);
+        let refs = c.references().unwrap_or_default();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].1.measurements, vec![vec![0x0a, 0x0b]]);
+        let e = ServerConfig::from_toml("lisen = 1").err().unwrap_or_default();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_the_data_dir() {
+        let c = ServerConfig {
+            data_dir: PathBuf::from("/tmp/x"),
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.database_url(), "sqlite:/tmp/x/tam.db");
+    }
+}

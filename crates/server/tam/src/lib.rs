@@ -1,0 +1,33 @@
+//! The OpenTrust TAM server: the I/O shell around the sans-IO TAM core (`otrp-tam`).
+//!
+//! * **TEEP over HTTP** at `POST /tam`, per draft-ietf-teep-otrp-over-http-15 ([`teep`]):
+//!   `application/teep+cbor`, an empty body opens a session, 200 with a message, 204 when
+//!   done, 415 / 406 / 413, the §4 response headers. OTrP JSON is answered 415 (the core
+//!   runs TEEP sessions only).
+//! * **Admin REST API** under `/api/v1` ([`api`]) with bearer API tokens, tenancy from the
+//!   core, OpenAPI at `/openapi.json`.
+//! * **Security Domains** ([`sd`]): the TAM signs the SD manifests that create SDs on
+//!   devices; their descriptors list the SP signers a TA of the SD may be signed by.
+//! * **Operations**: Prometheus `/metrics` ([`metrics`]), `/healthz`, `tracing` logs,
+//!   HTTPS with rustls by default, graceful shutdown ([`serve`]).
+//! * All state is in the store (SQLite or PostgreSQL), so several servers share a fleet
+//!   and a restarted server continues every open session.
+//!
+//! Start one with [`serve::start`] (from a [`config::ServerConfig`]) or, in tests, with
+//! [`state::AppState::with_store`] + [`serve::router`] + [`serve::spawn`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod publish;
+pub mod sd;
+pub mod serve;
+pub mod state;
+pub mod teep;
+
+pub use config::ServerConfig;
+pub use identity::Identity;
+pub use serve::{router, serve_until_signal, spawn, start, tls_config, RunningServer};
+pub use state::{AppState, StartError};

@@ -1,0 +1,60 @@
+//! The SP side of publishing, shared by `otrp sp publish` and the tests: build and sign a
+//! TA's SUIT manifest on the SP's machine (the SP key never leaves it) and wrap it for
+//! `POST /api/v1/components`.
+
+use base64::Engine;
+use otrp_cose::SignOptions;
+use otrp_crypto::{CryptoProvider, PrivateKey};
+use otrp_suit::{ComponentId, TaManifestBuilder};
+
+/// Where the device gets the TA image from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Inside the envelope (integrated payload `#tc`).
+    Integrated,
+    /// Fetched by the device (through its Broker) from this URI.
+    Uri(String),
+}
+
+/// The integrated-payload key of a TA image.
+pub const TA_PAYLOAD_KEY: &str = "#tc";
+
+/// Splits `SD/NAME[/...]` into component-id segments.
+pub fn component_segments(id: &str) -> Result<Vec<Vec<u8>>, String> {
+    let segs: Vec<Vec<u8>> = id.split('/').map(|s| s.as_bytes().to_vec()).collect();
+    if segs.len() < 2 || segs.iter().any(Vec::is_empty) {
+        return Err(format!(
+            "component id {id:?} must be SD/NAME (the first segment names the Security Domain)"
+        ));
+    }
+    Ok(segs)
+}
+
+/// Builds and signs the SUIT envelope of a TA image.
+pub fn ta_envelope(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    component: &str,
+    seq: u64,
+    image: &[u8],
+    payload: &Payload,
+) -> Result<Vec<u8>, String> {
+    let id = ComponentId(component_segments(component)?);
+    let b = TaManifestBuilder::new(id, seq).image_of(image);
+    let b = match payload {
+        Payload::Integrated => b.integrated_payload(TA_PAYLOAD_KEY, image.to_vec()),
+        Payload::Uri(u) => b.uri(u.clone()),
+    };
+    b.build_signed(provider, key, &SignOptions::default())
+        .and_then(|e| e.encode())
+        .map_err(|e| format!("building the SUIT manifest: {e}"))
+}
+
+/// The JSON body of `POST /api/v1/components`.
+pub fn upload_body(envelope: &[u8], signer_chain_pem: &str, name: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "envelope": base64::engine::general_purpose::STANDARD.encode(envelope),
+        "signer_chain_pem": signer_chain_pem,
+        "name": name,
+    })
+}
