@@ -1,0 +1,118 @@
+//! CoAP (RFC 7252) binding of the binary TEEP profile, with block-wise transfer
+//! (RFC 7959) both ways, for TAMs and Brokers on constrained links (DESIGN.md §3.3).
+//!
+//! # Session semantics (mirroring TEEP over HTTP, `spec/teep-suit.md` §4)
+//!
+//! The Broker POSTs to the TAM resource (`/teep` by default, [`TEEP_PATH`]): an empty body
+//! opens a session ("ProcessConnect"), a non-empty body carries a TEEP message. The
+//! response carries the next TEEP message, or no payload when the TAM has nothing more to
+//! say (the HTTP binding's 204). Payloads use content-format [`TEEP_CBOR_CONTENT_FORMAT`].
+//!
+//! # Layers
+//!
+//! * [`ClientCore`] and [`ServerCore`] are sans-IO state machines: datagrams and the
+//!   current time go in, datagrams ([`Transmit`]), the next timer deadline and completed
+//!   requests/responses come out. They implement confirmable messages with exponential
+//!   back-off retransmission (`ACK_TIMEOUT`, `ACK_RANDOM_FACTOR`, `MAX_RETRANSMIT`, all in
+//!   [`Config`]), message-id deduplication (the server answers a retransmitted request from
+//!   its cache and never delivers it twice), random tokens, Block1 uploads and Block2
+//!   downloads with a configurable block size of 16–1024 bytes (SZX 0–6, with the peer's
+//!   smaller size honoured), and Size1/Size2.
+//! * [`CoapServer`] and [`CoapClient`] are thin tokio shells around them. The server
+//!   reassembles Block1 uploads per (peer, token), runs the handler once per complete
+//!   request (concurrently across clients) and answers piggybacked.
+//!
+//! # Content-format
+//!
+//! `application/teep+cbor` is a registered media type (IANA, RFC-ietf-teep-protocol), but
+//! neither the TEEP draft's IANA section (checked at the editor's copy, Feb 2026) nor the
+//! CoAP Content-Formats registry assigns it a CoAP content-format number. Until one is
+//! assigned we send 65000 from the registry's *Experimental Use* range (65000–65535,
+//! RFC 7252 §12.3), configurable in [`Config::content_format`]; the server also accepts
+//! `application/cbor` (60) and requests without a Content-Format option.
+//!
+//! # Limits
+//!
+//! Block numbers are 20-bit (RFC 7959), so a body holds at most 2^20 blocks (16 MiB at
+//! 16-byte blocks); [`Config::max_body`] bounds what the server buffers per upload and
+//! [`Config::max_uploads`] how many uploads it keeps at once. NSTART is 1 per exchange
+//! (one outstanding confirmable message each); a [`ClientCore`] may run several exchanges.
+#![cfg_attr(not(feature = "std"), allow(unused))]
+
+mod block;
+mod client;
+mod config;
+mod server;
+mod shell;
+
+pub use block::Block;
+pub use client::{ClientCore, ClientError, ClientEvent, ExchangeId, WireStats};
+pub use coap_lite::ResponseType as Code;
+pub use config::Config;
+pub use server::{RequestId, ServerCore, ServerEvent};
+pub use shell::{BoxFuture, CoapClient, CoapServer, Handler};
+
+/// The TAM's TEEP resource path.
+pub const TEEP_PATH: &str = "/teep";
+
+/// CoAP content-format used for `application/teep+cbor` (experimental-use number; see the
+/// crate docs).
+pub const TEEP_CBOR_CONTENT_FORMAT: u16 = 65000;
+
+/// CoAP content-format of `application/cbor` (RFC 8949), also accepted by the server.
+pub const CBOR_CONTENT_FORMAT: u16 = 60;
+
+/// One datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub peer: std::net::SocketAddr,
+    /// The CoAP message bytes.
+    pub data: Vec<u8>,
+}
+
+/// A complete request as the server hands it to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The Uri-Path, `/`-joined with a leading `/` (e.g. `/teep`).
+    pub path: String,
+    /// The reassembled request body (empty: open a TEEP session).
+    pub body: Vec<u8>,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+}
+
+/// A response: the application's answer on the server, the result on the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// CoAP response code (e.g. [`Code::Changed`] 2.04, [`Code::Content`] 2.05).
+    pub code: Code,
+    /// The (reassembled) body; empty when the TAM has nothing more to send.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// 2.04 Changed carrying `body` (a TEEP message, or empty when the session is done).
+    pub fn changed(body: Vec<u8>) -> Response {
+        Response {
+            code: Code::Changed,
+            body,
+        }
+    }
+
+    /// An error response without body.
+    pub fn error(code: Code) -> Response {
+        Response {
+            code,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// Splits a path such as `/teep` or `a/b` into Uri-Path segments.
+pub(crate) fn path_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

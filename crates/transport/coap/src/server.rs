@@ -1,0 +1,475 @@
+//! Sans-IO CoAP server: message-id deduplication, Block1 reassembly per (peer, token),
+//! Block2 delivery of large responses, piggybacked answers.
+
+use crate::block::{get_uint, set_uint, szx_size, Block};
+use crate::{Code, Config, Request, Response, Transmit, CBOR_CONTENT_FORMAT};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Identifies a complete request handed to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// What a [`ServerCore`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A complete request (all Block1 blocks reassembled); answer it with
+    /// [`ServerCore::respond`]. Each request is reported exactly once, however often the
+    /// network duplicated or the client retransmitted it.
+    Request {
+        /// Pass it back to [`ServerCore::respond`].
+        id: RequestId,
+        /// The request.
+        request: Request,
+    },
+}
+
+#[derive(Debug)]
+enum Dedup {
+    /// The application has the request; retransmissions are ignored meanwhile.
+    InProgress,
+    /// The answer, sent again for every retransmission.
+    Replied(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct DedupEntry {
+    state: Dedup,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Upload {
+    buf: Vec<u8>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Download {
+    code: Code,
+    body: Vec<u8>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    peer: SocketAddr,
+    mid: u16,
+    token: Vec<u8>,
+    confirmable: bool,
+    block1: Option<Block>,
+    b2_szx: u8,
+}
+
+type PeerToken = (SocketAddr, Vec<u8>);
+
+/// The server state machine. Feed it datagrams ([`ServerCore::handle_datagram`]), answers
+/// ([`ServerCore::respond`]) and timer expiries ([`ServerCore::handle_timeout`]); drain
+/// [`ServerCore::poll_transmit`] and [`ServerCore::poll_event`] after each call.
+#[derive(Debug)]
+pub struct ServerCore {
+    config: Config,
+    next_id: u64,
+    next_mid: u16,
+    dedup: HashMap<(SocketAddr, u16), DedupEntry>,
+    uploads: HashMap<PeerToken, Upload>,
+    downloads: HashMap<PeerToken, Download>,
+    pending: HashMap<RequestId, Pending>,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<ServerEvent>,
+    next_sweep: Option<Instant>,
+}
+
+impl ServerCore {
+    /// A server with `config`.
+    pub fn new(config: Config) -> Self {
+        ServerCore {
+            config,
+            next_id: 0,
+            next_mid: 0,
+            dedup: HashMap::new(),
+            uploads: HashMap::new(),
+            downloads: HashMap::new(),
+            pending: HashMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            next_sweep: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`ServerCore::handle_timeout`] must be called next (cache expiry), if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Number of Block1 uploads in progress.
+    pub fn uploads_in_progress(&self) -> usize {
+        self.uploads.len()
+    }
+
+    /// Number of requests handed out and not yet answered.
+    pub fn requests_pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        (self.config.exchange_lifetime / 8).max(Duration::from_millis(10))
+    }
+
+    fn arm_sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + self.sweep_interval());
+        }
+    }
+
+    /// Drops expired deduplication entries, abandoned uploads and unfetched responses.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| t > now) {
+            return;
+        }
+        self.dedup
+            .retain(|_, e| e.expires > now || matches!(e.state, Dedup::InProgress));
+        self.uploads.retain(|_, u| u.expires > now);
+        self.downloads.retain(|_, d| d.expires > now);
+        self.next_sweep = None;
+        if !(self.dedup.is_empty() && self.uploads.is_empty() && self.downloads.is_empty()) {
+            self.arm_sweep(now);
+        }
+    }
+
+    /// Processes a datagram from `peer`.
+    pub fn handle_datagram(&mut self, peer: SocketAddr, data: &[u8], now: Instant) {
+        let Ok(p) = Packet::from_bytes(data) else {
+            tracing::debug!(%peer, "ignoring a datagram that is not CoAP");
+            return;
+        };
+        let ty = p.header.get_type();
+        if matches!(ty, MessageType::Acknowledgement | MessageType::Reset) {
+            return; // we send no confirmable messages
+        }
+        let mid = p.header.message_id;
+        if let Some(entry) = self.dedup.get(&(peer, mid)) {
+            if let Dedup::Replied(bytes) = &entry.state {
+                self.outbox.push_back(Transmit {
+                    peer,
+                    data: bytes.clone(),
+                });
+            }
+            return;
+        }
+        let method = match p.header.code {
+            MessageClass::Request(m) => m,
+            MessageClass::Empty if ty == MessageType::Confirmable => {
+                // CoAP ping: answer with Reset (RFC 7252 §4.3).
+                let mut rst = Packet::new();
+                rst.header.set_type(MessageType::Reset);
+                rst.header.code = MessageClass::Empty;
+                rst.header.message_id = mid;
+                if let Ok(bytes) = rst.to_bytes() {
+                    self.outbox.push_back(Transmit { peer, data: bytes });
+                }
+                return;
+            }
+            _ => return,
+        };
+        if method != RequestType::Post {
+            self.reply(peer, &p, Code::MethodNotAllowed, now, |_| {});
+            return;
+        }
+        if let Some(cf) = get_uint(&p, CoapOption::ContentFormat) {
+            if cf != u32::from(self.config.content_format) && cf != u32::from(CBOR_CONTENT_FORMAT) {
+                self.reply(peer, &p, Code::UnsupportedContentFormat, now, |_| {});
+                return;
+            }
+        }
+        let (Ok(b1), Ok(b2)) = (
+            Block::get(&p, CoapOption::Block1),
+            Block::get(&p, CoapOption::Block2),
+        ) else {
+            self.reply(peer, &p, Code::BadOption, now, |_| {});
+            return;
+        };
+        let key: PeerToken = (peer, p.get_token().to_vec());
+        if let Some(b2) = b2.filter(|b| b.num > 0) {
+            self.serve_block2(peer, &p, key, b2, now);
+            return;
+        }
+        let b2_szx = b2.map(|b| b.szx).unwrap_or(6).min(self.config.szx());
+        let Some(b1) = b1 else {
+            self.deliver(peer, &p, p.payload.clone(), None, b2_szx, now);
+            return;
+        };
+        if b1.more && p.payload.len() != b1.size() {
+            self.reply(peer, &p, Code::BadRequest, now, |_| {});
+            return;
+        }
+        let max = self.config.max_body;
+        if b1.num == 0 {
+            let size1 = get_uint(&p, CoapOption::Size1).map(|s| s as usize);
+            if size1.is_some_and(|s| s > max) {
+                self.reply(peer, &p, Code::RequestEntityTooLarge, now, |r| {
+                    set_uint(r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
+                });
+                return;
+            }
+            if self.uploads.len() >= self.config.max_uploads && !self.uploads.contains_key(&key) {
+                self.reply(peer, &p, Code::ServiceUnavailable, now, |_| {});
+                return;
+            }
+            let cap = size1.unwrap_or(0).min(max).min(1 << 20);
+            self.uploads.insert(
+                key.clone(),
+                Upload {
+                    buf: Vec::with_capacity(cap),
+                    expires: now + self.config.exchange_lifetime,
+                },
+            );
+            self.arm_sweep(now);
+        }
+        let lifetime = self.config.exchange_lifetime;
+        let Some(up) = self.uploads.get_mut(&key) else {
+            self.reply(peer, &p, Code::RequestEntityIncomplete, now, |_| {});
+            return;
+        };
+        let offset = b1.offset();
+        if offset != up.buf.len() {
+            let dup = up
+                .buf
+                .get(offset..offset + p.payload.len())
+                .is_some_and(|have| have == p.payload.as_slice());
+            if dup && b1.more {
+                let echo = Block {
+                    szx: b1.szx.min(self.config.szx()),
+                    ..b1
+                };
+                self.reply(peer, &p, Code::Continue, now, |r| {
+                    echo.set(r, CoapOption::Block1)
+                });
+            } else {
+                self.uploads.remove(&key);
+                self.reply(peer, &p, Code::RequestEntityIncomplete, now, |_| {});
+            }
+            return;
+        }
+        if up.buf.len() + p.payload.len() > max {
+            self.uploads.remove(&key);
+            self.reply(peer, &p, Code::RequestEntityTooLarge, now, |r| {
+                set_uint(r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
+            });
+            return;
+        }
+        up.buf.extend_from_slice(&p.payload);
+        up.expires = now + lifetime;
+        if b1.more {
+            // Ask for smaller blocks if the client's are larger than ours (RFC 7959 §2.5).
+            let echo = Block {
+                szx: b1.szx.min(self.config.szx()),
+                ..b1
+            };
+            self.reply(peer, &p, Code::Continue, now, |r| {
+                echo.set(r, CoapOption::Block1)
+            });
+            return;
+        }
+        let body = self.uploads.remove(&key).map(|u| u.buf).unwrap_or_default();
+        self.deliver(peer, &p, body, Some(b1), b2_szx, now);
+    }
+
+    /// Hands a complete request to the application.
+    fn deliver(
+        &mut self,
+        peer: SocketAddr,
+        p: &Packet,
+        body: Vec<u8>,
+        block1: Option<Block>,
+        b2_szx: u8,
+        now: Instant,
+    ) {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let segs: Vec<String> = p
+            .get_option(CoapOption::UriPath)
+            .map(|l| {
+                l.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path = format!("/{}", segs.join("/"));
+        let mid = p.header.message_id;
+        self.pending.insert(
+            id,
+            Pending {
+                peer,
+                mid,
+                token: p.get_token().to_vec(),
+                confirmable: p.header.get_type() == MessageType::Confirmable,
+                block1: block1.map(|b| Block { more: false, ..b }),
+                b2_szx,
+            },
+        );
+        self.dedup.insert(
+            (peer, mid),
+            DedupEntry {
+                state: Dedup::InProgress,
+                expires: now + self.config.exchange_lifetime,
+            },
+        );
+        self.arm_sweep(now);
+        self.events.push_back(ServerEvent::Request {
+            id,
+            request: Request { path, body, peer },
+        });
+    }
+
+    /// Answers request `id` (unknown ids are ignored). A body larger than one block goes
+    /// out block-wise: the first block now, the rest when the client asks (Block2).
+    pub fn respond(&mut self, id: RequestId, response: Response, now: Instant) {
+        let Some(pd) = self.pending.remove(&id) else {
+            return;
+        };
+        let size = szx_size(pd.b2_szx);
+        let mut r = self.base_reply(pd.confirmable, pd.mid, &pd.token, response.code);
+        if let Some(b1) = pd.block1 {
+            b1.set(&mut r, CoapOption::Block1);
+        }
+        if !response.body.is_empty() {
+            set_uint(
+                &mut r,
+                CoapOption::ContentFormat,
+                u32::from(self.config.content_format),
+            );
+        }
+        if response.body.len() > size {
+            Block {
+                num: 0,
+                more: true,
+                szx: pd.b2_szx,
+            }
+            .set(&mut r, CoapOption::Block2);
+            set_uint(
+                &mut r,
+                CoapOption::Size2,
+                u32::try_from(response.body.len()).unwrap_or(u32::MAX),
+            );
+            r.payload = response.body.get(..size).unwrap_or(&[]).to_vec();
+            self.downloads.insert(
+                (pd.peer, pd.token.clone()),
+                Download {
+                    code: response.code,
+                    body: response.body,
+                    expires: now + self.config.exchange_lifetime,
+                },
+            );
+        } else {
+            r.payload = response.body;
+        }
+        self.send_reply(pd.peer, pd.mid, r, now);
+    }
+
+    fn serve_block2(
+        &mut self,
+        peer: SocketAddr,
+        p: &Packet,
+        key: PeerToken,
+        b2: Block,
+        now: Instant,
+    ) {
+        let lifetime = self.config.exchange_lifetime;
+        let our = self.config.szx();
+        let cf = self.config.content_format;
+        let Some(d) = self.downloads.get_mut(&key) else {
+            self.reply(peer, p, Code::RequestEntityIncomplete, now, |_| {});
+            return;
+        };
+        let szx = b2.szx.min(our);
+        let size = szx_size(szx);
+        let offset = b2.offset();
+        if offset >= d.body.len() {
+            self.reply(peer, p, Code::BadOption, now, |_| {});
+            return;
+        }
+        let end = (offset + size).min(d.body.len());
+        let block = Block {
+            num: (offset / size) as u32,
+            more: end < d.body.len(),
+            szx,
+        };
+        let code = d.code;
+        let payload = d.body.get(offset..end).unwrap_or(&[]).to_vec();
+        d.expires = now + lifetime;
+        if !block.more {
+            self.downloads.remove(&key);
+        }
+        let confirmable = p.header.get_type() == MessageType::Confirmable;
+        let mut r = self.base_reply(confirmable, p.header.message_id, p.get_token(), code);
+        set_uint(&mut r, CoapOption::ContentFormat, u32::from(cf));
+        block.set(&mut r, CoapOption::Block2);
+        r.payload = payload;
+        self.send_reply(peer, p.header.message_id, r, now);
+    }
+
+    fn base_reply(&mut self, confirmable: bool, mid: u16, token: &[u8], code: Code) -> Packet {
+        let mut r = Packet::new();
+        if confirmable {
+            r.header.set_type(MessageType::Acknowledgement);
+            r.header.message_id = mid;
+        } else {
+            r.header.set_type(MessageType::NonConfirmable);
+            r.header.message_id = self.next_mid;
+            self.next_mid = self.next_mid.wrapping_add(1);
+        }
+        r.header.code = MessageClass::Response(code);
+        r.set_token(token.to_vec());
+        r
+    }
+
+    /// Sends an immediate answer to `p`, built by `f` on top of the code.
+    fn reply(
+        &mut self,
+        peer: SocketAddr,
+        p: &Packet,
+        code: Code,
+        now: Instant,
+        f: impl FnOnce(&mut Packet),
+    ) {
+        let confirmable = p.header.get_type() == MessageType::Confirmable;
+        let mut r = self.base_reply(confirmable, p.header.message_id, p.get_token(), code);
+        f(&mut r);
+        self.send_reply(peer, p.header.message_id, r, now);
+    }
+
+    /// Encodes, caches for deduplication of `request_mid`, and queues `r`.
+    fn send_reply(&mut self, peer: SocketAddr, request_mid: u16, r: Packet, now: Instant) {
+        let Ok(bytes) = r.to_bytes_unlimited() else {
+            tracing::warn!(%peer, "could not encode a response");
+            return;
+        };
+        self.dedup.insert(
+            (peer, request_mid),
+            DedupEntry {
+                state: Dedup::Replied(bytes.clone()),
+                expires: now + self.config.exchange_lifetime,
+            },
+        );
+        self.arm_sweep(now);
+        self.outbox.push_back(Transmit { peer, data: bytes });
+    }
+}
