@@ -106,3 +106,69 @@ pub fn verify_install_ta(
         tamid: cert.info.tamid,
     })
 }
+
+/// Builds a signed InstallTA request as a TAM would: `content` (a [`TaContent`] for
+/// `taid` in `sdname`) encrypted to `tee` (A128CBC-HS256, ECDH-ES+A128KW), signed by
+/// `tam_key` (ES256) with `x5c` in the unprotected header.
+pub fn install_ta_request(
+    provider: &dyn CryptoProvider,
+    tam_key: &PrivateKey,
+    x5c: Vec<String>,
+    tee: &otrp_crypto::PublicKey,
+    sdname: &str,
+    taid: &str,
+    seed: u64,
+) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let content = TaContent {
+        tamid: "tam1.opentrust.test".into(),
+        spid: "sp1".into(),
+        sdname: sdname.into(),
+        spcert: None,
+        taid: taid.into(),
+    };
+    let (content, _) = otrp_json::encrypt_content(
+        provider,
+        &mut rng,
+        &content,
+        otrp_json::ContentEnc::A128CbcHs256,
+        &[otrp_json::RecipientKey::new(tee)],
+    )
+    .expect("content encryption");
+    let tbs = TbsRequest::InstallTa(InstallTaTbsRequest {
+        ver: otrp_json::OTRP_VERSION.into(),
+        rid: format!("rid-{seed}"),
+        tid: format!("tid-{seed}"),
+        tee: "OpenTrust-Sim".into(),
+        nextdsi: false,
+        dsihash: "AAEC".into(),
+        content,
+        encrypted_ta: otrp_json::EncryptedTa {
+            key: "a2V5".into(),
+            iv: "4F5472504973426F726E496E32303135".into(),
+            alg: "AESCBC".into(),
+            ciphertadata: "dGEtYnl0ZXMtLi4u".into(),
+            cipherpdata: None,
+        },
+    });
+    otrp_json::sign_request(
+        provider,
+        &otrp_json::Signer::new(tam_key).with_x5c(x5c),
+        &tbs,
+    )
+    .expect("InstallTA signing")
+}
+
+/// The byte range of the string value of JSON member `name` (first occurrence; for an
+/// array value, from `[` to `]`).
+pub fn json_value_range(json: &[u8], name: &str) -> Option<std::ops::Range<usize>> {
+    let key = format!("\"{name}\":");
+    let at = crate::flips::find(json, key.as_bytes())? + key.len();
+    let close = match json.get(at)? {
+        b'"' => b'"',
+        b'[' => b']',
+        _ => return None,
+    };
+    let end = at + 1 + json.get(at + 1..)?.iter().position(|&b| b == close)?;
+    Some(at + 1..end)
+}

@@ -66,6 +66,15 @@ pub struct TamWorld {
 impl TamWorld {
     /// A TAM under `policy` whose verifier knows `devices` (UEID, TEE attestation key).
     pub async fn new(policy: Policy, devices: &[(&[u8], PublicKey)]) -> TamWorld {
+        TamWorld::with_keys(policy, devices, tam_keys(1)).await
+    }
+
+    /// [`TamWorld::new`] with the given TEEP signing keys.
+    pub async fn with_keys(
+        policy: Policy,
+        devices: &[(&[u8], PublicKey)],
+        keys: TamKeys,
+    ) -> TamWorld {
         let db = temp_db("tam");
         let sql = SqlStore::open_sqlite(&db).await.expect("SQLite store");
         let store: Arc<dyn Store> = Arc::new(sql.clone());
@@ -80,7 +89,6 @@ impl TamWorld {
                 hwversions: vec![HWVERSION.into()],
             },
         );
-        let keys = tam_keys(1);
         let tam = Tam::new(
             store.clone(),
             Arc::new(verifier),

@@ -152,3 +152,58 @@ async fn query_response_bit_flips_are_refused_by_the_tam() {
     );
     assert!(refused >= 500);
 }
+
+/// Threat T1 against the OTrP profile: a signed InstallTA (JWS flattened over JWE
+/// content, TAM certificate chain in `x5c`), every sampled bit flipped — all bits of
+/// the JSON structure, protected header and signature, a stride over the payload and
+/// the `x5c` certificates — is refused by the OTrP verification path (chain to the TEE's
+/// TAM anchors, JWS, JWE). The path is a pure function of its input: there is no store.
+#[test]
+fn install_ta_bit_flips_are_refused_by_the_otrp_path() {
+    use otrp_attack_tests::otrp::{install_ta_request, json_value_range, verify_install_ta};
+    use otrp_attack_tests::pki;
+    let mut a = pki::pki(1, "Operator A");
+    let tam = pki::tam_signer(&mut a, 2, "tam2", "tam2.opentrust.test");
+    let anchors = pki::tam_anchors(&a);
+    let tee = otrp_attack_tests::agent::key(3, otrp_crypto::KeyKind::P256);
+    let provider = otrp_attack_tests::agent::provider();
+    let msg = install_ta_request(
+        provider,
+        &tam.key,
+        pki::x5c(&pki::tam_chain(&a, &tam)),
+        &tee.public_key(),
+        "sd.bank.com",
+        "sd.bank.com.ta",
+        4,
+    );
+    let ok = verify_install_ta(provider, &msg, &anchors, &tee, pki::now()).unwrap();
+    assert_eq!(ok.content.taid, "sd.bank.com.ta");
+    assert_eq!(ok.tamid.as_deref(), Some("tam2.opentrust.test"));
+    let payload = json_value_range(&msg, "payload").unwrap();
+    let x5c = json_value_range(&msg, "x5c").unwrap();
+    let dense: Vec<Range<usize>> = vec![
+        0..payload.start,
+        payload.end..x5c.start,
+        x5c.end..msg.len(),
+    ];
+    let flips = sample(msg.len(), &dense, 500);
+    assert!(flips.len() >= 500);
+    let mut accepted = Vec::new();
+    for f in &flips {
+        if let Ok(v) = verify_install_ta(provider, &f.apply(&msg), &anchors, &tee, pki::now()) {
+            accepted.push((*f, v.content.taid));
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "{} of {} flips accepted: {:?}",
+        accepted.len(),
+        flips.len(),
+        &accepted[..accepted.len().min(10)]
+    );
+    println!(
+        "InstallTA: {} bytes, {} flips refused",
+        msg.len(),
+        flips.len()
+    );
+}
