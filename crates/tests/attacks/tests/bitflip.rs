@@ -181,11 +181,8 @@ fn install_ta_bit_flips_are_refused_by_the_otrp_path() {
     assert_eq!(ok.tamid.as_deref(), Some("tam2.opentrust.test"));
     let payload = json_value_range(&msg, "payload").unwrap();
     let x5c = json_value_range(&msg, "x5c").unwrap();
-    let dense: Vec<Range<usize>> = vec![
-        0..payload.start,
-        payload.end..x5c.start,
-        x5c.end..msg.len(),
-    ];
+    let dense: Vec<Range<usize>> =
+        vec![0..payload.start, payload.end..x5c.start, x5c.end..msg.len()];
     let flips = sample(msg.len(), &dense, 500);
     assert!(flips.len() >= 500);
     let mut accepted = Vec::new();
