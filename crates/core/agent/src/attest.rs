@@ -8,7 +8,6 @@ use alloc::vec::Vec;
 use ciborium::value::Value;
 use coset::{CborSerializable, Label};
 use otrp_cose::SignOptions;
-use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{CryptoProvider, PrivateKey, PublicKey};
 use otrp_eat::signed::EatSignOptions;
 use otrp_eat::{Confirmation, ContentFormat, EatClaims, OemId, Profile};
@@ -72,7 +71,9 @@ pub struct EatAttester {
     provider: &'static dyn CryptoProvider,
     attestation_key: PrivateKey,
     identity: EatIdentity,
-    agent_kid: [u8; 32],
+    /// The Agent's TEEP signing key as a COSE_Key (CBOR value), carried whole in `cnf`:
+    /// a thumbprint alone cannot authenticate the first QueryResponse (RFC 8747 §3.2).
+    agent_cnf: Value,
 }
 
 impl EatAttester {
@@ -86,7 +87,12 @@ impl EatAttester {
     ) -> Self {
         EatAttester {
             provider,
-            agent_kid: cose_key_thumbprint(agent_key, provider),
+            agent_cnf: {
+                use coset::AsCborValue as _;
+                otrp_cose::cose_key_from_public(agent_key)
+                    .to_cbor_value()
+                    .unwrap_or(Value::Null)
+            },
             attestation_key,
             identity,
         }
@@ -139,7 +145,7 @@ impl EatAttester {
                 content_type: CONTENT_FORMAT_OCTET_STREAM,
                 content: Value::Bytes(self.identity.measurement.to_vec()),
             }])
-            .with_cnf(Confirmation::Kid(self.agent_kid.to_vec()));
+            .with_cnf(Confirmation::CoseKey(self.agent_cnf.clone()));
         if let Some(e) = &self.identity.tfw_endorsement {
             claims = claims.with_claim(
                 Value::Integer(TFW_ENDORSEMENT_CLAIM.into()),

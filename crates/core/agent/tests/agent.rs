@@ -82,14 +82,21 @@ fn query_response_carries_attestation_and_tc_list() {
         panic!("expected QueryResponse");
     };
     assert_eq!(resp.token.as_deref(), Some(&b"token-00001002"[..]));
-    // Evidence: signed by the attestation key, nonce = challenge, cnf = Agent key kid.
+    // Evidence: signed by the attestation key, nonce = challenge, cnf = the Agent's key
+    // as a whole COSE_Key (its thumbprint alone could not authenticate a first contact).
     let evidence = resp.attestation_payload.unwrap();
     let v = otrp_eat::signed::verify(provider(), &evidence, &[d.attestation_key.clone()]).unwrap();
     assert_eq!(v.claims.nonce(), Some(&b"challenge-0123456789"[..]));
-    let kid = otrp_crypto::thumbprint::cose_key_thumbprint(&d.agent_key, provider());
+    let cnf_key = v
+        .claims
+        .cnf
+        .as_ref()
+        .and_then(|c| c.cose_key())
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        v.claims.cnf,
-        Some(otrp_eat::Confirmation::Kid(kid.to_vec()))
+        otrp_cose::public_from_cose_key(&cnf_key).unwrap(),
+        d.agent_key
     );
     assert_eq!(v.claims.ueid, Some(vec![0x01; 33]));
     let msg = otrp_cose::parse_sign1(&evidence).unwrap();
