@@ -1,0 +1,408 @@
+//! One device-initiated TEEP session over HTTP (draft-ietf-teep-otrp-over-http §5).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use otrp_tee_daemon::server::SharedTee;
+use otrp_tee_daemon::{unix_now, TeeClient, TeeError, TeeEvent, TeepReply};
+use rand::Rng;
+
+use crate::BrokerError;
+
+/// The TEEP media type.
+pub const TEEP_CBOR: &str = "application/teep+cbor";
+
+/// Most HTTP round trips in one session (a TAM that never says 204 is cut off).
+pub const MAX_ROUND_TRIPS: usize = 64;
+
+/// Largest TAM message or fetched payload accepted (16 MiB).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The TEE side of a session: the daemon over its socket, or an in-process TEE (fleet).
+pub trait TeeLink: Send {
+    /// ProcessTeepMessage.
+    fn process(
+        &mut self,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send;
+    /// Hands over fetched bytes.
+    fn provide_fetch(
+        &mut self,
+        uri: String,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send;
+    /// Reports a failed fetch.
+    fn fetch_failed(
+        &mut self,
+        uri: String,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send;
+    /// ProcessError: an outbound message could not be delivered.
+    fn process_error(
+        &mut self,
+        detail: String,
+    ) -> impl Future<Output = Result<(), TeeError>> + Send;
+}
+
+impl TeeLink for TeeClient {
+    fn process(
+        &mut self,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send {
+        self.process_teep_message(message)
+    }
+    fn provide_fetch(
+        &mut self,
+        uri: String,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send {
+        TeeClient::provide_fetch(self, uri, bytes)
+    }
+    fn fetch_failed(
+        &mut self,
+        uri: String,
+    ) -> impl Future<Output = Result<TeepReply, TeeError>> + Send {
+        TeeClient::fetch_failed(self, uri)
+    }
+    fn process_error(
+        &mut self,
+        detail: String,
+    ) -> impl Future<Output = Result<(), TeeError>> + Send {
+        TeeClient::process_error(self, detail)
+    }
+}
+
+/// An in-process TEE (the fleet's devices): each call runs on tokio's blocking pool.
+#[derive(Clone)]
+pub struct LocalTee(pub SharedTee);
+
+impl LocalTee {
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut otrp_tee_daemon::Tee) -> R + Send + 'static,
+    ) -> Result<R, TeeError> {
+        let tee = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut t = tee.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut t)
+        })
+        .await
+        .map_err(|e| TeeError::Protocol(format!("TEE task failed: {e}")))
+    }
+}
+
+impl TeeLink for LocalTee {
+    async fn process(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
+        self.run(move |t| t.process_teep_message(&message, unix_now()))
+            .await
+    }
+    async fn provide_fetch(&mut self, uri: String, bytes: Vec<u8>) -> Result<TeepReply, TeeError> {
+        self.run(move |t| t.provide_fetch(&uri, bytes, unix_now()))
+            .await
+    }
+    async fn fetch_failed(&mut self, uri: String) -> Result<TeepReply, TeeError> {
+        self.run(move |t| t.fetch_failed(&uri, unix_now())).await
+    }
+    async fn process_error(&mut self, detail: String) -> Result<(), TeeError> {
+        tracing::warn!(%detail, "could not deliver a message to the TAM");
+        Ok(())
+    }
+}
+
+/// Simulated network conditions (fleet and fault tests): a delay before each request and
+/// a probability of losing it (half the losses drop the request before it leaves, half
+/// drop the response after the TAM handled it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NetSim {
+    /// Added to every HTTP request.
+    pub delay: Duration,
+    /// Probability in [0, 1] that a request or its response is lost.
+    pub loss: f64,
+}
+
+/// What one session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionReport {
+    /// TAM messages handed to the TEE.
+    pub tam_messages: usize,
+    /// TEE replies posted to the TAM.
+    pub tee_replies: usize,
+    /// URIs fetched for the Agent.
+    pub fetches: usize,
+    /// What the Agent did.
+    pub events: Vec<TeeEvent>,
+}
+
+impl SessionReport {
+    /// Events of one kind (`installed`, `refused` …).
+    pub fn count(&self, kind: &str) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+/// The HTTP side shared by sessions: one client (connection pool, TLS config) for any
+/// number of devices.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    net: NetSim,
+    rng: Arc<Mutex<rand::rngs::StdRng>>,
+}
+
+impl Http {
+    /// A client trusting only `tam_ca_pem` (when given; else the built-in web roots), with
+    /// no redirects and no cookies (otrp-over-http §4).
+    pub fn new(tam_ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Http, BrokerError> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .timeout(timeout)
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("otrp-broker/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = tam_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| BrokerError::Config(format!("--tam-ca: {e}")))?;
+            if certs.is_empty() {
+                return Err(BrokerError::Config(
+                    "--tam-ca: no certificate in the PEM".into(),
+                ));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let client = b
+            .build()
+            .map_err(|e| BrokerError::Config(format!("HTTP client: {e}")))?;
+        Ok(Http {
+            client,
+            net: NetSim::default(),
+            rng: Arc::new(Mutex::new(rand::SeedableRng::from_entropy())),
+        })
+    }
+
+    /// The same client under simulated network conditions.
+    pub fn with_net(mut self, net: NetSim) -> Http {
+        self.net = net;
+        self
+    }
+
+    fn lose(&self) -> bool {
+        self.net.loss > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .gen_bool(self.net.loss.clamp(0.0, 1.0))
+    }
+
+    /// One POST to the TAM: `None` for 204 / empty body (session over).
+    pub async fn post(&self, tam: &str, body: Vec<u8>) -> Result<Option<Vec<u8>>, BrokerError> {
+        if !self.net.delay.is_zero() {
+            tokio::time::sleep(self.net.delay).await;
+        }
+        if self.lose() {
+            return Err(BrokerError::Tam("simulated loss of the request".into()));
+        }
+        let mut req = self
+            .client
+            .post(tam)
+            .header(reqwest::header::ACCEPT, TEEP_CBOR);
+        if !body.is_empty() {
+            req = req.header(reqwest::header::CONTENT_TYPE, TEEP_CBOR);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| BrokerError::Tam(format!("POST {tam}: {}", error_chain(&e))))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            return Err(BrokerError::Tam(format!(
+                "POST {tam}: HTTP {status}: {text}"
+            )));
+        }
+        let ctype = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = read_limited(resp).await?;
+        if self.lose() {
+            return Err(BrokerError::Tam("simulated loss of the response".into()));
+        }
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if !ctype.starts_with(TEEP_CBOR) {
+            return Err(BrokerError::Tam(format!(
+                "POST {tam}: Content-Type {ctype:?}, expected {TEEP_CBOR}"
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// GET a URI for the Agent (http and https only).
+    pub async fn fetch(&self, uri: &str) -> Result<Vec<u8>, BrokerError> {
+        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+            return Err(BrokerError::Fetch(format!(
+                "{uri}: only http(s) URIs are fetched"
+            )));
+        }
+        if !self.net.delay.is_zero() {
+            tokio::time::sleep(self.net.delay).await;
+        }
+        let resp = self
+            .client
+            .get(uri)
+            .send()
+            .await
+            .map_err(|e| BrokerError::Fetch(format!("GET {uri}: {}", error_chain(&e))))?;
+        if !resp.status().is_success() {
+            return Err(BrokerError::Fetch(format!(
+                "GET {uri}: HTTP {}",
+                resp.status()
+            )));
+        }
+        read_limited(resp).await
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, BrokerError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BrokerError::Tam(format!("body over {MAX_BODY} bytes")));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BrokerError::Tam(format!("reading the body: {}", error_chain(&e))))?
+    {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(BrokerError::Tam(format!("body over {MAX_BODY} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Runs one session: POST an empty body, then relay each TAM message to the TEE untouched
+/// and each TEE reply to the TAM, fetching what the Agent asks for, until the TAM answers
+/// 204 or the Agent has nothing to send.
+///
+/// # Never twice
+///
+/// Each TAM message is handed to the TEE at most once and each TEE reply posted at most
+/// once: on any failure the session is abandoned (the TEE is told through ProcessError)
+/// and the next session starts from an empty POST, in which the TAM learns the device's
+/// real state from a fresh QueryResponse. Even a Broker that did resend could not apply an
+/// Update twice: tokens are one-time at both ends — the Agent keeps the tokens it answered
+/// (committed with the Update's changes) and refuses a repeated one, and the TAM consumes
+/// a token with the first answer carrying it and refuses a repeated answer.
+pub async fn run_session<T: TeeLink>(
+    http: &Http,
+    tam: &str,
+    tee: &mut T,
+) -> Result<SessionReport, BrokerError> {
+    let mut report = SessionReport::default();
+    let mut outbound: Vec<u8> = Vec::new();
+    for _ in 0..MAX_ROUND_TRIPS {
+        let posted_reply = !outbound.is_empty();
+        let incoming = match http.post(tam, std::mem::take(&mut outbound)).await {
+            Ok(b) => b,
+            Err(e) => {
+                if let Err(te) = tee.process_error(e.to_string()).await {
+                    tracing::debug!(error = %te, "ProcessError not delivered");
+                }
+                return Err(e);
+            }
+        };
+        if posted_reply {
+            report.tee_replies += 1;
+        }
+        let Some(message) = incoming else {
+            return Ok(report);
+        };
+        report.tam_messages += 1;
+        let mut reply = tee.process(message).await.map_err(BrokerError::Tee)?;
+        // The Agent may ask for several URIs in turn.
+        let mut fetches = 0;
+        while let Some(uri) = reply.need_fetch.take() {
+            report.events.append(&mut reply.events);
+            fetches += 1;
+            if fetches > MAX_ROUND_TRIPS {
+                return Err(BrokerError::Fetch("too many fetches in one message".into()));
+            }
+            reply = match http.fetch(&uri).await {
+                Ok(bytes) => {
+                    report.fetches += 1;
+                    tee.provide_fetch(uri, bytes).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed");
+                    tee.fetch_failed(uri).await
+                }
+            }
+            .map_err(BrokerError::Tee)?;
+        }
+        report.events.append(&mut reply.events);
+        match reply.send {
+            Some(bytes) => outbound = bytes,
+            None => return Ok(report),
+        }
+    }
+    Err(BrokerError::Tam(format!(
+        "the TAM did not end the session within {MAX_ROUND_TRIPS} round trips"
+    )))
+}
+
+/// Exponential backoff with full jitter and a cap.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles per failure up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            current: min,
+        }
+    }
+    /// The next delay (random in [current/2, current]), then doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = d / 2;
+        half + d
+            .saturating_sub(half)
+            .mul_f64(rand::thread_rng().gen::<f64>())
+    }
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}

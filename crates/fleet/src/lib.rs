@@ -1,0 +1,1 @@
+//! otrp-fleet (being written).

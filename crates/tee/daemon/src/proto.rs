@@ -1,0 +1,198 @@
+//! The local protocol between the rich OS (Broker, Client Apps) and the TEE daemon.
+//!
+//! # Framing
+//!
+//! Over a unix stream socket, each frame is a 4-byte big-endian length followed by that
+//! many bytes of CBOR (serde, externally tagged enums: `{"ProcessTeepMessage": {...}}`).
+//! A client sends a [`Request`] and reads exactly one [`Response`]; requests on one
+//! connection are answered in order. Frames over [`MAX_FRAME`] bytes are refused and the
+//! connection closed. Sessions opened on a connection are closed when it closes.
+//!
+//! # Requests (RFC 9397 §6.2.1 conceptual Broker APIs, plus the Client API)
+//!
+//! | request | answer |
+//! |---|---|
+//! | `ProcessTeepMessage { message }` — bytes from the TAM, untouched | `Teep(TeepReply)`: the bytes to relay back, or `need_fetch`, or nothing (session over) |
+//! | `ProvideFetch { uri, bytes }` / `FetchFailed { uri }` | `Teep(TeepReply)` |
+//! | `RequestTa { component }` / `UnrequestTa { component }` | `Ok` |
+//! | `RequestPolicyCheck { after, timeout_ms }` — wait until RequestTA/UnrequestTA moved the work generation past `after` (or the timeout) | `Work { seq }` |
+//! | `ProcessError { detail }` — the Broker could not deliver to the TAM | `Ok` |
+//! | `OpenSession { ta }` / `Invoke { session, cmd, data }` / `CloseSession { session }` | `Session { session }` / `Output { data }` / `Ok` |
+//! | `Status` | `Status(TeeStatus)` |
+//!
+//! Any failure is `Error { code, message }` with a GlobalPlatform-style code.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::tee::{TeeStatus, TeepReply};
+use crate::TeeError;
+
+/// Largest frame accepted (32 MiB: a TA image plus CBOR overhead).
+pub const MAX_FRAME: usize = 32 * 1024 * 1024;
+
+/// A component id on the wire: its segments.
+pub type WireComponentId = Vec<serde_bytes::ByteBuf>;
+
+/// A request to the TEE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A TEEP message from the TAM (ProcessTeepMessage).
+    ProcessTeepMessage {
+        /// The bytes, exactly as received.
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
+    /// The bytes of a URI the Agent asked for.
+    ProvideFetch {
+        /// The URI.
+        uri: String,
+        /// Its content.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The Broker could not fetch the URI.
+    FetchFailed {
+        /// The URI.
+        uri: String,
+    },
+    /// RequestTA.
+    RequestTa {
+        /// The component a Client App needs.
+        component: WireComponentId,
+    },
+    /// UnrequestTA.
+    UnrequestTa {
+        /// The manifest a Client App no longer needs.
+        component: WireComponentId,
+    },
+    /// RequestPolicyCheck: wait for Client App work past generation `after`.
+    RequestPolicyCheck {
+        /// The last generation the Broker handled.
+        after: u64,
+        /// How long to wait at most (0: answer at once).
+        timeout_ms: u64,
+    },
+    /// ProcessError: the Broker could not deliver an outbound message to the TAM.
+    ProcessError {
+        /// What failed.
+        detail: String,
+    },
+    /// Opens a session with a TA (by full id or unique last segment).
+    OpenSession {
+        /// The TA.
+        ta: String,
+    },
+    /// Invokes a command in a session.
+    Invoke {
+        /// The session handle.
+        session: u64,
+        /// The command number.
+        cmd: u32,
+        /// Input bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Closes a session.
+    CloseSession {
+        /// The session handle.
+        session: u64,
+    },
+    /// Asks for the TEE's status.
+    Status,
+}
+
+/// The TEE's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done, nothing to return.
+    Ok,
+    /// The Agent's answer to a TEEP message or a fetch hand-over.
+    Teep(TeepReply),
+    /// The current work generation.
+    Work {
+        /// Generation of RequestTA / UnrequestTA calls.
+        seq: u64,
+    },
+    /// A session was opened.
+    Session {
+        /// Its handle.
+        session: u64,
+    },
+    /// A TA's output.
+    Output {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The TEE's status.
+    Status(Box<TeeStatus>),
+    /// The request failed.
+    Error {
+        /// GlobalPlatform-style result code.
+        code: u32,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Response {
+    /// The error response for `e`.
+    pub fn from_error(e: &TeeError) -> Response {
+        Response::Error {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Encodes a value as one frame.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, TeeError> {
+    let mut body = vec![0u8; 4];
+    ciborium::ser::into_writer(value, &mut body)
+        .map_err(|e| TeeError::Protocol(format!("encode: {e}")))?;
+    let len = body.len() - 4;
+    if len > MAX_FRAME {
+        return Err(TeeError::Protocol(format!(
+            "frame of {len} bytes over the {MAX_FRAME}-byte limit"
+        )));
+    }
+    let len32 = u32::try_from(len).map_err(|_| TeeError::Protocol("frame too large".into()))?;
+    body.splice(0..4, len32.to_be_bytes());
+    Ok(body)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    value: &T,
+) -> Result<(), TeeError> {
+    let bytes = encode_frame(value)?;
+    w.write_all(&bytes).await.map_err(TeeError::Connection)?;
+    w.flush().await.map_err(TeeError::Connection)
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Option<T>, TeeError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(TeeError::Connection(e)),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(TeeError::Protocol(format!(
+            "frame of {len} bytes over the {MAX_FRAME}-byte limit"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)
+        .await
+        .map_err(TeeError::Connection)?;
+    ciborium::de::from_reader(body.as_slice())
+        .map(Some)
+        .map_err(|e| TeeError::Protocol(format!("decode: {e}")))
+}
