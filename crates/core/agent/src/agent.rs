@@ -37,7 +37,9 @@ pub enum Management {
     OemGated,
     /// Only the OEM's TAM creates and deletes SDs; SPs manage TAs in SDs granted to them.
     OemOwnedSds,
-    /// Every Update is a COSE_Sign with an OEM and an SP (TAM) signature.
+    /// Every install carries both an OEM and an SP signature: each manifest co-signed
+    /// (SUIT authentication by an OEM key and an authorized SP signer), or the Update a
+    /// COSE_Sign by an OEM key and an SP TAM. Deletions need the managing TAM only.
     DualControl,
 }
 
@@ -155,6 +157,24 @@ struct SdPolicy<'a> {
     anchors: &'a [PublicKey],
     senders: &'a Senders,
     sds: &'a [SecurityDomain],
+    /// OEM keys (configured OEM keys and OEM TAM keys).
+    oem_keys: &'a [PublicKey],
+    /// Dual control and the Update itself is not signed by both an OEM and an SP TAM:
+    /// every manifest must then carry an OEM signature besides its SP/TAM one.
+    manifest_needs_oem: bool,
+}
+
+impl SdPolicy<'_> {
+    /// Dual control: some block other than `other` verified with an OEM key.
+    fn oem_cosigned(&self, signers: &[VerifiedBlock], other: Option<usize>) -> bool {
+        signers.iter().any(|b| {
+            Some(b.block_index) != other
+                && self
+                    .anchors
+                    .get(b.key_index)
+                    .is_some_and(|k| self.oem_keys.contains(k))
+        })
+    }
 }
 
 fn refuse(reason: ReportReason, detail: impl Into<String>) -> Refusal {
@@ -189,15 +209,25 @@ impl ManifestPolicy for SdPolicy<'_> {
                     "an SD manifest names exactly [sd-name, \"sd\"]",
                 ));
             }
-            let by_sender = signers.iter().any(|b| {
+            let by_sender = signers.iter().find(|b| {
                 self.anchors
                     .get(b.key_index)
                     .is_some_and(|k| self.senders.keys.contains(k))
             });
-            if !by_sender {
+            let Some(by_sender) = by_sender else {
                 return Err(refuse(
                     ReportReason::Unauthorised,
                     "an SD manifest must be signed by the TAM that sends it",
+                ));
+            };
+            // An OEM TAM's own signature is the OEM's.
+            if self.manifest_needs_oem
+                && !self.senders.oem
+                && !self.oem_cosigned(signers, Some(by_sender.block_index))
+            {
+                return Err(refuse(
+                    ReportReason::Unauthorised,
+                    "dual control: the SD manifest lacks the OEM co-signature",
                 ));
             }
             return Ok(());
@@ -223,15 +253,21 @@ impl ManifestPolicy for SdPolicy<'_> {
                 "the sending TAM does not manage this Security Domain",
             ));
         }
-        let authorized = signers.iter().any(|b| {
+        let authorized = signers.iter().find(|b| {
             self.anchors
                 .get(b.key_index)
                 .is_some_and(|k| sd.signers.contains(k))
         });
-        if !authorized {
+        let Some(sp_block) = authorized else {
             return Err(refuse(
                 ReportReason::ComponentUnauthorised,
                 "the manifest signer is not authorized for this Security Domain",
+            ));
+        };
+        if self.manifest_needs_oem && !self.oem_cosigned(signers, Some(sp_block.block_index)) {
+            return Err(refuse(
+                ReportReason::Unauthorised,
+                "dual control: the manifest is not co-signed by the OEM",
             ));
         }
         Ok(())
@@ -701,7 +737,9 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
                 }
             }
         }
-        if want.contains(DataItemRequested::TRUSTED_COMPONENTS) {
+        // tc-list is `[ + system-property-claims ]`: a device with nothing installed
+        // leaves it out (an empty list does not encode).
+        if want.contains(DataItemRequested::TRUSTED_COMPONENTS) && !tcs.is_empty() {
             resp = resp.with_tc_list(tcs.clone());
         }
         if want.contains(DataItemRequested::SUIT_REPORTS) && !self.last_reports.is_empty() {
@@ -902,14 +940,15 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
                 }],
             };
         }
-        if self.config.management == Management::DualControl && !(senders.oem && senders.sp) {
-            return self.error(
-                ErrCode::PermanentError,
-                tok,
-                &suite,
-                "dual control: the Update needs both an OEM and an SP TAM signature",
-            );
-        }
+        // Dual control (DESIGN.md §3): either the Update is a COSE_Sign by an OEM and an
+        // SP TAM, or every manifest is co-signed (SUIT authentication blocks by an OEM key
+        // and by an SP signer authorized for its SD), as `Admin::cosign_manifest` makes
+        // them. Deletions need the managing TAM only: dual control governs what code runs
+        // in the TEE, and removing a component is already within its managing TAM's power
+        // (it could stop serving it anyway); the OEM co-signs what gets installed.
+        let manifest_needs_oem =
+            self.config.management == Management::DualControl && !(senders.oem && senders.sp);
+        let oem_keys = self.oem_keys();
         let mut staged = ChangeSet::default();
         let mut events = Vec::new();
         // 1. Unlink unneeded manifests.
@@ -993,10 +1032,15 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             for sd in &sds {
                 anchors.extend(sd.signers.iter().cloned());
             }
+            if manifest_needs_oem {
+                anchors.extend(oem_keys.iter().cloned());
+            }
             let policy = SdPolicy {
                 anchors: &anchors,
                 senders,
                 sds: &sds,
+                oem_keys: &oem_keys,
+                manifest_needs_oem,
             };
             let mut p = Processor::new(self.provider, cfg, &anchors, &policy);
             for (u, b) in &fetched {

@@ -51,8 +51,14 @@
 //!   it and later SDs of that SP need none.
 //! * [`Management::OemOwnedSds`]: only an OEM TAM creates or deletes SDs; it names the SP's
 //!   managing TAM in `tam-kid`, and that TAM then manages TAs inside, nowhere else.
-//! * [`Management::DualControl`]: every Update must be a COSE_Sign verified by both an
-//!   OEM key (an OEM TAM or [`AgentConfig::oem_keys`]) and an SP TAM.
+//! * [`Management::DualControl`]: every manifest an Update installs must carry both an
+//!   OEM and an SP signature: either each SUIT envelope's authentication verifies under
+//!   an OEM key (an OEM TAM or [`AgentConfig::oem_keys`]) AND under an SP signer
+//!   authorized for its SD (SD manifests: the sending TAM), which is what the TAM's
+//!   `Admin::cosign_manifest` workflow produces; or the Update itself is a COSE_Sign by an
+//!   OEM key and an SP TAM. Deletions (unneeded-manifest-list) need the managing TAM
+//!   only: dual control governs what code runs in the TEE, and removal by the managing
+//!   TAM is already within its power (it may stop serving a component at any time).
 //!
 //! Re-installing an SD manifest updates the SD (same SP, same owner only). **Deleting an
 //! SD** = listing `[sd-name, "sd"]` in an Update's unneeded-manifest-list; refused while

@@ -570,6 +570,14 @@ fn oem_owned_sds_only_the_oem_tam_creates_and_deletes() {
     assert_eq!(*d.agent.store(), before);
 }
 
+/// Adds an OEM signature block to a SUIT envelope (what `Admin::cosign_manifest` stores).
+fn cosign(envelope: &[u8], oem: &otrp_crypto::PrivateKey) -> Vec<u8> {
+    let mut env = otrp_suit::Envelope::decode(envelope).unwrap();
+    env.add_signature(provider(), oem, &SignOptions::default())
+        .unwrap();
+    env.encode().unwrap()
+}
+
 #[test]
 fn dual_control_needs_both_signatures() {
     let oem = key(510, KeyKind::P256);
@@ -582,10 +590,14 @@ fn dual_control_needs_both_signatures() {
     let signer = key(604, KeyKind::P256);
     let desc = descriptor(b"dual", "sp", vec![signer.public_key()]);
     let before = d.agent.store().clone();
-    // SP TAM alone (COSE_Sign1).
+    // SP TAM alone (COSE_Sign1, SD manifest signed by the TAM only).
     let e = d.error(&tam.update(vec![tam.sd_manifest(&desc, 1)], vec![]), 1);
-    assert_eq!(e.err_code, ErrCode::PermanentError);
+    assert_eq!(e.err_code, ErrCode::ManifestProcessingFailed);
     assert!(e.err_msg.unwrap().contains("dual control"));
+    assert_eq!(
+        failure_reason(&reports(&e.suit_reports)[0]),
+        ReportReason::Unauthorised
+    );
     // OEM alone (not a TAM): refused as untrusted.
     let up = tam.update_msg(vec![tam.sd_manifest(&desc, 1)], vec![]);
     let payload = TeepMessage::Update(up).to_vec().unwrap();
@@ -599,7 +611,7 @@ fn dual_control_needs_both_signatures() {
     let e = d.error(&oem_only, 2);
     assert_eq!(e.err_code, ErrCode::BadCertificate);
     assert_eq!(*d.agent.store(), before);
-    // Both: accepted.
+    // Both on the Update (COSE_Sign form): accepted.
     let up = tam.update_msg(vec![tam.sd_manifest(&desc, 1)], vec![]);
     let payload = TeepMessage::Update(up).to_vec().unwrap();
     let both = otrp_cose::sign(
@@ -611,6 +623,65 @@ fn dual_control_needs_both_signatures() {
     .unwrap();
     d.success(&both, 3);
     assert_eq!(d.agent.security_domains().len(), 1);
+}
+
+#[test]
+fn dual_control_accepts_oem_cosigned_manifests_from_the_tam_alone() {
+    let oem = key(511, KeyKind::P256);
+    let mut tam = ScriptedTam::new(8);
+    let mut d = device(
+        tam_only(&tam),
+        vec![oem.public_key()],
+        Management::DualControl,
+    );
+    let signer = key(605, KeyKind::P256);
+    // The SD manifest co-signed by the OEM, sent by the SP's TAM alone: accepted.
+    let desc = descriptor(b"dual", "sp", vec![signer.public_key()]);
+    let sd = cosign(&tam.sd_manifest(&desc, 1), &oem);
+    d.success(&tam.update(vec![sd], vec![]), 1);
+    // A TA signed by the SP only: refused, nothing stored.
+    let before = d.agent.store().clone();
+    let sp_only = ta_in(b"dual", 1, &signer);
+    let e = d.error(&tam.update(vec![sp_only.clone()], vec![]), 2);
+    assert_eq!(e.err_code, ErrCode::ManifestProcessingFailed);
+    assert!(e.err_msg.unwrap().contains("co-signed by the OEM"));
+    assert_eq!(
+        failure_reason(&reports(&e.suit_reports)[0]),
+        ReportReason::Unauthorised
+    );
+    assert_eq!(*d.agent.store(), before);
+    // Co-signed by a key that is not the OEM's: refused.
+    let e = d.error(
+        &tam.update(vec![cosign(&sp_only, &key(512, KeyKind::P256))], vec![]),
+        3,
+    );
+    assert_eq!(e.err_code, ErrCode::ManifestProcessingFailed);
+    assert_eq!(*d.agent.store(), before);
+    // An OEM signature alone (no authorized SP signer): refused.
+    let oem_signed =
+        TaManifestBuilder::new(otrp_suit::ComponentId::new([b"dual".as_slice(), b"app"]), 1)
+            .image_of(b"app")
+            .integrated_payload("#tc", b"app".to_vec())
+            .build_signed(provider(), &oem, &SignOptions::default())
+            .unwrap()
+            .encode()
+            .unwrap();
+    let e = d.error(&tam.update(vec![oem_signed], vec![]), 4);
+    assert_eq!(e.err_code, ErrCode::ManifestProcessingFailed);
+    assert_eq!(*d.agent.store(), before);
+    // SP + OEM co-signed: accepted.
+    let out = d
+        .agent
+        .handle(&tam.update(vec![cosign(&sp_only, &oem)], vec![]), 5);
+    expect_success(&d, &out.send);
+    let app = otrp_suit::ComponentId::new([b"dual".as_slice(), b"app"]);
+    assert!(out.events.contains(&Event::Installed {
+        component: app.clone()
+    }));
+    // Deletion from the managing TAM alone: allowed under dual control.
+    let out = d.agent.handle(&tam.update(vec![], vec![app.clone()]), 6);
+    expect_success(&d, &out.send);
+    assert!(out.events.contains(&Event::Removed { component: app }));
 }
 
 #[test]
