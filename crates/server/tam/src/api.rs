@@ -16,12 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use coset::CborSerializable;
 use otrp_agent::SdDescriptor;
 use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::PublicKey;
 use otrp_store::{
-    AccountKind, AuditRecord, ComponentRecord, DeploymentAction, DeploymentRecord,
-    DeploymentState, DeviceRecord, ManifestRecord, ManifestStatus, Rollout, StoreError, Target,
+    AccountKind, AuditRecord, ComponentRecord, DeploymentAction, DeploymentRecord, DeploymentState,
+    DeviceRecord, ManifestRecord, ManifestStatus, Rollout, StoreError, Target,
 };
 use otrp_suit::{CborItem, Envelope};
 use otrp_tam::{component_id_of, component_key, AdminError, Caller};
@@ -140,7 +141,10 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| ApiError::from(AdminError::Unauthenticated))?;
     Ok(state.admin.authenticate(token).await?)
@@ -359,7 +363,9 @@ async fn list_accounts(
     if !is_oem(&c) {
         return Ok(Json(vec![account_out(&c.account)]));
     }
-    Ok(Json(s.store.accounts().await?.iter().map(account_out).collect()))
+    Ok(Json(
+        s.store.accounts().await?.iter().map(account_out).collect(),
+    ))
 }
 
 /// `POST /api/v1/sps/{id}/approve`.
@@ -574,6 +580,11 @@ pub struct RegisterDevice {
     /// Tags deployments can target.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The TEEP Agent's public key (SPKI PEM), when the device's evidence names it by
+    /// `kid` only (as `otrp-agent`'s EAT attester does): it is bound to this device, and
+    /// the evidence's `cnf` must still name it.
+    #[serde(default)]
+    pub agent_key_pem: Option<String>,
 }
 
 /// A device.
@@ -664,6 +675,15 @@ async fn register_device(
             ));
         }
         let id = hex::encode(&ueid);
+        let agent_key = match &req.agent_key_pem {
+            Some(pem) => Some(PublicKey::from_pem(pem).map_err(|e| {
+                ApiError::bad(
+                    format!("agent_key_pem: {e}"),
+                    "send the Agent's public key as SPKI PEM (BEGIN PUBLIC KEY)",
+                )
+            })?),
+            None => None,
+        };
         let existing = s.store.device(&id).await?;
         let rec = DeviceRecord {
             id: id.clone(),
@@ -676,6 +696,19 @@ async fn register_device(
             created_at: existing.as_ref().map_or(now(), |d| d.created_at),
         };
         s.store.put_device(&rec).await?;
+        if let Some(k) = agent_key {
+            let cose_key = otrp_cose::cose_key_from_public(&k)
+                .to_vec()
+                .map_err(ApiError::internal)?;
+            s.store
+                .put_agent_key(&otrp_store::AgentKeyRecord {
+                    kid: cose_key_thumbprint(&k, s.provider).to_vec(),
+                    device_id: id.clone(),
+                    cose_key,
+                    bound_at: now(),
+                })
+                .await?;
+        }
         Ok(rec)
     }
     .await;
@@ -691,7 +724,9 @@ async fn list_devices(
     h: HeaderMap,
 ) -> ApiResult<Json<Vec<DeviceOut>>> {
     caller(&s, &h).await?;
-    Ok(Json(s.store.devices().await?.iter().map(device_out).collect()))
+    Ok(Json(
+        s.store.devices().await?.iter().map(device_out).collect(),
+    ))
 }
 
 /// `POST /api/v1/devices/{id}/tags`.
@@ -848,13 +883,18 @@ async fn register_envelope(
             "build the envelope with `otrp sp publish` (TaManifestBuilder)",
         )
     })?;
-    let comp = env.manifest().components().first().cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the manifest names no component",
-            "name the component as SD/NAME",
-        )
-    })?;
+    let comp = env
+        .manifest()
+        .components()
+        .first()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the manifest names no component",
+                "name the component as SD/NAME",
+            )
+        })?;
     let segs = comp.segments();
     if segs.len() == 2 && segs.get(1).map(Vec::as_slice) == Some(b"sd".as_slice()) {
         return Err(ApiError::new(
@@ -894,8 +934,7 @@ async fn register_envelope(
     }
     let display = component_display(&component_key(segs));
     let name = name.unwrap_or(&display);
-    Ok(s
-        .admin
+    Ok(s.admin
         .register_manifest(c, &sd_name, name, &envelope, &[key], now())
         .await?)
 }
@@ -1069,7 +1108,12 @@ pub fn parse_rollout(s: &str) -> Option<Rollout> {
         return Some(Rollout::Full);
     }
     if let Some(p) = s.strip_suffix('%') {
-        return p.trim().parse::<u8>().ok().filter(|p| *p <= 100).map(Rollout::Percent);
+        return p
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= 100)
+            .map(Rollout::Percent);
     }
     if let Some(n) = s.strip_prefix("count:") {
         return n.trim().parse::<u64>().ok().map(Rollout::Count);
@@ -1112,12 +1156,17 @@ async fn ensure_sd_deployment(
     if comp.id == sd_key || s.store.latest_manifest(&sd_key, true).await?.is_none() {
         return Ok(());
     }
-    let exists = s.store.deployments(Some(&comp.sp_id)).await?.iter().any(|d| {
-        d.component == sd_key
-            && d.target == *target
-            && d.state == DeploymentState::Active
-            && d.action == DeploymentAction::Install
-    });
+    let exists = s
+        .store
+        .deployments(Some(&comp.sp_id))
+        .await?
+        .iter()
+        .any(|d| {
+            d.component == sd_key
+                && d.target == *target
+                && d.state == DeploymentState::Active
+                && d.action == DeploymentAction::Install
+        });
     if !exists {
         s.store
             .insert_deployment(&DeploymentRecord {

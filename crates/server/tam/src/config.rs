@@ -235,7 +235,9 @@ mod tests {
         let refs = c.references().unwrap_or_default();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].1.measurements, vec![vec![0x0a, 0x0b]]);
-        let e = ServerConfig::from_toml("lisen = 1").err().unwrap_or_default();
+        let e = ServerConfig::from_toml("lisen = 1")
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("lisen"), "{e}");
     }
 

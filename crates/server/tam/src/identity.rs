@@ -129,7 +129,10 @@ fn signing_key(pem: &[u8], path: &str) -> Result<PrivateKey, IdentityError> {
 /// Both mandatory TEEP keys from the certified one: the other algorithm's key is derived
 /// from it with HKDF-SHA256 (so every replica holding the signing key agrees), unless
 /// `second` gives it.
-pub fn tam_keys(signing: &PrivateKey, second: Option<PrivateKey>) -> Result<TamKeys, IdentityError> {
+pub fn tam_keys(
+    signing: &PrivateKey,
+    second: Option<PrivateKey>,
+) -> Result<TamKeys, IdentityError> {
     let derive = |info: &[u8]| -> Result<[u8; 32], IdentityError> {
         let der = signing
             .to_pkcs8_pem()
@@ -224,12 +227,10 @@ impl Identity {
                 sp_roots: None,
                 oem_keys: Vec::new(),
             },
-            (None, None) => {
-                return Err(IdentityError::Missing(
-                    "no TAM signing key: pass --pki DIR (from `otrp pki init`) or --signing-key FILE"
-                        .into(),
-                ))
-            }
+            (None, None) => return Err(IdentityError::Missing(
+                "no TAM signing key: pass --pki DIR (from `otrp pki init`) or --signing-key FILE"
+                    .into(),
+            )),
         };
         match (&config.cert, &config.key) {
             (Some(c), Some(k)) => {

@@ -51,7 +51,11 @@ pub fn ta_envelope(
 }
 
 /// The JSON body of `POST /api/v1/components`.
-pub fn upload_body(envelope: &[u8], signer_chain_pem: &str, name: Option<&str>) -> serde_json::Value {
+pub fn upload_body(
+    envelope: &[u8],
+    signer_chain_pem: &str,
+    name: Option<&str>,
+) -> serde_json::Value {
     serde_json::json!({
         "envelope": base64::engine::general_purpose::STANDARD.encode(envelope),
         "signer_chain_pem": signer_chain_pem,

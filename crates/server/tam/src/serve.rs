@@ -84,7 +84,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN h2 and
 /// http/1.1) for the identity's TLS chain.
-pub fn tls_config(identity: &crate::identity::Identity) -> Result<Arc<rustls::ServerConfig>, StartError> {
+pub fn tls_config(
+    identity: &crate::identity::Identity,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
     let (chain, key) = identity.tls.as_ref().ok_or_else(|| {
         StartError::Tls(
             "no TLS certificate: pass --pki DIR or --cert/--key, or --plain-http to serve HTTP"
@@ -150,7 +152,11 @@ impl RunningServer {
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is given) until shutdown.
-pub fn spawn(listener: TcpListener, router: Router, tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<RunningServer> {
+pub fn spawn(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let is_tls = tls.is_some();
@@ -204,11 +210,8 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
-async fn serve_conn<I>(
-    io: I,
-    svc: TowerToHyperService<Router>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+async fn serve_conn<I>(io: I, svc: TowerToHyperService<Router>, mut shutdown: watch::Receiver<bool>)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -246,7 +249,9 @@ pub fn spawn_purger(state: Arc<AppState>, every: Duration, mut stop: watch::Rece
                 _ = stop.changed() => return,
             }
             match state.store.purge_expired(now()).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired tokens and challenges deleted"),
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "expired tokens and challenges deleted")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
             }
@@ -275,10 +280,11 @@ pub async fn start(config: crate::config::ServerConfig) -> Result<RunningServer,
             addr: listen.to_string(),
             source,
         })?;
-    let server = spawn(listener, router(state.clone()), tls).map_err(|source| StartError::Bind {
-        addr: listen.to_string(),
-        source,
-    })?;
+    let server =
+        spawn(listener, router(state.clone()), tls).map_err(|source| StartError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
     spawn_purger(state, Duration::from_secs(600), server.shutdown.subscribe());
     tracing::info!(url = %server.tam_url(), backend = %server_backend(&server), "TAM serving");
     Ok(server)

@@ -110,7 +110,11 @@ fn attestation_reason(e: &AttestationError) -> &'static str {
 }
 
 /// Reads the body up to `limit` bytes; `Err(413 response)` beyond it.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -152,7 +156,11 @@ fn message_kind(bytes: &[u8]) -> &'static str {
 }
 
 /// `POST /tam`.
-pub async fn post_tam(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post_tam(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).map(media_type);
     if content_type.as_deref() == Some(OTRP_JSON) {
         return plain(
