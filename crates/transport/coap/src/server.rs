@@ -38,6 +38,16 @@ enum Dedup {
 struct DedupEntry {
     state: Dedup,
     expires: Instant,
+    /// Hash of the request datagram: a retransmission is byte-identical, a different
+    /// message reusing the id (16-bit wrap within a long transfer) is not.
+    fingerprint: u64,
+}
+
+fn fingerprint(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug)]
@@ -80,6 +90,8 @@ pub struct ServerCore {
     outbox: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     next_sweep: Option<Instant>,
+    /// Fingerprint of the datagram being handled.
+    current_print: u64,
 }
 
 impl ServerCore {
@@ -96,6 +108,7 @@ impl ServerCore {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             next_sweep: None,
+            current_print: 0,
         }
     }
 
@@ -165,7 +178,12 @@ impl ServerCore {
             return; // we send no confirmable messages
         }
         let mid = p.header.message_id;
-        if let Some(entry) = self.dedup.get(&(peer, mid)) {
+        let print = fingerprint(data);
+        if let Some(entry) = self
+            .dedup
+            .get(&(peer, mid))
+            .filter(|e| e.fingerprint == print)
+        {
             if let Dedup::Replied(bytes) = &entry.state {
                 self.outbox.push_back(Transmit {
                     peer,
@@ -174,6 +192,7 @@ impl ServerCore {
             }
             return;
         }
+        self.current_print = print;
         let method = match p.header.code {
             MessageClass::Request(m) => m,
             MessageClass::Empty if ty == MessageType::Confirmable => {
@@ -330,6 +349,7 @@ impl ServerCore {
             DedupEntry {
                 state: Dedup::InProgress,
                 expires: now + self.config.exchange_lifetime,
+                fingerprint: self.current_print,
             },
         );
         self.arm_sweep(now);
@@ -462,11 +482,20 @@ impl ServerCore {
             tracing::warn!(%peer, "could not encode a response");
             return;
         };
+        // An answer to a delivered request keeps that request's fingerprint; an immediate
+        // answer belongs to the datagram being handled.
+        let fingerprint = self
+            .dedup
+            .get(&(peer, request_mid))
+            .filter(|e| matches!(e.state, Dedup::InProgress))
+            .map(|e| e.fingerprint)
+            .unwrap_or(self.current_print);
         self.dedup.insert(
             (peer, request_mid),
             DedupEntry {
                 state: Dedup::Replied(bytes.clone()),
                 expires: now + self.config.exchange_lifetime,
+                fingerprint,
             },
         );
         self.arm_sweep(now);

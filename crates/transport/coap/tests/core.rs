@@ -461,10 +461,14 @@ fn duplicate_request_is_delivered_once_and_answered_from_cache() {
     let req = request(9, b"tok", |p| p.payload = b"msg".to_vec());
     s.handle_datagram(peer, &req, now);
     s.handle_datagram(peer, &req, now); // retransmitted while the application works
-    let Some(ServerEvent::Request { id, request }) = s.poll_event() else {
+    let Some(ServerEvent::Request {
+        id,
+        request: first_req,
+    }) = s.poll_event()
+    else {
         panic!("no request");
     };
-    assert_eq!(request.body, b"msg");
+    assert_eq!(first_req.body, b"msg");
     assert!(s.poll_event().is_none());
     assert!(s.poll_transmit().is_none());
     s.respond(id, Response::changed(b"answer".to_vec()), now);
@@ -472,6 +476,19 @@ fn duplicate_request_is_delivered_once_and_answered_from_cache() {
     s.handle_datagram(peer, &req, now); // the ACK was lost: retransmission
     assert_eq!(s.poll_transmit().unwrap().data, first);
     assert!(s.poll_event().is_none());
+    // a different message reusing the id (16-bit wrap) is a new request, not a duplicate
+    let other = request(9, b"tok", |p| p.payload = b"msg2".to_vec());
+    s.handle_datagram(peer, &other, now);
+    let Some(ServerEvent::Request {
+        id: second_id,
+        request: second,
+    }) = s.poll_event()
+    else {
+        panic!("a reused message id was taken for a duplicate");
+    };
+    assert_eq!(second.body, b"msg2");
+    s.respond(second_id, Response::changed(Vec::new()), now);
+    assert_eq!(s.requests_pending(), 0);
     // after EXCHANGE_LIFETIME the caches are gone
     let later = now + Duration::from_secs(31);
     s.handle_timeout(later);
