@@ -43,7 +43,7 @@ pub fn sample(len: usize, dense: &[Range<usize>], min_total: usize) -> Vec<BitFl
         .max(64.min(sparse.len()));
     if want > 0 && !sparse.is_empty() {
         let stride = (sparse.len() / want).max(1);
-        for (k, &i) in sparse.iter().enumerate().step_by(stride) {
+        for (k, &i) in sparse.iter().step_by(stride).enumerate() {
             out.push(BitFlip {
                 byte: i,
                 bit: (k % 8) as u8,

@@ -361,7 +361,7 @@ async fn sp_a_cannot_reach_into_sp_bs_sd_at_the_tam() {
     // B's component through A's own SD.
     assert!(matches!(
         admin
-            .register_manifest(&sp_a, "sd-a", "x", &env, &[a_key.clone()], NOW)
+            .register_manifest(&sp_a, "sd-a", "x", &env, std::slice::from_ref(&a_key), NOW)
             .await,
         Err(AdminError::Forbidden(_))
     ));
