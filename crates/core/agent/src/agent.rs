@@ -337,6 +337,18 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
         }
     }
 
+    /// Processes one OTrP request (`application/otrp+json`) with `otrp` on this Agent's
+    /// component store (see [`crate::otrp`]).
+    pub fn handle_otrp(
+        &mut self,
+        otrp: &crate::otrp::OtrpAgent,
+        message: &[u8],
+        now: u64,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> crate::otrp::OtrpOutput {
+        otrp.handle(&mut self.store, message, now, rng)
+    }
+
     /// The registered Security Domains.
     pub fn security_domains(&self) -> Vec<SecurityDomain> {
         let empty = ChangeSet::default();

@@ -65,11 +65,16 @@
 //! the SD still holds manifests. The registry lives in the store's state entries
 //! (`sd/<hex name>`, see [`SecurityDomain`]), changed in the same commit as the rest.
 //!
+//! # OTrP
+//!
+//! The OTrP JSON profile (GetDeviceState with the DSI, CreateSD/UpdateSD/DeleteSD,
+//! InstallTA/UpdateTA/DeleteTA, per-SP AIKs, `dsihash` state matching) is [`otrp`]:
+//! [`OtrpAgent::handle`] on any store, or [`Agent::handle_otrp`] on this Agent's store,
+//! so both profiles install through the same component store.
+//!
 //! # Not done yet
 //!
-//! The OTrP JSON profile (GetDeviceState/DSI, CreateSD/UpdateSD/DeleteSD,
-//! InstallTA/UpdateTA/DeleteTA, per-SP AIKs) is left for the next session; TAM
-//! attestation (ERR_ATTESTATION_REQUIRED) and EAT/SUIT-report encryption too.
+//! TAM attestation (ERR_ATTESTATION_REQUIRED) and EAT/SUIT-report encryption.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -77,6 +82,7 @@ extern crate alloc;
 mod agent;
 pub mod attest;
 mod error;
+pub mod otrp;
 pub mod sd;
 
 pub use agent::{
@@ -84,6 +90,7 @@ pub use agent::{
 };
 pub use attest::{tfw_endorsement, Attester, EatAttester, EatIdentity, InstalledManifest};
 pub use error::AgentError;
+pub use otrp::{OtrpAgent, OtrpConfig, OtrpEvent, OtrpOutput, OtrpTam, TfwKey};
 pub use sd::{OemAuthorization, SdDescriptor, SecurityDomain};
 
 pub use otrp_suit_processor as suit_processor;
