@@ -19,7 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         old_digest: Some(digest(&old)),
         new_digest: digest(&new),
     };
-    apply(patch.as_slice(), &mut &old[..], &mut out, &expected, &Limits::default())?;
+    apply(
+        patch.as_slice(),
+        &mut &old[..],
+        &mut out,
+        &expected,
+        &Limits::default(),
+    )?;
     assert!(out == new, "round trip failed");
     println!(
         "new {} B, compressed full {} B ({:.1}%), delta {} B ({:.1}% of full, {:.1}% of compressed), diff took {:?}",
