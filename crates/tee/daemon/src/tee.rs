@@ -173,6 +173,8 @@ pub struct TeeStatus {
     pub requested: Vec<String>,
     /// Manifests given up by Client Apps, not yet removed.
     pub unrequested: Vec<String>,
+    /// TA ids whose code the TA runtime holds (must match the Wasm components).
+    pub tas: Vec<String>,
     /// Generation of RequestTA / UnrequestTA calls (the Broker runs a session when it grows).
     pub work_seq: u64,
     /// Store commits since boot.
@@ -729,7 +731,16 @@ impl Tee {
                 });
             }
         }
+        let tas = {
+            let mut p = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+            p.list("ta/")?
+                .iter()
+                .filter_map(|n| n.strip_prefix("ta/")?.strip_suffix("/code"))
+                .map(str::to_string)
+                .collect()
+        };
         Ok(TeeStatus {
+            tas,
             ueid: hex::encode(&self.identity.ueid),
             model: self.identity.hwmodel.clone(),
             config: self.identity.config.to_string(),

@@ -5,8 +5,12 @@
 
 use otrp::inspect;
 
+mod broker;
+mod client;
 mod device;
+mod fleet;
 mod pki;
+mod tee;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +35,14 @@ enum Command {
     Pki(pki::PkiArgs),
     /// Device factory step: provision TEE/TFW identities and sealed state; show a device.
     Device(device::DeviceArgs),
+    /// The TEE daemon of a provisioned device (`otrp tee run --device DEVDIR --listen unix:PATH`).
+    Tee(tee::TeeArgs),
+    /// The TEEP Broker: sessions between a TAM and the TEE daemon over HTTP(S).
+    Broker(broker::BrokerArgs),
+    /// The local Client API of Client Apps: invoke a TA, RequestTA, UnrequestTA, status.
+    Client(client::ClientArgs),
+    /// Fleet simulator: N devices (TEE + Broker each) in one process against a TAM.
+    Fleet(fleet::FleetArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -55,5 +67,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Pki(args) => pki::run(&args),
         Command::Device(args) => device::run(&args),
+        Command::Tee(args) => tee::run(&args),
+        Command::Broker(args) => broker::run(&args),
+        Command::Client(args) => client::run(&args),
+        Command::Fleet(args) => fleet::run(&args),
     }
 }
