@@ -866,13 +866,20 @@ async fn component_out(s: &AppState, c: &ComponentRecord) -> ApiResult<Component
     })
 }
 
-async fn register_envelope(
+/// What an upload is, once its checks before the core passed.
+struct Checked {
+    envelope: Vec<u8>,
+    sd_name: String,
+    key: PublicKey,
+    display: String,
+}
+
+async fn check_envelope(
     s: &AppState,
     c: &Caller,
     envelope_b64: &str,
     chain_pem: &str,
-    name: Option<&str>,
-) -> ApiResult<otrp_tam::Registered> {
+) -> ApiResult<Checked> {
     let envelope = base64::engine::general_purpose::STANDARD
         .decode(envelope_b64.trim())
         .map_err(|e| ApiError::bad(format!("envelope: {e}"), "send the envelope as base64"))?;
@@ -933,9 +940,37 @@ async fn register_envelope(
         ));
     }
     let display = component_display(&component_key(segs));
-    let name = name.unwrap_or(&display);
+    Ok(Checked {
+        envelope,
+        sd_name,
+        key,
+        display,
+    })
+}
+
+/// Checks an upload, then registers it with the core; every refusal is audited once
+/// (the core audits its own).
+async fn register_envelope(
+    s: &AppState,
+    c: &Caller,
+    envelope_b64: &str,
+    chain_pem: &str,
+    name: Option<&str>,
+) -> ApiResult<otrp_tam::Registered> {
+    let ch = match check_envelope(s, c, envelope_b64, chain_pem).await {
+        Ok(x) => x,
+        Err(e) => {
+            // A 404 (another SP's SD) was audited where it was decided.
+            if e.status != StatusCode::NOT_FOUND {
+                let detail = format!("refused: {}", e.error);
+                audit(s, &c.account.id, "manifest.upload", "-", &detail).await;
+            }
+            return Err(e);
+        }
+    };
+    let name = name.unwrap_or(&ch.display);
     Ok(s.admin
-        .register_manifest(c, &sd_name, name, &envelope, &[key], now())
+        .register_manifest(c, &ch.sd_name, name, &ch.envelope, &[ch.key], now())
         .await?)
 }
 
@@ -959,13 +994,7 @@ async fn upload_component(
         req.name.as_deref(),
     )
     .await;
-    let r = match r {
-        // Refusals inside Admin are audited there; ours here.
-        Err(e) if e.status != StatusCode::NOT_FOUND => {
-            audited(&s, &c, "manifest.upload", "-", Err(e)).await?
-        }
-        other => other?,
-    };
+    let r = r?;
     Ok((
         StatusCode::CREATED,
         Json(Registered {

@@ -9,7 +9,10 @@ mod broker;
 mod client;
 mod device;
 mod fleet;
+mod oem;
 mod pki;
+mod sp;
+mod tam;
 mod tee;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +46,12 @@ enum Command {
     Client(client::ClientArgs),
     /// Fleet simulator: N devices (TEE + Broker each) in one process against a TAM.
     Fleet(fleet::FleetArgs),
+    /// The TAM server (`otrp tam serve`) and its status.
+    Tam(tam::TamArgs),
+    /// OEM administration of a TAM: accounts, SP approval, SD grants, devices, audit.
+    Oem(oem::OemArgs),
+    /// Service Provider tools: publish TAs (signed here), deploy, follow rollouts.
+    Sp(sp::SpArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -71,5 +80,8 @@ fn main() -> ExitCode {
         Command::Broker(args) => broker::run(&args),
         Command::Client(args) => client::run(&args),
         Command::Fleet(args) => fleet::run(&args),
+        Command::Tam(args) => tam::run(&args),
+        Command::Oem(args) => oem::run(&args),
+        Command::Sp(args) => sp::run(&args),
     }
 }

@@ -1,0 +1,365 @@
+//! `otrp sp`: the Service Provider's side: publish a TA (the manifest is built and signed
+//! here, on the SP's machine), deploy it, follow the rollout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use otrp_tam_server::publish::{self, Payload};
+use serde_json::{json, Value};
+
+use crate::tam::{block_on, fail, print_json, ApiClient, CliError, ClientArgs};
+
+/// Publish TAs to a TAM, deploy them, follow rollouts.
+#[derive(Args, Debug)]
+pub struct SpArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: SpCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SpCommand {
+    /// Build and sign a TA's SUIT manifest here, then upload the signed envelope.
+    #[command(long_about = PUBLISH_HELP)]
+    Publish(PublishArgs),
+    /// Deploy a published component to a device, tag, model or all, optionally staged.
+    #[command(long_about = DEPLOY_HELP)]
+    Deploy(DeployArgs),
+    /// Pause, resume or abort a deployment.
+    #[command(long_about = CONTROL_HELP)]
+    Deployment(ControlArgs),
+    /// Rollout progress.
+    Rollout(RolloutArgs),
+    /// List your components.
+    Components,
+}
+
+const PUBLISH_HELP: &str = "\
+Build the SUIT manifest of TA.wasm (component id, sequence number, image digest and
+size, the image integrated in the envelope or fetched from --uri), sign it with your SP
+key HERE, and upload only the signed envelope with your signer certificate chain. Your
+key never leaves this machine. The TAM checks the chain against the SP root, that the
+key is authorized for the SD (the first segment of --component) and that --seq grows.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN publish ta.wasm \\
+      --key pki/issued/sp/sp1.key.pem --cert pki/issued/sp/sp1.chain.pem \\
+      --component sd1/door-lock-ta --seq 1
+
+Next: `otrp sp deploy --component sd1/door-lock-ta --target model:door-lock --stage 10%`.";
+
+const DEPLOY_HELP: &str = "\
+Deploy a published component: every device the target matches gets it at its next TEEP
+session (the SD first). --stage limits the rollout to a stable pseudo-random share
+(10%) or a number of devices (25); raise it later with a new deployment, or pause,
+resume and abort it.
+
+Targets: all, device:ID, tag:TAG, model:NAME.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN deploy --component sd1/door-lock-ta \\
+      --target model:door-lock --stage 10%
+
+Next: `otrp sp rollout status --watch`.";
+
+const CONTROL_HELP: &str = "\
+Pause (no new device gets it), resume, or abort (for good) a deployment.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN deployment 3 pause
+
+Next: `otrp sp rollout status 3`.";
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// The TA image (e.g. a .wasm module).
+    ta: PathBuf,
+    /// Your SP signing key (PKCS#8 PEM); it is only read here.
+    #[arg(long, value_name = "SP_KEY")]
+    key: PathBuf,
+    /// Your signer certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "SP_CERT")]
+    cert: PathBuf,
+    /// Component id SD/NAME (the first segment names the Security Domain).
+    #[arg(long, value_name = "ID")]
+    component: String,
+    /// Manifest sequence number (must exceed the last published one).
+    #[arg(long, value_name = "N")]
+    seq: u64,
+    /// Let devices fetch the image from this URI instead of carrying it in the envelope.
+    #[arg(long, value_name = "URI")]
+    uri: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Also write the signed envelope to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct DeployArgs {
+    /// Component id SD/NAME.
+    #[arg(long, value_name = "ID")]
+    component: String,
+    /// all, device:ID, tag:TAG or model:NAME.
+    #[arg(long, default_value = "all")]
+    target: String,
+    /// Staged rollout: N% or a device count N (default: every targeted device).
+    #[arg(long, value_name = "N%|N")]
+    stage: Option<String>,
+    /// Remove the component instead of installing it.
+    #[arg(long)]
+    remove: bool,
+}
+
+#[derive(Args, Debug)]
+struct ControlArgs {
+    /// Deployment id.
+    id: i64,
+    /// pause, resume or abort.
+    #[arg(value_parser = ["pause", "resume", "abort"])]
+    action: String,
+}
+
+#[derive(Args, Debug)]
+struct RolloutArgs {
+    #[command(subcommand)]
+    command: RolloutCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Progress of your deployments (one, or all) with a progress bar each.
+    #[command(long_about = STATUS_HELP)]
+    Status(RolloutStatusArgs),
+}
+
+const STATUS_HELP: &str = "\
+Show how far your deployments got: targeted devices, updates sent, installed, failed.
+With --watch, progress bars follow until every deployment is complete (or Ctrl-C).
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN rollout status --watch
+
+Next: `otrp sp deployment ID pause` if failures pile up.";
+
+#[derive(Args, Debug)]
+struct RolloutStatusArgs {
+    /// Deployment id (default: all of yours).
+    id: Option<i64>,
+    /// Follow until complete.
+    #[arg(long)]
+    watch: bool,
+    /// Poll interval in milliseconds (with --watch).
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+/// `otrp sp`.
+pub fn run(args: &SpArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn read_bytes(path: &std::path::Path, what: &str) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| {
+        CliError::new(
+            format!("cannot read {what} {}: {e}", path.display()),
+            "check the path",
+        )
+    })
+}
+
+fn run_inner(args: &SpArgs) -> Result<(), CliError> {
+    let client = ApiClient::new(&args.client)?;
+    match &args.command {
+        SpCommand::Publish(a) => publish_ta(&client, a),
+        SpCommand::Deploy(a) => {
+            let rollout = match a.stage.as_deref() {
+                None => "full".to_owned(),
+                Some(s) if s.ends_with('%') => s.to_owned(),
+                Some(s) => format!("count:{s}"),
+            };
+            let v = block_on(client.post(
+                "/api/v1/deployments",
+                &json!({
+                    "component": a.component,
+                    "target": a.target,
+                    "rollout": rollout,
+                    "action": if a.remove { "remove" } else { "install" },
+                }),
+            ))??;
+            println!(
+                "deployment {} created: {} {} to {} ({})",
+                v["id"],
+                v["action"].as_str().unwrap_or("?"),
+                v["component"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?"),
+                v["rollout"].as_str().unwrap_or("?")
+            );
+            println!("next: otrp sp rollout status {} --watch", v["id"]);
+            Ok(())
+        }
+        SpCommand::Deployment(a) => {
+            let v = block_on(client.post(
+                &format!("/api/v1/deployments/{}/{}", a.id, a.action),
+                &json!({}),
+            ))??;
+            println!(
+                "deployment {} is {}",
+                a.id,
+                v["state"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        SpCommand::Rollout(r) => match &r.command {
+            RolloutCommand::Status(s) => block_on(rollout_status(&client, s))?,
+        },
+        SpCommand::Components => {
+            print_json(&block_on(client.get("/api/v1/components"))??);
+            Ok(())
+        }
+    }
+}
+
+fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
+    let image = read_bytes(&a.ta, "TA")?;
+    let key_pem = String::from_utf8(read_bytes(&a.key, "SP key")?)
+        .map_err(|_| CliError::new("the SP key is not PEM text", "pass a PKCS#8 PEM key"))?;
+    let key = otrp_crypto::PrivateKey::from_pem(&key_pem).map_err(|e| {
+        CliError::new(
+            format!("SP key {}: {e}", a.key.display()),
+            "pass the .key.pem issued with your signer certificate (`otrp pki issue --kind sp`)",
+        )
+    })?;
+    let chain = String::from_utf8(read_bytes(&a.cert, "signer chain")?)
+        .map_err(|_| CliError::new("the signer chain is not PEM text", "pass a PEM chain"))?;
+    let payload = match &a.uri {
+        Some(u) => Payload::Uri(u.clone()),
+        None => Payload::Integrated,
+    };
+    let env = publish::ta_envelope(
+        otrp_crypto::default_provider(),
+        &key,
+        &a.component,
+        a.seq,
+        &image,
+        &payload,
+    )
+    .map_err(|e| CliError::new(e, "use --component SD/NAME"))?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &env)
+            .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display()), ""))?;
+    }
+    let v = block_on(client.post(
+        "/api/v1/components",
+        &publish::upload_body(&env, &chain, a.name.as_deref()),
+    ))??;
+    println!(
+        "published {} #{} ({} bytes signed here; status {})",
+        v["component"].as_str().unwrap_or("?"),
+        v["seq"],
+        env.len(),
+        v["status"].as_str().unwrap_or("?")
+    );
+    println!(
+        "next: otrp sp deploy --component {} --target model:MODEL --stage 10%",
+        a.component
+    );
+    Ok(())
+}
+
+async fn rollout_status(client: &ApiClient, a: &RolloutStatusArgs) -> Result<(), CliError> {
+    let ids: Vec<i64> = match a.id {
+        Some(id) => vec![id],
+        None => client
+            .get("/api/v1/deployments")
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| !d["component"].as_str().unwrap_or("").ends_with("/sd"))
+            .filter_map(|d| d["id"].as_i64())
+            .collect(),
+    };
+    if ids.is_empty() {
+        println!("no deployments yet; create one with `otrp sp deploy`");
+        return Ok(());
+    }
+    let multi = indicatif::MultiProgress::new();
+    let style =
+        indicatif::ProgressStyle::with_template("{prefix:>32} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let bars: Vec<indicatif::ProgressBar> = ids
+        .iter()
+        .map(|_| {
+            let b = multi.add(indicatif::ProgressBar::new(0));
+            b.set_style(style.clone());
+            b
+        })
+        .collect();
+    let mut lines = vec![String::new(); ids.len()];
+    loop {
+        let mut complete = true;
+        for ((id, bar), line) in ids.iter().zip(&bars).zip(lines.iter_mut()) {
+            let p: Value = client.get(&format!("/api/v1/deployments/{id}")).await?;
+            let d = &p["deployment"];
+            let total = match d["rollout"].as_str().unwrap_or("full") {
+                r if r.starts_with("count:") => r
+                    .trim_start_matches("count:")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    .min(p["targeted"].as_u64().unwrap_or(0)),
+                r if r.ends_with('%') => {
+                    let pct = r.trim_end_matches('%').parse::<u64>().unwrap_or(100);
+                    (p["targeted"].as_u64().unwrap_or(0) * pct).div_ceil(100)
+                }
+                _ => p["targeted"].as_u64().unwrap_or(0),
+            };
+            let done = p["done"].as_u64().unwrap_or(0);
+            let failed = p["failed"].as_u64().unwrap_or(0);
+            bar.set_prefix(format!("#{id} {}", d["component"].as_str().unwrap_or("?")));
+            bar.set_length(total.max(done + failed));
+            bar.set_position(done + failed);
+            bar.set_message(format!(
+                "{} · done {done} · sent {} · failed {failed}",
+                d["state"].as_str().unwrap_or("?"),
+                p["sent"]
+            ));
+            *line = format!(
+                "#{id} {}: {} · {}/{} · done {done} · sent {} · failed {failed}",
+                d["component"].as_str().unwrap_or("?"),
+                d["state"].as_str().unwrap_or("?"),
+                done + failed,
+                total.max(done + failed),
+                p["sent"]
+            );
+            let state = d["state"].as_str().unwrap_or("");
+            if state == "active" && done + failed < total {
+                complete = false;
+            }
+        }
+        if !a.watch || complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(a.interval_ms.max(100))).await;
+    }
+    let hidden = bars.first().is_some_and(indicatif::ProgressBar::is_hidden);
+    for b in &bars {
+        b.abandon();
+    }
+    if hidden {
+        // Not a terminal: plain lines instead of bars.
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
