@@ -89,6 +89,9 @@ struct Published {
     retired: bool,
 }
 
+/// A component a device reported: its id segments and encoded image digest.
+type Installed = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 #[derive(Debug)]
 enum Pending {
     Query,
@@ -389,7 +392,7 @@ impl MiniTam {
 
     /// The Update a device needs, from its QueryResponse (None: nothing to do).
     fn plan(&self, inner: &Inner, qr: &QueryResponse) -> Option<Update> {
-        let installed: Vec<(Vec<Vec<u8>>, Option<Vec<u8>>)> = qr
+        let installed: Vec<Installed> = qr
             .tc_list
             .iter()
             .flatten()
