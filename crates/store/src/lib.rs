@@ -195,6 +195,26 @@ pub trait Store: Send + Sync {
     /// Counts of a deployment.
     async fn progress_counts(&self, deployment_id: i64) -> Result<ProgressCounts>;
 
+    // --- OTrP ----------------------------------------------------------------------------
+    /// Inserts or replaces the OTrP state of a device.
+    async fn put_otrp_device(&self, d: &OtrpDeviceRecord) -> Result<()>;
+    /// The OTrP state of a device.
+    async fn otrp_device(&self, device_id: &str) -> Result<Option<OtrpDeviceRecord>>;
+    /// Records an OTrP request sent ([`StoreError::Exists`] for a reused rid).
+    async fn insert_otrp_request(&self, r: &OtrpRequestRecord) -> Result<()>;
+    /// Reads an OTrP request without consuming it.
+    async fn otrp_request(&self, rid: &str) -> Result<Option<OtrpRequestRecord>>;
+    /// Consumes an OTrP request atomically (as [`Store::consume_token`]).
+    async fn consume_otrp_request(
+        &self,
+        rid: &str,
+        now: u64,
+    ) -> Result<std::result::Result<OtrpRequestRecord, ConsumeRefusal>>;
+    /// Registers an SP TA-signer certificate (idempotent).
+    async fn add_sp_cert(&self, c: &SpCertRecord) -> Result<()>;
+    /// The TA-signer certificates of an SP, oldest first.
+    async fn sp_certs(&self, sp_id: &str) -> Result<Vec<SpCertRecord>>;
+
     // --- audit -------------------------------------------------------------------------
     /// Appends to the audit log; returns the id.
     async fn append_audit(&self, a: &AuditRecord) -> Result<i64>;

@@ -515,3 +515,56 @@ pub struct AuditRecord {
     /// Outcome / detail.
     pub detail: String,
 }
+
+/// The OTrP state of a device as the TAM last saw it (its last DSI and `dsihash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtrpDeviceRecord {
+    /// Device id (as in [`DeviceRecord::id`]).
+    pub device_id: String,
+    /// OTrP `did` (BASE64 SHA-256 of the TEE certificate).
+    pub did: String,
+    /// TEE routing name from the DSI.
+    pub tee_name: String,
+    /// TEE certificate (DER), the key its responses are verified with.
+    pub tee_cert: Vec<u8>,
+    /// The last DSI reported to this TAM (JSON, without `tfwdata`).
+    pub dsi: String,
+    /// Its `dsihash`, which the next request must carry.
+    pub dsihash: String,
+    /// The transaction id of the last GetDeviceState.
+    pub tid: String,
+    /// When this was recorded.
+    pub updated_at: u64,
+}
+
+/// An OTrP request in flight: its `rid` is one-time (consumed by the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtrpRequestRecord {
+    /// The request id.
+    pub rid: String,
+    /// The device (None for a GetDeviceState sent before the device is known).
+    pub device_id: Option<String>,
+    /// The transaction id.
+    pub tid: String,
+    /// The command (`GetDeviceState`, `CreateSD`, …).
+    pub kind: String,
+    /// What it carried (for deployment progress).
+    pub sent: Vec<SentItem>,
+    /// When it was sent.
+    pub created_at: u64,
+    /// When it expires.
+    pub expires_at: u64,
+    /// When the answer consumed it.
+    pub consumed_at: Option<u64>,
+}
+
+/// An SP's TA-signer certificate (the OTrP `spcert` of its SDs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpCertRecord {
+    /// The SP account.
+    pub sp_id: String,
+    /// Certificate (DER).
+    pub cert: Vec<u8>,
+    /// When it was registered.
+    pub created_at: u64,
+}

@@ -247,6 +247,37 @@ fn progress_from(r: ProgressRow) -> Result<ProgressRecord> {
 
 type AuditRow = (i64, i64, String, String, String, String);
 
+type OtrpDeviceRow = (String, String, String, Vec<u8>, String, String, String, i64);
+
+type OtrpRequestRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+    i64,
+    Option<i64>,
+);
+const OTRP_REQUEST_COLS: &str =
+    "rid, device_id, tid, kind, sent, created_at, expires_at, consumed_at";
+
+fn otrp_request_from(r: OtrpRequestRow) -> Result<OtrpRequestRecord> {
+    Ok(OtrpRequestRecord {
+        rid: r.0,
+        device_id: r.1,
+        tid: r.2,
+        kind: r.3,
+        sent: decode_sent(&r.4)?,
+        created_at: un(r.5, "otrp_requests", "created_at")?,
+        expires_at: un(r.6, "otrp_requests", "expires_at")?,
+        consumed_at: r
+            .7
+            .map(|v| un(v, "otrp_requests", "consumed_at"))
+            .transpose()?,
+    })
+}
+
 impl SqlStore {
     /// Opens the store named by `url` and runs the migrations: `sqlite:PATH` (created if
     /// missing, WAL mode) or `postgres://…`.
@@ -623,7 +654,9 @@ impl Store for SqlStore {
             .bind(u(before)).execute(p).await?.rows_affected());
         let b = on_pool!(self, p => sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
             .bind(u(before)).execute(p).await?.rows_affected());
-        Ok(a + b)
+        let c = on_pool!(self, p => sqlx::query("DELETE FROM otrp_requests WHERE expires_at < $1")
+            .bind(u(before)).execute(p).await?.rows_affected());
+        Ok(a + b + c)
     }
 
     async fn insert_account(&self, a: &AccountRecord) -> Result<()> {
@@ -912,6 +945,110 @@ impl Store for SqlStore {
                     action: r.3,
                     object: r.4,
                     detail: r.5,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_otrp_device(&self, d: &OtrpDeviceRecord) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO otrp_devices (device_id, did, tee_name, tee_cert, dsi, dsihash, tid, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (device_id) DO UPDATE SET did = excluded.did, \
+             tee_name = excluded.tee_name, tee_cert = excluded.tee_cert, dsi = excluded.dsi, \
+             dsihash = excluded.dsihash, tid = excluded.tid, updated_at = excluded.updated_at")
+            .bind(&d.device_id).bind(&d.did).bind(&d.tee_name).bind(&d.tee_cert)
+            .bind(&d.dsi).bind(&d.dsihash).bind(&d.tid).bind(u(d.updated_at))
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    async fn otrp_device(&self, device_id: &str) -> Result<Option<OtrpDeviceRecord>> {
+        let row: Option<OtrpDeviceRow> = on_pool!(self, p => sqlx::query_as(
+            "SELECT device_id, did, tee_name, tee_cert, dsi, dsihash, tid, updated_at \
+             FROM otrp_devices WHERE device_id = $1")
+            .bind(device_id).fetch_optional(p).await)?;
+        row.map(|r| {
+            Ok(OtrpDeviceRecord {
+                device_id: r.0,
+                did: r.1,
+                tee_name: r.2,
+                tee_cert: r.3,
+                dsi: r.4,
+                dsihash: r.5,
+                tid: r.6,
+                updated_at: un(r.7, "otrp_devices", "updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_otrp_request(&self, r: &OtrpRequestRecord) -> Result<()> {
+        let res = on_pool!(self, p => sqlx::query(
+            "INSERT INTO otrp_requests (rid, device_id, tid, kind, sent, created_at, \
+             expires_at, consumed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&r.rid).bind(&r.device_id).bind(&r.tid).bind(&r.kind)
+            .bind(encode_sent(&r.sent)).bind(u(r.created_at)).bind(u(r.expires_at))
+            .bind(r.consumed_at.map(u))
+            .execute(p).await.map(|x| x.rows_affected()));
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                what: "OTrP request",
+                id: r.rid.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn otrp_request(&self, rid: &str) -> Result<Option<OtrpRequestRecord>> {
+        let sql = format!("SELECT {OTRP_REQUEST_COLS} FROM otrp_requests WHERE rid = $1");
+        let row: Option<OtrpRequestRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(rid).fetch_optional(p).await)?;
+        row.map(otrp_request_from).transpose()
+    }
+
+    async fn consume_otrp_request(
+        &self,
+        rid: &str,
+        now: u64,
+    ) -> Result<std::result::Result<OtrpRequestRecord, ConsumeRefusal>> {
+        let sql = format!(
+            "UPDATE otrp_requests SET consumed_at = $1 WHERE rid = $2 AND consumed_at IS NULL \
+             AND expires_at > $1 RETURNING {OTRP_REQUEST_COLS}"
+        );
+        let row: Option<OtrpRequestRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(u(now)).bind(rid).fetch_optional(p).await)?;
+        if let Some(r) = row {
+            return Ok(Ok(otrp_request_from(r)?));
+        }
+        Ok(Err(match self.otrp_request(rid).await? {
+            None => ConsumeRefusal::Unknown,
+            Some(t) if t.consumed_at.is_some() => ConsumeRefusal::Replayed,
+            Some(_) => ConsumeRefusal::Expired,
+        }))
+    }
+
+    async fn add_sp_cert(&self, c: &SpCertRecord) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO sp_certs (sp_id, cert, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sp_id, cert) DO NOTHING")
+            .bind(&c.sp_id).bind(&c.cert).bind(u(c.created_at))
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    async fn sp_certs(&self, sp_id: &str) -> Result<Vec<SpCertRecord>> {
+        let rows: Vec<(String, Vec<u8>, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT sp_id, cert, created_at FROM sp_certs WHERE sp_id = $1 \
+             ORDER BY created_at, cert")
+            .bind(sp_id).fetch_all(p).await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SpCertRecord {
+                    sp_id: r.0,
+                    cert: r.1,
+                    created_at: un(r.2, "sp_certs", "created_at")?,
                 })
             })
             .collect()

@@ -351,11 +351,87 @@ async fn records_round_trip(p: &Pair) {
     assert_eq!(log[0].object, "sp2");
 }
 
+/// OTrP records (migration 0002): device state with dsihash, one-time rids consumed by
+/// exactly one replica, SP certificates.
+async fn otrp_records(p: &Pair) {
+    let dev = OtrpDeviceRecord {
+        device_id: "d1".into(),
+        did: "ZGlk".into(),
+        tee_name: "tee".into(),
+        tee_cert: vec![1, 2, 3],
+        dsi: "{}".into(),
+        dsihash: "aGFzaA==".into(),
+        tid: "t1".into(),
+        updated_at: 5,
+    };
+    p.a.put_otrp_device(&dev).await.unwrap();
+    let mut later = dev.clone();
+    later.dsihash = "bmV3".into();
+    p.b.put_otrp_device(&later).await.unwrap();
+    assert_eq!(p.a.otrp_device("d1").await.unwrap(), Some(later));
+    assert_eq!(p.a.otrp_device("d2").await.unwrap(), None);
+    let req = OtrpRequestRecord {
+        rid: "r1".into(),
+        device_id: None,
+        tid: "t1".into(),
+        kind: "GetDeviceState".into(),
+        sent: vec![SentItem {
+            component: vec![9],
+            seq: 2,
+            deployment_id: 3,
+            delete: false,
+        }],
+        created_at: 10,
+        expires_at: 100,
+        consumed_at: None,
+    };
+    p.a.insert_otrp_request(&req).await.unwrap();
+    assert!(matches!(
+        p.b.insert_otrp_request(&req).await,
+        Err(StoreError::Exists { .. })
+    ));
+    assert_eq!(
+        p.b.otrp_request("r1").await.unwrap().unwrap().sent,
+        req.sent
+    );
+    let (x, y) = tokio::join!(
+        p.a.consume_otrp_request("r1", 20),
+        p.b.consume_otrp_request("r1", 20)
+    );
+    let wins = [x.unwrap(), y.unwrap()];
+    assert_eq!(wins.iter().filter(|w| w.is_ok()).count(), 1);
+    assert_eq!(
+        p.a.consume_otrp_request("r1", 21).await.unwrap(),
+        Err(ConsumeRefusal::Replayed)
+    );
+    assert_eq!(
+        p.a.consume_otrp_request("nope", 21).await.unwrap(),
+        Err(ConsumeRefusal::Unknown)
+    );
+    let mut late = req.clone();
+    late.rid = "r2".into();
+    p.a.insert_otrp_request(&late).await.unwrap();
+    assert_eq!(
+        p.a.consume_otrp_request("r2", 100).await.unwrap(),
+        Err(ConsumeRefusal::Expired)
+    );
+    let cert = SpCertRecord {
+        sp_id: "sp1".into(),
+        cert: vec![0x30, 1],
+        created_at: 1,
+    };
+    p.a.add_sp_cert(&cert).await.unwrap();
+    p.b.add_sp_cert(&cert).await.unwrap();
+    assert_eq!(p.a.sp_certs("sp1").await.unwrap(), vec![cert]);
+    assert!(p.a.sp_certs("sp2").await.unwrap().is_empty());
+}
+
 async fn all(p: &Pair) {
     token_consumed_once_across_replicas(p).await;
     token_refusals(p).await;
     catalog_and_sequence_numbers(p).await;
     records_round_trip(p).await;
+    otrp_records(p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
