@@ -44,6 +44,9 @@
 //! and wait are refused as unsupported. `section-offset` in records is the index of the
 //! command in its sequence (not a byte offset).
 //!
+//! Delta updates and compressed full images (custom parameters `otrp-delta-base` -70100
+//! and `otrp-compressed` -70101): see [`delta`].
+//!
 //! # Dependencies (trust-domains)
 //!
 //! A component index listed in `suit-dependencies` is a dependency slot. Fetching into it
@@ -67,6 +70,7 @@
 
 extern crate alloc;
 
+pub mod delta;
 mod processor;
 pub mod store;
 

@@ -506,7 +506,33 @@ impl<'p, 'a> Engine<'p, 'a> {
             let info = info.clone();
             bytes = self.decrypt(run, &info, &bytes)?;
         }
+        let bytes = self.unpack(run, idx, bytes)?;
         self.store_image(run, idx, bytes)
+    }
+
+    /// Delta and compressed payloads (`crate::delta`) become the image here.
+    fn unpack(&self, run: &Run<'_>, idx: u64, payload: Vec<u8>) -> Result<Vec<u8>, Abort> {
+        let packing = crate::delta::packing(|label| run.param(idx, label))
+            .map_err(|e| run.fail(e.reason(), e.detail()))?;
+        if packing == crate::delta::Packing::Plain {
+            return Ok(payload);
+        }
+        let new_digest = match run.param(idx, pl::IMAGE_DIGEST) {
+            Some(Parameter::ImageDigest(d)) => Some(d.value().clone()),
+            _ => None,
+        };
+        let installed = match run.component(idx) {
+            Some(id) => self.image(id)?,
+            None => None,
+        };
+        crate::delta::unpack(
+            &packing,
+            payload,
+            new_digest.as_ref(),
+            installed.as_deref(),
+            self.p.config.max_image_size,
+        )
+        .map_err(|e| run.fail(e.reason(), e.detail()))
     }
 
     fn check_condition(
@@ -624,6 +650,7 @@ impl<'p, 'a> Engine<'p, 'a> {
                     }
                     _ => content,
                 };
+                let bytes = self.unpack(run, idx, bytes)?;
                 self.store_image(run, idx, bytes)
             }
             (Action::Copy | Action::Swap, Mode::Update) => {
