@@ -83,14 +83,14 @@ use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{CryptoProvider, KeyKind, PrivateKey, PublicKey};
 use otrp_json::{
     Cek, CodedReason, CommandTbsResponse, Content, ContentEnc, Dsi, DsiDocument, ErrorCode,
-    GetDeviceTeeStateTbsResponse, JweJson, KeyType, LegacyMode, MessageKind, OtrpMessage,
-    Reason, RecipientKey, ResponseContent, SdInfo, SdList, Signer, SpAik, Status, TaInfo,
-    TbsRequest, TbsResponse, TeeInfo, TfwData, VerifyPolicy, OTRP_VERSION,
+    GetDeviceTeeStateTbsResponse, JweJson, KeyType, LegacyMode, MessageKind, OtrpMessage, Reason,
+    RecipientKey, ResponseContent, SdInfo, SdList, Signer, SpAik, Status, TaInfo, TbsRequest,
+    TbsResponse, TeeInfo, TfwData, VerifyPolicy, OTRP_VERSION,
 };
 use otrp_suit::{ComponentId, Manifest, ReportReason, VerifiedBlock};
 use otrp_suit_processor::{
-    ChangeSet, ComponentStore, Holder, ManifestPolicy, Processor, ProcessorConfig, Refusal,
-    Step, View,
+    ChangeSet, ComponentStore, Holder, ManifestPolicy, Processor, ProcessorConfig, Refusal, Step,
+    View,
 };
 use rand_core::CryptoRngCore;
 use serde::de::DeserializeOwned;
@@ -594,10 +594,7 @@ impl OtrpAgent {
         })
     }
 
-    fn verify(
-        &self,
-        signed: &otrp_json::SignedRequest,
-    ) -> R<(TbsRequest, Senders, OtrpTam)> {
+    fn verify(&self, signed: &otrp_json::SignedRequest) -> R<(TbsRequest, Senders, OtrpTam)> {
         let keys = self.trusted_keys();
         let v = match signed.verify(self.provider, &keys, VerifyPolicy::AnyOne) {
             Ok(v) => v,
@@ -641,12 +638,7 @@ impl OtrpAgent {
             .iter()
             .filter_map(|i| self.config.tams.get(*i))
             .find(|t| !t.oem)
-            .or_else(|| {
-                senders
-                    .tams
-                    .first()
-                    .and_then(|i| self.config.tams.get(*i))
-            })
+            .or_else(|| senders.tams.first().and_then(|i| self.config.tams.get(*i)))
             .cloned()
             .ok_or_else(|| {
                 refused(
@@ -700,9 +692,15 @@ impl OtrpAgent {
                     nextdsi: r.nextdsi,
                     dsihash: &r.dsihash,
                 };
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, rng| {
-                    me.create_sd(st, &ctx, c, rng)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, rng| me.create_sd(st, &ctx, c, rng),
+                )?
             }
             TbsRequest::UpdateSd(r) => {
                 let clear = Clear {
@@ -710,9 +708,15 @@ impl OtrpAgent {
                     nextdsi: r.nextdsi,
                     dsihash: &r.dsihash,
                 };
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, rng| {
-                    me.update_sd(st, &ctx, c, rng)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, rng| me.update_sd(st, &ctx, c, rng),
+                )?
             }
             TbsRequest::DeleteSd(r) => {
                 let clear = Clear {
@@ -720,9 +724,15 @@ impl OtrpAgent {
                     nextdsi: r.nextdsi,
                     dsihash: &r.dsihash,
                 };
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, _rng| {
-                    me.delete_sd(st, &ctx, c)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, _rng| me.delete_sd(st, &ctx, c),
+                )?
             }
             TbsRequest::InstallTa(r) => {
                 let clear = Clear {
@@ -731,9 +741,15 @@ impl OtrpAgent {
                     dsihash: &r.dsihash,
                 };
                 let sealed = package::SealedTa::from_install(&r.encrypted_ta);
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, rng| {
-                    me.install_ta(st, &ctx, c, &sealed, false, rng)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, false, rng),
+                )?
             }
             TbsRequest::UpdateTa(r) => {
                 let clear = Clear {
@@ -742,9 +758,15 @@ impl OtrpAgent {
                     dsihash: &r.dsihash,
                 };
                 let sealed = package::SealedTa::from_update(&r.encrypted_ta);
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, rng| {
-                    me.install_ta(st, &ctx, c, &sealed, true, rng)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, true, rng),
+                )?
             }
             TbsRequest::DeleteTa(r) => {
                 let clear = Clear {
@@ -752,9 +774,15 @@ impl OtrpAgent {
                     nextdsi: r.nextdsi,
                     dsihash: &r.dsihash,
                 };
-                self.command(&*store, &ctx, &session, &clear, &r.content, rng, |me, st, c, _rng| {
-                    me.delete_ta(st, &ctx, c)
-                })?
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &clear,
+                    &r.content,
+                    rng,
+                    |me, st, c, _rng| me.delete_ta(st, &ctx, c),
+                )?
             }
         };
         let Done {
@@ -777,10 +805,9 @@ impl OtrpAgent {
             .len()
             .saturating_sub(self.config.max_rids.max(1));
         session.rids.drain(..excess);
-        changes.state.insert(
-            state::tam_key(&ctx.tam.tamid),
-            Some(to_json(&session)?),
-        );
+        changes
+            .state
+            .insert(state::tam_key(&ctx.tam.tamid), Some(to_json(&session)?));
         let send = self
             .sign(&response)
             .ok_or_else(|| refused(ErrorCode::TeeFail, "signing the response failed"))?;
@@ -1379,16 +1406,16 @@ impl OtrpAgent {
         let aik = load_aik(&view, &sd.spid)
             .map_err(|e| refused(ErrorCode::TeeFail, e))?
             .ok_or_else(|| refused(ErrorCode::TaInvalid, "the SP has no TEE SP AIK"))?;
-        let opened = package::open(self.provider, rng, &aik, sealed, self.config.legacy)
-            .map_err(|e| match e {
+        let opened = package::open(self.provider, rng, &aik, sealed, self.config.legacy).map_err(
+            |e| match e {
                 package::PackageError::Jwe(otrp_json::Error::LegacyRsa15Refused { .. })
                 | package::PackageError::Jwe(otrp_json::Error::AlgorithmNotAllowed { .. }) => {
                     refused(ErrorCode::UnsupportedCryptoAlg, e.to_string())
                 }
                 other => refused(ErrorCode::TaInvalid, other.to_string()),
-            })?;
-        let needs_oem =
-            self.config.management == Management::DualControl && !self.dual_signed(ctx);
+            },
+        )?;
+        let needs_oem = self.config.management == Management::DualControl && !self.dual_signed(ctx);
         let mut changes = ChangeSet::default();
         if let Some(env) = &opened.ta {
             let mut anchors = Vec::new();
@@ -1531,7 +1558,10 @@ fn to_json<T: Serialize>(v: &T) -> R<Vec<u8>> {
 
 fn load_sds(view: &View<'_>) -> Result<Vec<OtrpSd>, String> {
     let mut out = Vec::new();
-    for k in view.state_keys(state::SD_PREFIX).map_err(|e| e.to_string())? {
+    for k in view
+        .state_keys(state::SD_PREFIX)
+        .map_err(|e| e.to_string())?
+    {
         if let Some(bytes) = view.state(&k).map_err(|e| e.to_string())? {
             out.push(serde_json::from_slice(&bytes).map_err(|e| alloc::format!("{k}: {e}"))?);
         }
@@ -1549,7 +1579,10 @@ fn load_sd(view: &View<'_>, name: &str) -> R<Option<OtrpSd>> {
 }
 
 fn load_aik(view: &View<'_>, spid: &str) -> Result<Option<PrivateKey>, String> {
-    match view.state(&state::aik_key(spid)).map_err(|e| e.to_string())? {
+    match view
+        .state(&state::aik_key(spid))
+        .map_err(|e| e.to_string())?
+    {
         Some(b) => PrivateKey::p256_from_scalar(&b)
             .map(Some)
             .map_err(|e| e.to_string()),

@@ -152,7 +152,10 @@ pub fn open(
     legacy: LegacyMode,
 ) -> Result<OpenedTa, PackageError> {
     if sealed.alg != TA_ALG {
-        return Err(format("alg", alloc::format!("`{}` is not AESCBC", sealed.alg)));
+        return Err(format(
+            "alg",
+            alloc::format!("`{}` is not AESCBC", sealed.alg),
+        ));
     }
     let iv = hex::decode(&sealed.iv).map_err(|e| format("iv", alloc::format!("{e}")))?;
     if iv.len() != 16 {
@@ -209,7 +212,10 @@ impl SealedTa {
     /// As UpdateTA's `encrypted_ta`.
     pub fn into_update(self) -> Result<otrp_json::EncryptedTaUpdate, PackageError> {
         if self.ta.is_none() && self.pdata.is_none() {
-            return Err(format("ciphernewtadata", "UpdateTA needs the TA or the data"));
+            return Err(format(
+                "ciphernewtadata",
+                "UpdateTA needs the TA or the data",
+            ));
         }
         Ok(otrp_json::EncryptedTaUpdate {
             key: self.key,
