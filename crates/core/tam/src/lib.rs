@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod attest;
+pub mod delta;
 pub mod session;
 
 pub use admin::{Admin, AdminError, Caller, Policy, Registered};

@@ -774,7 +774,13 @@ impl Tam {
                     if sent.iter().any(|s| s.component == dep.component) {
                         continue;
                     }
-                    manifests.push(m.envelope.clone());
+                    // A delta against the reported image when the manifest offers one.
+                    let reported = has(&dep.component).and_then(|(_, d)| d.as_deref());
+                    let hint = prior.as_ref().map(|p| p.seq);
+                    let (envelope, _) =
+                        crate::delta::envelope_for(self.store.as_ref(), &m, reported, hint)
+                            .await?;
+                    manifests.push(envelope);
                     sent.push(SentItem {
                         component: dep.component.clone(),
                         seq: m.seq,
