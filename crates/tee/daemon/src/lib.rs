@@ -26,7 +26,8 @@
 //! let tee = Arc::new(Mutex::new(Tee::open_device_dir("dev0".as_ref(), &opts)?));
 //! let path = std::path::PathBuf::from("/tmp/dev0.sock");
 //! let listener = server::bind(&path)?;
-//! server::serve(tee, listener, path, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! let stop = async { /* e.g. tokio::signal::ctrl_c() */ };
+//! server::serve(tee, listener, path, stop).await
 //! # }
 //! ```
 #![forbid(unsafe_code)]
