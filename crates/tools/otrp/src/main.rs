@@ -11,6 +11,7 @@ mod device;
 mod fleet;
 mod oem;
 mod pki;
+mod quickstart;
 mod sp;
 mod tam;
 mod tee;
@@ -52,6 +53,8 @@ enum Command {
     Oem(oem::OemArgs),
     /// Service Provider tools: publish TAs (signed here), deploy, follow rollouts.
     Sp(sp::SpArgs),
+    /// Play the use cases end to end: PKI, TAM over HTTPS, simulated devices, scenarios.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -83,5 +86,6 @@ fn main() -> ExitCode {
         Command::Tam(args) => tam::run(&args),
         Command::Oem(args) => oem::run(&args),
         Command::Sp(args) => sp::run(&args),
+        Command::Quickstart(args) => quickstart::run(&args),
     }
 }
