@@ -22,6 +22,7 @@ use otrp_tam_server::{RunningServer, ServerConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+mod mgmt;
 mod scenarios;
 
 /// Play the seed's use cases end to end on this machine.
@@ -222,9 +223,20 @@ impl Harness {
 
     /// One TEEP session per online device, with a progress bar.
     pub async fn sessions(&self, fleet: &Fleet, tam: &Tam, what: &str) -> Summary {
+        self.sessions_with(fleet, tam, what, 16).await
+    }
+
+    /// One TEEP session per online device, `concurrency` at a time.
+    pub async fn sessions_with(
+        &self,
+        fleet: &Fleet,
+        tam: &Tam,
+        what: &str,
+        concurrency: usize,
+    ) -> Summary {
         let pb = bar(fleet.len(), what);
         let opts = RunOptions {
-            concurrency: 16,
+            concurrency,
             ..RunOptions::default()
         };
         let s = fleet.run_with(&self.http, &tam.url, &opts, Some(&pb)).await;
