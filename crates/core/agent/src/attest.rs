@@ -66,6 +66,9 @@ pub struct EatIdentity {
     pub tfw_endorsement: Option<Vec<u8>>,
 }
 
+/// Manifest id under which the TEE firmware itself is listed in the `manifests` claim.
+pub const TEE_FIRMWARE_ID: &[u8] = b"tee-firmware";
+
 /// The EAT attester of `notes/attestation.md`.
 pub struct EatAttester {
     provider: &'static dyn CryptoProvider,
@@ -104,7 +107,25 @@ impl EatAttester {
         nonce: &[u8],
         installed: &[InstalledManifest],
     ) -> Result<EatClaims, AgentError> {
-        let mut manifests = Vec::with_capacity(installed.len());
+        // The TEE's own firmware comes first (the TEEP EAT profile maps "TEE firmware type
+        // and version" to `manifests`), so the claim is never empty, as RFC 9711 requires,
+        // even on a device with no Trusted Component installed yet.
+        let mut manifests = Vec::with_capacity(installed.len() + 1);
+        let tee_entry = Value::Array(alloc::vec![
+            Value::Text(String::new()),
+            Value::Array(alloc::vec![
+                Value::Integer((-16).into()),
+                Value::Bytes(self.identity.measurement.to_vec()),
+            ]),
+            Value::Array(alloc::vec![Value::Bytes(TEE_FIRMWARE_ID.to_vec())]),
+        ]);
+        let mut tee_bytes = Vec::new();
+        ciborium::ser::into_writer(&tee_entry, &mut tee_bytes)
+            .map_err(|e| AgentError::Encode(e.to_string()))?;
+        manifests.push(ContentFormat {
+            content_type: CONTENT_FORMAT_CBOR,
+            content: Value::Bytes(tee_bytes),
+        });
         for m in installed {
             // [reference-uri or "", SUIT_Digest, manifest-component-id]
             let digest: Value = ciborium::de::from_reader(m.digest.as_slice()).map_err(|e| {

@@ -99,6 +99,8 @@ fn query_response_carries_attestation_and_tc_list() {
         d.agent_key
     );
     assert_eq!(v.claims.ueid, Some(vec![0x01; 33]));
+    // The TEE firmware is always listed, so `manifests` is never empty (RFC 9711 `[+ ...]`).
+    assert!(v.claims.manifests.as_ref().is_some_and(|m| !m.is_empty()));
     let msg = otrp_cose::parse_sign1(&evidence).unwrap();
     assert!(msg
         .unprotected
