@@ -320,6 +320,16 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
         &self.config
     }
 
+    /// The configuration, mutably (batch mode adds the batch KEK for one package).
+    pub(crate) fn config_mut(&mut self) -> &mut AgentConfig {
+        &mut self.config
+    }
+
+    /// The crypto provider.
+    pub(crate) fn provider(&self) -> &'static dyn CryptoProvider {
+        self.provider
+    }
+
     /// RequestTA (RFC 9397 §6.2.1): a Client App needs `component_id`; it is listed in the
     /// next QueryResponse's requested-tc-list until installed.
     pub fn request_ta(&mut self, component_id: ComponentId) {

@@ -72,6 +72,12 @@
 //! [`OtrpAgent::handle`] on any store, or [`Agent::handle_otrp`] on this Agent's store,
 //! so both profiles install through the same component store.
 //!
+//! # Batch mode
+//!
+//! [`Agent::handle_batch`] applies a token-less, TAM-signed batch package (one Update
+//! for every device of a batch, payloads encrypted to the batch key) after checking its
+//! batch id and sequence number, and queues the signed report; see [`batch`].
+//!
 //! # Not done yet
 //!
 //! TAM attestation (ERR_ATTESTATION_REQUIRED) and EAT/SUIT-report encryption.
@@ -81,6 +87,7 @@ extern crate alloc;
 
 mod agent;
 pub mod attest;
+pub mod batch;
 mod error;
 pub mod otrp;
 pub mod sd;
@@ -89,6 +96,7 @@ pub use agent::{
     peek_manifest_id, Agent, AgentConfig, Event, Management, Output, TrustedTam, TOKENS_STATE_KEY,
 };
 pub use attest::{tfw_endorsement, Attester, EatAttester, EatIdentity, InstalledManifest};
+pub use batch::{BatchMembership, BatchOutcome, BatchRefusal, QueuedReport};
 pub use error::AgentError;
 pub use otrp::{OtrpAgent, OtrpConfig, OtrpEvent, OtrpOutput, OtrpTam, TfwKey};
 pub use sd::{OemAuthorization, SdDescriptor, SecurityDomain};

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod attest;
+pub mod batch;
 pub mod delta;
 pub mod session;
 

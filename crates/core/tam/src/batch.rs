@@ -1,0 +1,477 @@
+//! Batch mode (DESIGN.md §3.2): one signed TEEP Update per batch of devices.
+//!
+//! Devices of a batch share a P-256 batch key provisioned by the OEM (`otrp-pki`'s
+//! `BatchKey`); the TAM holds its public half. For a batch the TAM signs **one** package:
+//!
+//! * a TEEP Update (COSE_Sign1 by the TAM) with **no token** and the option
+//!   [`BATCH_OPTION`] (`otrp-batch`, label 70100) = `[batch-id: tstr, batch-sequence:
+//!   uint]`: the Agent accepts it only when the id is its batch and the sequence number is
+//!   above the last batch package it applied (anti-rollback at the package level, on top
+//!   of each SUIT manifest's own sequence number);
+//! * its manifests carry their payloads encrypted to the batch key (ECDH-ES+A128KW,
+//!   A128GCM; [`encrypt_for_batch`]), so only devices holding the batch private key can
+//!   install them; they are SUIT-signed by the SP as usual (the TAM signs SD manifests).
+//!
+//! The bytes are the same for every device: the HTTP server serves them as
+//! `GET /tam/batch/<batch-id>` with a strong `ETag` and `Cache-Control: public` (any CDN
+//! or proxy may cache them, and a multicast sender may push them), the CoAP server as the
+//! resource `tam/batch/<batch-id>` with the ETag option ([`BatchPublisher::get`]).
+//! Devices report back asynchronously: the Agent queues its signed Success or Error (with
+//! SUIT reports) and the Broker POSTs it (`POST /tam/batch/<batch-id>/report`, checked by
+//! [`verify_report`]) or sends it at the next session.
+//!
+//! The TAM's signing cost is one signature per batch package, not one per device.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use ciborium::value::Value;
+use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
+use otrp_store::Store;
+use otrp_suit::TaManifestBuilder;
+use otrp_teep::{ComponentId, TeepMessage, Update};
+use rand_core::CryptoRngCore;
+
+/// TEEP Update option `otrp-batch` = `[batch-id: tstr, batch-sequence: uint]` (our
+/// extension; TEEP ignores unknown option labels).
+pub const BATCH_OPTION: u64 = 70100;
+
+/// The `Content-Type` of a batch package (a TEEP message).
+pub const CONTENT_TYPE: &str = "application/teep+cbor";
+
+/// `Cache-Control` of a batch package: public (same bytes for everyone, signed), revalidated
+/// every minute so a new sequence number reaches devices quickly.
+pub const CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
+
+/// Why a batch package could not be built, published or reported on.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The batch id is empty or too long (1..=64 bytes of `[A-Za-z0-9._-]`).
+    #[error("invalid batch id {0:?}")]
+    BadId(String),
+    /// The package has nothing to do.
+    #[error("a batch package needs manifests or deletions")]
+    Empty,
+    /// A package with this or a higher sequence number is already published.
+    #[error("batch {id}: sequence {sequence} is not above the published {published}")]
+    SequenceNotGrowing {
+        /// Batch id.
+        id: String,
+        /// Refused sequence number.
+        sequence: u64,
+        /// Published one.
+        published: u64,
+    },
+    /// Encryption, encoding or signing failed.
+    #[error("{0}")]
+    Crypto(String),
+    /// A report was refused.
+    #[error("report refused: {0}")]
+    Report(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] otrp_store::StoreError),
+}
+
+/// The `kid` put in the recipient header of batch-encrypted payloads.
+pub fn batch_kid(batch_id: &str) -> Vec<u8> {
+    format!("otrp-batch:{batch_id}").into_bytes()
+}
+
+fn check_id(id: &str) -> Result<(), BatchError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BatchError::BadId(id.into()))
+    }
+}
+
+/// Makes `builder`'s payload `image` encrypted to the batch public key (ECDH-ES+A128KW,
+/// A128GCM): image digest and size are the plaintext's, content and encryption-info go
+/// into the manifest. The SP then signs the manifest as usual.
+pub fn encrypt_for_batch(
+    builder: TaManifestBuilder,
+    provider: &dyn CryptoProvider,
+    rng: &mut impl CryptoRngCore,
+    image: &[u8],
+    batch_id: &str,
+    batch_public: &otrp_crypto::p256::PublicKey,
+) -> Result<TaManifestBuilder, BatchError> {
+    check_id(batch_id)?;
+    builder
+        .encrypt_payload(
+            provider,
+            rng,
+            image,
+            otrp_cose::encrypt::Recipient::EcdhEs {
+                recipient_public: batch_public,
+                kid: Some(batch_kid(batch_id)),
+            },
+            otrp_cose::encrypt::ContentAlg::A128Gcm,
+        )
+        .map_err(|e| BatchError::Crypto(e.to_string()))
+}
+
+/// One signed batch package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPackage {
+    /// The batch.
+    pub batch_id: String,
+    /// Its sequence number (grows with every package of the batch).
+    pub sequence: u64,
+    /// The COSE_Sign1 TEEP Update every device of the batch gets.
+    pub bytes: Vec<u8>,
+    /// Strong HTTP entity tag: `"` + hex of the first 16 bytes of SHA-256(bytes) + `"`.
+    pub etag: String,
+    /// CoAP ETag option value: the first 8 bytes of SHA-256(bytes).
+    pub coap_etag: [u8; 8],
+}
+
+/// The `otrp-batch` option of an Update: (batch id, sequence number).
+pub fn batch_option(update: &Update) -> Option<(String, u64)> {
+    let (_, v) = update.extensions.iter().find(|(k, _)| *k == BATCH_OPTION)?;
+    let Value::Array(items) = v else { return None };
+    match items.as_slice() {
+        [Value::Text(id), Value::Integer(seq)] => Some((id.clone(), u64::try_from(*seq).ok()?)),
+        _ => None,
+    }
+}
+
+/// Builds and signs (once, with `key`) the batch package: a token-less Update carrying
+/// `manifests` (envelopes whose payloads are encrypted to the batch key), deleting
+/// `unneeded`, with the `otrp-batch` option.
+pub fn build_package(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    batch_id: &str,
+    sequence: u64,
+    manifests: Vec<Vec<u8>>,
+    unneeded: Vec<ComponentId>,
+) -> Result<BatchPackage, BatchError> {
+    check_id(batch_id)?;
+    if manifests.is_empty() && unneeded.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut up = Update::new();
+    if !manifests.is_empty() {
+        up = up.with_manifests(manifests);
+    }
+    if !unneeded.is_empty() {
+        up = up.with_unneeded_manifest_list(unneeded);
+    }
+    up.extensions.push((
+        BATCH_OPTION,
+        Value::Array(vec![
+            Value::Text(batch_id.into()),
+            Value::Integer(sequence.into()),
+        ]),
+    ));
+    let bytes = otrp_teep::signed::sign1(
+        provider,
+        key,
+        &TeepMessage::Update(up),
+        AlgIdGeneration::New,
+    )
+    .map_err(|e| BatchError::Crypto(e.to_string()))?;
+    let h = provider.sha256(&bytes);
+    let mut coap_etag = [0u8; 8];
+    coap_etag.copy_from_slice(&h[..8]);
+    Ok(BatchPackage {
+        batch_id: batch_id.into(),
+        sequence,
+        etag: format!("\"{}\"", hex::encode(&h[..16])),
+        coap_etag,
+        bytes,
+    })
+}
+
+/// What a `GET /tam/batch/<batch-id>` (or the CoAP GET) answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchFetch {
+    /// 200 with the package (CoAP 2.05 Content).
+    Found(BatchPackage),
+    /// 304: the client's `If-None-Match` names the current package (CoAP 2.03 Valid).
+    NotModified {
+        /// The current ETag.
+        etag: String,
+    },
+    /// 404: no package for this batch (CoAP 4.04).
+    NotFound,
+}
+
+impl BatchFetch {
+    /// The HTTP status.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            BatchFetch::Found(_) => 200,
+            BatchFetch::NotModified { .. } => 304,
+            BatchFetch::NotFound => 404,
+        }
+    }
+    /// The HTTP response headers (`Content-Type`, `ETag`, `Cache-Control`).
+    pub fn http_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            BatchFetch::Found(p) => vec![
+                ("content-type", CONTENT_TYPE.into()),
+                ("etag", p.etag.clone()),
+                ("cache-control", CACHE_CONTROL.into()),
+            ],
+            BatchFetch::NotModified { etag } => vec![
+                ("etag", etag.clone()),
+                ("cache-control", CACHE_CONTROL.into()),
+            ],
+            BatchFetch::NotFound => vec![],
+        }
+    }
+    /// The body (empty unless found).
+    pub fn body(&self) -> &[u8] {
+        match self {
+            BatchFetch::Found(p) => &p.bytes,
+            _ => &[],
+        }
+    }
+}
+
+/// The current package of every batch, as the HTTP and CoAP servers serve them. Packages
+/// are deterministic for their inputs (RFC 6979 / Ed25519 signatures), so replicas that
+/// publish the same package serve the same bytes and ETag.
+#[derive(Debug, Default)]
+pub struct BatchPublisher {
+    packages: RwLock<HashMap<String, BatchPackage>>,
+}
+
+impl BatchPublisher {
+    /// An empty publisher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes `pkg` as its batch's current package; its sequence number must grow.
+    pub fn publish(&self, pkg: BatchPackage) -> Result<(), BatchError> {
+        let mut map = self
+            .packages
+            .write()
+            .map_err(|_| BatchError::Crypto("publisher lock poisoned".into()))?;
+        if let Some(cur) = map.get(&pkg.batch_id) {
+            if pkg.sequence <= cur.sequence {
+                return Err(BatchError::SequenceNotGrowing {
+                    id: pkg.batch_id,
+                    sequence: pkg.sequence,
+                    published: cur.sequence,
+                });
+            }
+        }
+        map.insert(pkg.batch_id.clone(), pkg);
+        Ok(())
+    }
+
+    /// `GET /tam/batch/<batch_id>` with an optional `If-None-Match` value (a list of
+    /// ETags or `*`).
+    pub fn get(&self, batch_id: &str, if_none_match: Option<&str>) -> BatchFetch {
+        let Ok(map) = self.packages.read() else {
+            return BatchFetch::NotFound;
+        };
+        let Some(pkg) = map.get(batch_id) else {
+            return BatchFetch::NotFound;
+        };
+        let matches = if_none_match.is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t == pkg.etag || t.strip_prefix("W/") == Some(pkg.etag.as_str())
+            })
+        });
+        if matches {
+            BatchFetch::NotModified {
+                etag: pkg.etag.clone(),
+            }
+        } else {
+            BatchFetch::Found(pkg.clone())
+        }
+    }
+
+    /// The CoAP GET of `tam/batch/<batch_id>` with the client's ETag options: `Found`
+    /// (2.05, send `coap_etag` as the ETag option) or `NotModified` (2.03 Valid).
+    pub fn coap_get(&self, batch_id: &str, etags: &[&[u8]]) -> BatchFetch {
+        match self.get(batch_id, None) {
+            BatchFetch::Found(p) if etags.contains(&&p.coap_etag[..]) => {
+                BatchFetch::NotModified { etag: p.etag }
+            }
+            other => other,
+        }
+    }
+}
+
+/// A verified asynchronous report of one device on a batch package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// The device (hex UEID) whose bound Agent key signed the report.
+    pub device_id: String,
+    /// Success (true) or Error (false).
+    pub success: bool,
+    /// The Error's code and message, or empty.
+    pub detail: String,
+    /// The SUIT reports it carries.
+    pub suit_reports: Vec<Vec<u8>>,
+}
+
+/// Verifies a report (`POST /tam/batch/<batch-id>/report` body: the Agent's signed
+/// Success or Error) against the Agent key bound in the store.
+pub async fn verify_report(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    body: &[u8],
+) -> Result<BatchReport, BatchError> {
+    let bad = |e: String| BatchError::Report(e);
+    let kid = match otrp_cose::peek(body).map_err(|e| bad(e.to_string()))? {
+        otrp_cose::CoseMessage::Sign1(m) => [m.protected.header.key_id, m.unprotected.key_id]
+            .into_iter()
+            .find(|k| !k.is_empty()),
+        _ => None,
+    }
+    .ok_or_else(|| bad("the report names no kid".into()))?;
+    let rec = store
+        .agent_key(&kid)
+        .await?
+        .ok_or_else(|| bad(format!("unknown Agent kid {}", hex::encode(&kid))))?;
+    let ck = otrp_cose::cose_key_from_slice(&rec.cose_key).map_err(|e| bad(e.to_string()))?;
+    let key: PublicKey = otrp_cose::public_from_cose_key(&ck).map_err(|e| bad(e.to_string()))?;
+    let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(&key))
+        .map_err(|e| bad(e.to_string()))?;
+    match v.message {
+        TeepMessage::Success(s) => Ok(BatchReport {
+            device_id: rec.device_id,
+            success: true,
+            detail: String::new(),
+            suit_reports: s.suit_reports.unwrap_or_default(),
+        }),
+        TeepMessage::Error(e) => Ok(BatchReport {
+            device_id: rec.device_id,
+            success: false,
+            detail: format!(
+                "err-code {}{}",
+                e.err_code.to_u64(),
+                e.err_msg.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            suit_reports: e.suit_reports.unwrap_or_default(),
+        }),
+        _ => Err(bad("a report is a Success or an Error".into())),
+    }
+}
+
+/// A provider that counts signatures and delegates to another (benchmarks and tests:
+/// how many signatures the TAM made).
+pub struct CountingProvider {
+    inner: &'static dyn CryptoProvider,
+    signatures: AtomicU64,
+}
+
+impl std::fmt::Debug for CountingProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingProvider")
+            .field("signatures", &self.signatures())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CountingProvider {
+    /// Counts the signatures made through `inner`.
+    pub fn new(inner: &'static dyn CryptoProvider) -> Self {
+        CountingProvider {
+            inner,
+            signatures: AtomicU64::new(0),
+        }
+    }
+    /// Signatures made so far.
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+    /// Resets the count.
+    pub fn reset(&self) {
+        self.signatures.store(0, Ordering::Relaxed);
+    }
+}
+
+impl CryptoProvider for CountingProvider {
+    fn sha256(&self, data: &[u8]) -> [u8; 32] {
+        self.inner.sha256(data)
+    }
+    fn sign(
+        &self,
+        alg: SigAlg,
+        key: &PrivateKey,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        self.inner.sign(alg, key, msg)
+    }
+    fn verify(
+        &self,
+        alg: SigAlg,
+        key: &PublicKey,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        self.inner.verify(alg, key, msg, sig)
+    }
+    fn ecdh_p256(
+        &self,
+        private: &otrp_crypto::p256::SecretKey,
+        peer: &otrp_crypto::p256::PublicKey,
+    ) -> Result<otrp_crypto::zeroize::Zeroizing<[u8; 32]>, otrp_crypto::CryptoError> {
+        self.inner.ecdh_p256(private, peer)
+    }
+    fn hkdf_sha256(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        self.inner.hkdf_sha256(salt, ikm, info, out)
+    }
+    fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> [u8; 32] {
+        self.inner.hmac_sha256(key, data)
+    }
+    fn aes_kw_wrap(&self, kek: &[u8], key: &[u8]) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        self.inner.aes_kw_wrap(kek, key)
+    }
+    fn aes_kw_unwrap(
+        &self,
+        kek: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        self.inner.aes_kw_unwrap(kek, wrapped)
+    }
+    fn aes_gcm_seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        self.inner.aes_gcm_seal(key, nonce, aad, plaintext)
+    }
+    fn aes_gcm_open(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        self.inner.aes_gcm_open(key, nonce, aad, ciphertext)
+    }
+    fn aes_ctr_apply(
+        &self,
+        key: &[u8],
+        iv: &[u8; 16],
+        data: &mut [u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        self.inner.aes_ctr_apply(key, iv, data)
+    }
+}

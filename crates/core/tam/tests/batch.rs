@@ -1,0 +1,250 @@
+//! Batch mode: one TAM-signed package (CreateSD + InstallTA as SUIT manifests, payload
+//! encrypted to the batch key) applied by 100 real Agents of the batch; devices of other
+//! batches cannot use it; older packages are refused; reports come back asynchronously.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod pair;
+
+use otrp_agent::{BatchMembership, BatchOutcome, BatchRefusal};
+use otrp_cose::SignOptions;
+use otrp_crypto::{KeyKind, PrivateKey};
+use otrp_suit::{ComponentId, TaManifestBuilder};
+use otrp_tam::batch::{
+    build_package, encrypt_for_batch, verify_report, BatchFetch, BatchPackage, BatchPublisher,
+    CountingProvider,
+};
+use otrp_teep::ErrCode;
+use pair::*;
+use rand_chacha::rand_core::SeedableRng;
+
+const BATCH: &str = "lot-7";
+
+fn component() -> ComponentId {
+    ComponentId::new([&b"sd-a"[..], b"app"])
+}
+
+fn image(v: u64) -> Vec<u8> {
+    let mut img = format!("\0asm smart-lock TA v{v} ").into_bytes();
+    img.resize(1024, b'x');
+    img
+}
+
+fn batch_key(seed: u64) -> PrivateKey {
+    key(seed, KeyKind::P256)
+}
+
+fn p256(k: &PrivateKey) -> otrp_crypto::p256::SecretKey {
+    match k {
+        PrivateKey::P256(sk) => sk.clone(),
+        _ => panic!("P-256 expected"),
+    }
+}
+
+fn p256_pub(k: &PrivateKey) -> otrp_crypto::p256::PublicKey {
+    p256(k).public_key()
+}
+
+/// The SP's TA manifest for version `v`, payload encrypted to `batch`'s key.
+fn ta_manifest(signer: &PrivateKey, batch: &PrivateKey, v: u64) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(v);
+    encrypt_for_batch(
+        TaManifestBuilder::new(component(), v).uninstall(true),
+        agent_provider(),
+        &mut rng,
+        &image(v),
+        BATCH,
+        &p256_pub(batch),
+    )
+    .expect("encryption")
+    .build_signed(agent_provider(), signer, &SignOptions::default())
+    .expect("signing")
+    .encode()
+    .expect("encoding")
+}
+
+fn signer() -> PrivateKey {
+    key(55, KeyKind::P256)
+}
+
+/// Package `seq`: SD creation + TA version `v`, signed by the TAM through `provider`.
+fn package(
+    provider: &dyn otrp_crypto::CryptoProvider,
+    batch: &PrivateKey,
+    seq: u64,
+    v: u64,
+) -> BatchPackage {
+    let sd = sd_manifest(b"sd-a", "sp-a", vec![signer().public_key()], 1);
+    build_package(
+        provider,
+        &tam_keys().p256,
+        BATCH,
+        seq,
+        vec![sd, ta_manifest(&signer(), batch, v)],
+        vec![],
+    )
+    .expect("package")
+}
+
+fn tam_public() -> Vec<otrp_crypto::PublicKey> {
+    vec![
+        tam_keys().p256.public_key(),
+        tam_keys().ed25519.public_key(),
+    ]
+}
+
+fn member(id: &str, k: &PrivateKey) -> BatchMembership {
+    BatchMembership {
+        id: id.into(),
+        key: p256(k),
+    }
+}
+
+#[test]
+fn option_label_is_the_same_on_both_sides() {
+    assert_eq!(
+        otrp_tam::batch::BATCH_OPTION,
+        otrp_agent::batch::BATCH_OPTION
+    );
+}
+
+#[tokio::test]
+async fn one_package_is_applied_by_a_hundred_devices_of_the_batch() {
+    let bk = batch_key(700);
+    let mut devices: Vec<Device> = (0..100)
+        .map(|i| Device::new(1000 + i, &tam_public(), vec![]))
+        .collect();
+    let w = World::new(&devices.iter().collect::<Vec<_>>()).await;
+    let counting: &'static CountingProvider = Box::leak(Box::new(CountingProvider::new(
+        otrp_crypto::default_provider(),
+    )));
+    // The SP's manifest and the SD manifest are made before; the TAM signs once here.
+    let sd = sd_manifest(b"sd-a", "sp-a", vec![signer().public_key()], 1);
+    let ta = ta_manifest(&signer(), &bk, 1);
+    let pkg =
+        build_package(counting, &tam_keys().p256, BATCH, 1, vec![sd, ta], vec![]).expect("package");
+    assert_eq!(counting.signatures(), 1, "one TAM signature per batch");
+    let publisher = BatchPublisher::new();
+    publisher.publish(pkg.clone()).expect("publish");
+    let m = member(BATCH, &bk);
+    for dev in &mut devices {
+        let fetched = publisher.get(BATCH, None);
+        assert_eq!(fetched.http_status(), 200);
+        assert_eq!(fetched.body(), pkg.bytes.as_slice(), "identical bytes");
+        assert!(fetched.http_headers().contains(&("etag", pkg.etag.clone())));
+        match dev.agent.handle_batch(&m, fetched.body(), NOW) {
+            BatchOutcome::Applied { sequence, .. } => assert_eq!(sequence, 1),
+            other => panic!("expected Applied, got {other:?}"),
+        }
+        assert_eq!(dev.image(&component()), Some(image(1)));
+        assert_eq!(dev.agent.batch_sequence(BATCH), Some(1));
+        // The asynchronous report: verified by the TAM against the bound Agent key.
+        let reports = dev.agent.batch_reports();
+        assert_eq!(reports.len(), 1);
+        let r = verify_report(w.store.as_ref(), agent_provider(), &reports[0].message)
+            .await
+            .expect("report");
+        assert!(r.success);
+        assert_eq!(r.device_id, hex::encode(&dev.ueid));
+        assert!(!r.suit_reports.is_empty());
+        dev.agent.ack_batch_report(BATCH, 1).expect("ack");
+        assert!(dev.agent.batch_reports().is_empty());
+    }
+    assert_eq!(counting.signatures(), 1, "no signature per device");
+    // A cache revalidating with the ETag gets 304; CoAP likewise with its ETag option.
+    assert_eq!(publisher.get(BATCH, Some(&pkg.etag)).http_status(), 304);
+    assert!(matches!(
+        publisher.coap_get(BATCH, &[&pkg.coap_etag[..]]),
+        BatchFetch::NotModified { .. }
+    ));
+    assert_eq!(publisher.get("lot-8", None).http_status(), 404);
+}
+
+#[tokio::test]
+async fn a_device_of_another_batch_cannot_use_the_package() {
+    let bk = batch_key(700);
+    let other = batch_key(800);
+    let pkg = package(otrp_crypto::default_provider(), &bk, 1, 1);
+    // Another batch id: refused before processing.
+    let mut dev = Device::new(2000, &tam_public(), vec![]);
+    let before = dev.agent.store().clone();
+    assert_eq!(
+        dev.agent
+            .handle_batch(&member("lot-8", &other), &pkg.bytes, NOW),
+        BatchOutcome::Refused(BatchRefusal::OtherBatch { id: BATCH.into() })
+    );
+    assert_eq!(*dev.agent.store(), before);
+    // The right id but another batch's key: the payload does not decrypt, nothing is
+    // installed, the package is not marked applied, and an Error report is queued.
+    let mut dev = Device::new(2001, &tam_public(), vec![]);
+    match dev
+        .agent
+        .handle_batch(&member(BATCH, &other), &pkg.bytes, NOW)
+    {
+        BatchOutcome::Failed { code, .. } => {
+            assert_eq!(code, ErrCode::ManifestProcessingFailed)
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(dev.image(&component()), None);
+    assert!(dev.agent.security_domains().is_empty());
+    assert_eq!(dev.agent.batch_sequence(BATCH), None);
+    assert_eq!(dev.agent.batch_reports().len(), 1);
+}
+
+#[tokio::test]
+async fn replayed_older_packages_are_refused() {
+    let bk = batch_key(700);
+    let m = member(BATCH, &bk);
+    let p = otrp_crypto::default_provider();
+    let pkg1 = package(p, &bk, 1, 1);
+    let pkg2 = package(p, &bk, 2, 2);
+    let mut dev = Device::new(3000, &tam_public(), vec![]);
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &pkg1.bytes, NOW),
+        BatchOutcome::Applied { .. }
+    ));
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &pkg2.bytes, NOW + 1),
+        BatchOutcome::Applied { .. }
+    ));
+    assert_eq!(dev.image(&component()), Some(image(2)));
+    let before = dev.agent.store().clone();
+    assert_eq!(
+        dev.agent.handle_batch(&m, &pkg1.bytes, NOW + 2),
+        BatchOutcome::Refused(BatchRefusal::Rollback {
+            sequence: 1,
+            applied: 2
+        })
+    );
+    assert_eq!(
+        dev.agent.handle_batch(&m, &pkg2.bytes, NOW + 2),
+        BatchOutcome::Refused(BatchRefusal::AlreadyApplied { sequence: 2 })
+    );
+    assert_eq!(*dev.agent.store(), before);
+    // A newer package number cannot smuggle in an older TA: the SUIT sequence refuses it.
+    let pkg3 = package(p, &bk, 3, 1);
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &pkg3.bytes, NOW + 3),
+        BatchOutcome::Failed { .. }
+    ));
+    assert_eq!(dev.image(&component()), Some(image(2)));
+    assert_eq!(dev.agent.batch_sequence(BATCH), Some(2));
+    // A token-bearing or untrusted package is no batch package.
+    let rogue = build_package(
+        p,
+        &key(999, KeyKind::P256),
+        BATCH,
+        9,
+        vec![vec![0xa0]],
+        vec![],
+    )
+    .expect("package");
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &rogue.bytes, NOW + 4),
+        BatchOutcome::Refused(BatchRefusal::Untrusted(_))
+    ));
+    // The publisher refuses a package that does not move the batch forward.
+    let publisher = BatchPublisher::new();
+    publisher.publish(pkg2).expect("publish");
+    assert!(publisher.publish(pkg1).is_err());
+}
