@@ -5,6 +5,7 @@
 
 use otrp::inspect;
 
+mod bench_tam;
 mod broker;
 mod client;
 mod device;
@@ -55,6 +56,9 @@ enum Command {
     Sp(sp::SpArgs),
     /// Play the use cases end to end: PKI, TAM over HTTPS, simulated devices, scenarios.
     Quickstart(quickstart::QuickstartArgs),
+    /// Benchmark the TAM server: full TEEP exchanges/s, latency, TAM CPU per exchange and
+    /// the signature bound (temporary name until `otrp bench tam` exists).
+    BenchTam(bench_tam::BenchTamArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -87,5 +91,6 @@ fn main() -> ExitCode {
         Command::Oem(args) => oem::run(&args),
         Command::Sp(args) => sp::run(&args),
         Command::Quickstart(args) => quickstart::run(&args),
+        Command::BenchTam(args) => bench_tam::run(&args),
     }
 }
