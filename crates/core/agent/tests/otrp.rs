@@ -75,6 +75,7 @@ fn world() -> World {
         tfw: TfwKey {
             key: dev.identity.tfw.key.clone(),
             cert: dev.identity.tfw.cert.clone(),
+            chain: dev.identity.tfw.chain.clone(),
         },
         sp_key: pki.private_key(&sp.key).unwrap(),
         spcert: STANDARD.encode(pki.issued_cert_der(CertKind::Sp, &sp.name).unwrap()),

@@ -6,6 +6,9 @@
 //!
 //! * [`Tam::process`] — TEEP over any transport: `body` empty → QueryRequest; a TEEP
 //!   message → the next message or [`Outcome::Done`] (HTTP 200 vs 204).
+//! * [`OtrpSession::process_otrp`] — OTrP over any transport, same shape
+//!   (`application/otrp+json`): `body` empty → GetDeviceStateRequest; a TEE response →
+//!   the next command or [`Outcome::Done`] (see [`otrp`]).
 //! * [`Verifier`] / [`EatVerifier`] — evidence appraisal (x5chain or registered keys,
 //!   nonce, reference values, revocation, cnf) into an EAR-shaped [`AttestationResult`].
 //! * [`Admin`] — accounts (OEM, SPs, device admins) with hashed API tokens, OEM approval,
@@ -20,6 +23,7 @@
 pub mod admin;
 pub mod attest;
 pub mod batch;
+pub mod otrp;
 pub mod delta;
 pub mod session;
 
@@ -28,6 +32,7 @@ pub use attest::{
     AttestationError, AttestationResult, EatVerifier, ReferenceValues, Verifier, X5CHAIN,
 };
 pub use otrp_store::model;
+pub use otrp::{OtrpError, OtrpSession, OtrpTamConfig, MEDIA_TYPE as OTRP_MEDIA_TYPE};
 pub use session::{Outcome, Tam, TamConfig, TamError, TamKeys, KCCS};
 
 use ciborium::value::Value;

@@ -118,6 +118,9 @@ pub struct TfwKey {
     pub key: PrivateKey,
     /// Its certificate (DER).
     pub cert: Vec<u8>,
+    /// The CA certificates above it (DER), sent as the extension member
+    /// `tfwdata.cacert` (like `tee.cacert`) so a TAM can validate the chain.
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// OTrP Agent configuration.
@@ -841,12 +844,24 @@ impl OtrpAgent {
                 .provider
                 .sign(alg, &tfw.key, ctx.tid.as_bytes())
                 .map_err(|e| refused(ErrorCode::TeeFail, alloc::format!("TFW: {e}")))?;
+            let mut extra = otrp_json::Extra::new();
+            if !tfw.chain.is_empty() {
+                extra.insert(
+                    "cacert".into(),
+                    serde_json::Value::Array(
+                        tfw.chain
+                            .iter()
+                            .map(|c| serde_json::Value::String(STANDARD.encode(c)))
+                            .collect(),
+                    ),
+                );
+            }
             dsi.tfwdata = Some(TfwData {
                 tbs: STANDARD.encode(ctx.tid.as_bytes()),
                 cert: STANDARD.encode(&tfw.cert),
                 sigalg: alg.jose_name().into(),
                 sig: STANDARD.encode(sig),
-                extra: Default::default(),
+                extra,
             });
         }
         let (edsi, _) = otrp_json::encrypt_content(
