@@ -13,6 +13,8 @@
 //! max_teep_body_bytes = 1048576
 //! max_api_body_bytes = 16777216
 //! accept_unlisted_models = false
+//! coap_listen = "127.0.0.1:5683"         # optional TEEP over CoAP (UDP) at /teep
+//! coap_block_size = 1024                 # 16–1024 (power of two)
 //!
 //! [[reference]]
 //! model = "door-lock"
@@ -106,6 +108,10 @@ pub struct ServerConfig {
     pub accept_unlisted_models: bool,
     /// Reference values per model.
     pub reference: Vec<ReferenceConfig>,
+    /// Also serve TEEP over CoAP (UDP) at `/teep` on this address.
+    pub coap_listen: Option<SocketAddr>,
+    /// CoAP block size in bytes (16, 32, …, 1024; RFC 7959).
+    pub coap_block_size: usize,
 }
 
 /// Default listen address.
@@ -133,6 +139,8 @@ impl Default for ServerConfig {
             max_api_body_bytes: 16 * 1024 * 1024,
             accept_unlisted_models: false,
             reference: Vec::new(),
+            coap_listen: None,
+            coap_block_size: 1024,
         }
     }
 }

@@ -4,6 +4,8 @@
 //!   `application/teep+cbor`, an empty body opens a session, 200 with a message, 204 when
 //!   done, 415 / 406 / 413, the §4 response headers. OTrP JSON is answered 415 (the core
 //!   runs TEEP sessions only).
+//! * **TEEP over CoAP** (optional, `coap_listen`) at `/teep` ([`coap`]): the same session
+//!   processing over UDP with block-wise transfer (2.04 with or without payload, 4.xx/5.xx).
 //! * **Admin REST API** under `/api/v1` ([`api`]) with bearer API tokens, tenancy from the
 //!   core, OpenAPI at `/openapi.json`.
 //! * **Security Domains** ([`sd`]): the TAM signs the SD manifests that create SDs on
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod coap;
 pub mod config;
 pub mod identity;
 pub mod metrics;

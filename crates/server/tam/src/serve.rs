@@ -111,6 +111,7 @@ pub struct RunningServer {
     tls: bool,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    coap: Option<otrp_coap::CoapServer>,
 }
 
 impl RunningServer {
@@ -130,8 +131,28 @@ impl RunningServer {
         format!("{}{TAM_PATH}", self.base_url())
     }
 
+    /// Adds a CoAP listener (see [`crate::coap`]) that stops with this server.
+    pub fn with_coap(mut self, coap: otrp_coap::CoapServer) -> RunningServer {
+        self.coap = Some(coap);
+        self
+    }
+
+    /// The CoAP listener's address, when TEEP is also served over CoAP.
+    pub fn coap_addr(&self) -> Option<SocketAddr> {
+        self.coap.as_ref().map(otrp_coap::CoapServer::local_addr)
+    }
+
+    /// The CoAP TAM URI (`coap://ADDR/teep`), when TEEP is also served over CoAP.
+    pub fn coap_url(&self) -> Option<String> {
+        self.coap_addr()
+            .map(|a| format!("coap://{a}{}", otrp_coap::TEEP_PATH))
+    }
+
     /// Stops accepting, lets open requests finish (at most `grace`), then returns.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(coap) = self.coap.take() {
+            coap.shutdown().await;
+        }
         let _ = self.shutdown.send(true);
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
@@ -167,6 +188,7 @@ pub fn spawn(
         tls: is_tls,
         shutdown: tx,
         task,
+        coap: None,
     })
 }
 
@@ -270,6 +292,7 @@ pub async fn start(config: crate::config::ServerConfig) -> Result<RunningServer,
     };
     let data_dir = config.data_dir.clone();
     let listen = config.listen;
+    let coap_listen = config.coap_listen;
     let state = Arc::new(AppState::open(config, identity).await?);
     if let Some(path) = state.bootstrap_oem(&data_dir).await? {
         tracing::warn!(path = %path, "empty store: created the OEM account `oem`; its API token is in this file");
@@ -280,11 +303,20 @@ pub async fn start(config: crate::config::ServerConfig) -> Result<RunningServer,
             addr: listen.to_string(),
             source,
         })?;
-    let server =
+    let mut server =
         spawn(listener, router(state.clone()), tls).map_err(|source| StartError::Bind {
             addr: listen.to_string(),
             source,
         })?;
+    if let Some(addr) = coap_listen {
+        let coap = crate::coap::start_coap(state.clone(), addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: format!("coap://{addr}"),
+                source,
+            })?;
+        server = server.with_coap(coap);
+    }
     spawn_purger(state, Duration::from_secs(600), server.shutdown.subscribe());
     tracing::info!(url = %server.tam_url(), backend = %server_backend(&server), "TAM serving");
     Ok(server)

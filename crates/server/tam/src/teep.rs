@@ -194,9 +194,51 @@ pub async fn post_tam(
             ),
         );
     }
+    match process_teep(&state, &body).await {
+        Exchange::Reply(bytes) => {
+            let mut r = Response::new(Body::from(bytes));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEEP_CBOR));
+            security_headers(r.headers_mut());
+            r
+        }
+        Exchange::Done => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            security_headers(r.headers_mut());
+            r
+        }
+        Exchange::Failed { status, message } => plain(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        ),
+    }
+}
+
+/// The transport-independent result of one TEEP exchange (HTTP and CoAP map it to their
+/// status codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exchange {
+    /// The TAM's next TEEP message (HTTP 200, CoAP 2.04 with payload).
+    Reply(Vec<u8>),
+    /// Nothing more to say: the session is over (HTTP 204, CoAP 2.04 without payload).
+    Done,
+    /// The message was refused (4xx) or the TAM failed (5xx).
+    Failed {
+        /// HTTP status code (400–599).
+        status: u16,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// One TEEP exchange with the TAM core, shared by `POST /tam` and the CoAP `/teep`
+/// resource: an empty `body` opens a session (ProcessConnect), anything else is a TEEP
+/// message (ProcessTeepMessage). Records the exchange metrics and logs.
+pub async fn process_teep(state: &AppState, body: &[u8]) -> Exchange {
     let started = Instant::now();
     let mut rng = rand::rngs::OsRng;
-    let result = state.tam.process(None, &body, now(), &mut rng).await;
+    let result = state.tam.process(None, body, now(), &mut rng).await;
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(Outcome::Reply(bytes)) => {
@@ -204,29 +246,20 @@ pub async fn post_tam(
             metrics::counter!(TEEP_EXCHANGES, "outcome" => outcome).increment(1);
             metrics::histogram!(TEEP_PROCESSING, "outcome" => outcome).record(elapsed);
             tracing::debug!(outcome, bytes = bytes.len(), "TEEP reply");
-            let mut r = Response::new(Body::from(bytes));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEEP_CBOR));
-            security_headers(r.headers_mut());
-            r
+            Exchange::Reply(bytes)
         }
         Ok(Outcome::Done) => {
             metrics::counter!(TEEP_EXCHANGES, "outcome" => "done").increment(1);
             metrics::histogram!(TEEP_PROCESSING, "outcome" => "done").record(elapsed);
             tracing::debug!("TEEP session done");
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            security_headers(r.headers_mut());
-            r
+            Exchange::Done
         }
         Err(e) => {
-            let status =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let outcome = if status.is_server_error() {
-                "failed"
-            } else {
-                "refused"
+            let status = match e.http_status() {
+                s @ 400..=599 => s,
+                _ => 500,
             };
+            let outcome = if status >= 500 { "failed" } else { "refused" };
             metrics::counter!(TEEP_EXCHANGES, "outcome" => outcome).increment(1);
             metrics::histogram!(TEEP_PROCESSING, "outcome" => outcome).record(elapsed);
             match &e {
@@ -240,12 +273,15 @@ pub async fn post_tam(
                 }
                 _ => {}
             }
-            if status.is_server_error() {
+            if status >= 500 {
                 tracing::error!(error = %e, "TEEP message could not be processed");
             } else {
                 tracing::info!(error = %e, "TEEP message refused");
             }
-            plain(status, format!("TEEP message refused: {e}"))
+            Exchange::Failed {
+                status,
+                message: format!("TEEP message refused: {e}"),
+            }
         }
     }
 }

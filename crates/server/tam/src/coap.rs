@@ -1,0 +1,108 @@
+//! TEEP over CoAP, the TAM side (binary profile for constrained links, DESIGN.md §3.3):
+//! the `/teep` resource of an [`otrp_coap::CoapServer`] runs exactly the same session
+//! processing as `POST /tam` ([`crate::teep::process_teep`]).
+//!
+//! * POST with an empty payload opens a session; a payload is a TEEP message. Other
+//!   methods get 4.05, a content-format other than TEEP/CBOR 4.15 (both in `otrp-coap`).
+//! * A message back is **2.04 Changed** with the TEEP message as payload; nothing back
+//!   (HTTP's 204) is **2.04 Changed with an empty payload**.
+//! * Refused input maps to 4.xx (400 → 4.00, 401 → 4.01, 403 → 4.03, 404 → 4.04,
+//!   409 → 4.09, 413 → 4.13, 415 → 4.15, 429 → 4.29, other 4xx → 4.00), the TAM's own
+//!   failure to 5.xx (503 → 5.03, other 5xx → 5.00). Error responses carry no payload.
+//! * Other paths get 4.04. Bodies are reassembled by `otrp-coap` (block-wise, RFC 7959)
+//!   up to `max_teep_body_bytes` (beyond: 4.13); the block size is `coap_block_size`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use otrp_coap::{Code, CoapServer, Config, Handler, Request, Response, TEEP_PATH};
+
+use crate::state::AppState;
+use crate::teep::{process_teep, Exchange};
+
+/// The CoAP response code for an HTTP error status of the TEEP binding.
+pub fn coap_code(http_status: u16) -> Code {
+    match http_status {
+        401 => Code::Unauthorized,
+        403 => Code::Forbidden,
+        404 => Code::NotFound,
+        409 => Code::Conflict,
+        413 => Code::RequestEntityTooLarge,
+        415 => Code::UnsupportedContentFormat,
+        429 => Code::TooManyRequests,
+        400..=499 => Code::BadRequest,
+        503 => Code::ServiceUnavailable,
+        _ => Code::InternalServerError,
+    }
+}
+
+/// The CoAP [`Handler`] serving [`TEEP_PATH`] from `state`.
+pub fn handler(state: Arc<AppState>) -> Handler {
+    Arc::new(move |req: Request| {
+        let state = state.clone();
+        Box::pin(async move {
+            if req.path != TEEP_PATH {
+                return Response::error(Code::NotFound);
+            }
+            match process_teep(&state, &req.body).await {
+                Exchange::Reply(bytes) => Response::changed(bytes),
+                Exchange::Done => Response::changed(Vec::new()),
+                Exchange::Failed { status, message } => {
+                    tracing::debug!(peer = %req.peer, status, %message, "CoAP TEEP error");
+                    Response::error(coap_code(status))
+                }
+            }
+        })
+    })
+}
+
+/// The `otrp-coap` configuration for `block_size` bytes (16–1024, a power of two) and a
+/// request body limit of `max_body` bytes.
+pub fn coap_config(block_size: usize, max_body: usize) -> std::io::Result<Config> {
+    let mut cfg = Config::with_block_size(block_size).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("CoAP block size {block_size}: must be 16, 32, 64, 128, 256, 512 or 1024"),
+        )
+    })?;
+    cfg.max_body = max_body;
+    Ok(cfg)
+}
+
+/// Binds `addr` (UDP) and serves TEEP at `/teep` with the state's configured block size.
+pub async fn start_coap(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<CoapServer> {
+    let cfg = coap_config(
+        state.config.coap_block_size,
+        state.config.max_teep_body_bytes,
+    )?;
+    start_coap_with(state, addr, cfg).await
+}
+
+/// Like [`start_coap`] with an explicit `otrp-coap` configuration (tests use fast timers).
+pub async fn start_coap_with(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    config: Config,
+) -> std::io::Result<CoapServer> {
+    let server = CoapServer::bind_with(addr, config, handler(state)).await?;
+    tracing::info!(addr = %server.local_addr(), "TAM serving TEEP over CoAP at coap://{}{TEEP_PATH}", server.local_addr());
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mapping_and_block_sizes() {
+        assert_eq!(coap_code(400), Code::BadRequest);
+        assert_eq!(coap_code(413), Code::RequestEntityTooLarge);
+        assert_eq!(coap_code(418), Code::BadRequest);
+        assert_eq!(coap_code(500), Code::InternalServerError);
+        assert_eq!(coap_code(503), Code::ServiceUnavailable);
+        assert!(coap_config(64, 1000).is_ok_and(|c| c.block_size() == 64));
+        assert!(coap_config(100, 1000).is_err());
+        assert!(coap_config(2048, 1000).is_err());
+        assert!(coap_config(8, 1000).is_err());
+    }
+}
