@@ -160,9 +160,7 @@ async fn payment(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
             bail!("phone {i}: the signature also verifies a different transaction");
         }
     }
-    step(format!(
-        "On every phone the app had the TA sign a 42.00 EUR transaction; each signature verifies under the TA key the TEE reports (and not for an altered amount)."
-    ));
+    step("On every phone the app had the TA sign a 42.00 EUR transaction; each signature verifies under the TA key the TEE reports (and not for an altered amount).");
     Ok((phones, format!("{phones}/{phones} phones signed, verified")))
 }
 
