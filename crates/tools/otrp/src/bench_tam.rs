@@ -583,15 +583,30 @@ async fn run_rounds(
         .copied()
         .chain(std::iter::repeat_n(0x5a, 2048))
         .collect();
+    let mut deployment: Option<i64> = None;
     loop {
         rounds += 1;
         let seq = rounds as u64;
+        // One deployment at a time: the previous version's is aborted before the next.
+        if let Some(id) = deployment.take() {
+            admin
+                .post(
+                    &format!("/api/v1/deployments/{id}/abort"),
+                    &sp,
+                    json!({}),
+                    StatusCode::OK,
+                )
+                .await?;
+        }
+        // Each version its own bytes (the TAM offers nothing when the digest is the same).
+        let mut version = image.clone();
+        version.extend_from_slice(&seq.to_be_bytes());
         let env = publish::ta_envelope(
             otrp_crypto::default_provider(),
             &sp_key,
             TA_NAME,
             seq,
-            &image,
+            &version,
             &Payload::Integrated,
         )
         .map_err(|e| anyhow!("signing the TA: {e}"))?;
@@ -603,7 +618,7 @@ async fn run_rounds(
                 StatusCode::CREATED,
             )
             .await?;
-        admin
+        let d = admin
             .post(
                 "/api/v1/deployments",
                 &sp,
@@ -611,6 +626,7 @@ async fn run_rounds(
                 StatusCode::CREATED,
             )
             .await?;
+        deployment = d["id"].as_i64();
         let (t0, a0) = thread_cpu();
         let started = Instant::now();
         let lat = round(&fleet, &http, &tams.urls, args.concurrency).await?;
