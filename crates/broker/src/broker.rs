@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub backoff_max: Duration,
     /// Timeout of one HTTP request.
     pub http_timeout: Duration,
+    /// CoAP block size in bytes (16–1024) when `tam` is a `coap://` URL.
+    pub coap_block_size: usize,
 }
 
 impl BrokerConfig {
@@ -43,6 +45,7 @@ impl BrokerConfig {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             http_timeout: Duration::from_secs(30),
+            coap_block_size: 1024,
         }
     }
 }
@@ -62,7 +65,8 @@ pub struct Broker {
 impl Broker {
     /// A Broker (no connection is made yet).
     pub fn new(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        let http = Http::new(config.tam_ca.as_deref(), config.http_timeout)?;
+        let http = Http::new(config.tam_ca.as_deref(), config.http_timeout)?
+            .with_coap_block_size(config.coap_block_size)?;
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Ok(Broker {
             config,

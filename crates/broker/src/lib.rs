@@ -10,6 +10,8 @@
 //!   and on demand when a Client App calls RequestTA/UnrequestTA (the daemon's
 //!   RequestPolicyCheck long-poll); after a failure it backs off exponentially with a cap,
 //!   and it reconnects to a restarted TEE daemon or TAM.
+//! * A `coap://HOST:PORT/teep` TAM URL runs the same sessions over CoAP (`otrp-coap`,
+//!   block-wise, confirmable with retransmission); see [`Http`].
 //! * [`Http`] is the HTTP(S) side (reqwest + rustls, trusting only `--tam-ca` when given,
 //!   no redirects, no cookies), shared by any number of devices (the fleet).
 //! * [`mini_tam`] is a minimal TAM for tests and demos.
@@ -21,7 +23,7 @@ mod session;
 
 pub use broker::{Broker, BrokerConfig};
 pub use session::{
-    run_session, Backoff, Http, LocalTee, NetSim, SessionReport, TeeLink, MAX_BODY,
+    is_coap_url, run_session, Backoff, Http, LocalTee, NetSim, SessionReport, TeeLink, MAX_BODY,
     MAX_ROUND_TRIPS, TEEP_CBOR,
 };
 

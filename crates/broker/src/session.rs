@@ -142,11 +142,19 @@ impl SessionReport {
 
 /// The HTTP side shared by sessions: one client (connection pool, TLS config) for any
 /// number of devices.
+///
+/// A TAM URL `coap://HOST:PORT/PATH` (e.g. `coap://127.0.0.1:5683/teep`) is reached over
+/// CoAP instead (`otrp-coap`: confirmable POSTs with retransmission, block-wise transfer
+/// both ways): 2.04/2.05 with a payload is the TAM's next message, without one the
+/// session is over (HTTP's 204), 4.xx/5.xx is an error. The relay semantics are the
+/// same as over HTTP; the bytes CoAP put on the wire add up in [`Http::coap_stats`].
 #[derive(Clone, Debug)]
 pub struct Http {
     client: reqwest::Client,
     net: NetSim,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
+    coap: Arc<otrp_coap::CoapClient>,
+    coap_stats: Arc<Mutex<otrp_coap::WireStats>>,
 }
 
 impl Http {
@@ -176,11 +184,68 @@ impl Http {
         let client = b
             .build()
             .map_err(|e| BrokerError::Config(format!("HTTP client: {e}")))?;
+        let mut rng: rand::rngs::StdRng = rand::SeedableRng::from_entropy();
+        let coap = otrp_coap::CoapClient::new(otrp_coap::Config::default(), &mut rng);
         Ok(Http {
             client,
             net: NetSim::default(),
-            rng: Arc::new(Mutex::new(rand::SeedableRng::from_entropy())),
+            rng: Arc::new(Mutex::new(rng)),
+            coap: Arc::new(coap),
+            coap_stats: Arc::new(Mutex::new(otrp_coap::WireStats::default())),
         })
+    }
+
+    /// The same client with `config` for `coap://` TAM URLs (block size, timers).
+    pub fn with_coap_config(mut self, config: otrp_coap::Config) -> Http {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        self.coap = Arc::new(otrp_coap::CoapClient::new(config, &mut *rng));
+        drop(rng);
+        self
+    }
+
+    /// The same client with a CoAP block size of `size` bytes (16, 32, …, 1024).
+    pub fn with_coap_block_size(self, size: usize) -> Result<Http, BrokerError> {
+        let config = otrp_coap::Config::with_block_size(size).ok_or_else(|| {
+            BrokerError::Config(format!(
+                "CoAP block size {size}: use 16, 32, 64, 128, 256, 512 or 1024"
+            ))
+        })?;
+        Ok(self.with_coap_config(config))
+    }
+
+    /// What all CoAP exchanges of this client (and its clones) put on the wire so far.
+    pub fn coap_stats(&self) -> otrp_coap::WireStats {
+        *self.coap_stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One CoAP POST to a `coap://` TAM URL: `None` when the TAM has nothing more to say.
+    async fn post_coap(&self, tam: &str, body: Vec<u8>) -> Result<Option<Vec<u8>>, BrokerError> {
+        let (authority, path) = parse_coap_url(tam)?;
+        let addr = tokio::net::lookup_host(authority.as_str())
+            .await
+            .map_err(|e| BrokerError::Tam(format!("{tam}: resolving {authority}: {e}")))?
+            .next()
+            .ok_or_else(|| BrokerError::Tam(format!("{tam}: {authority} has no address")))?;
+        let (result, stats) = self.coap.post_with_stats(addr, path, body).await;
+        {
+            let mut total = self.coap_stats.lock().unwrap_or_else(|p| p.into_inner());
+            total.datagrams_sent += stats.datagrams_sent;
+            total.bytes_sent += stats.bytes_sent;
+            total.datagrams_received += stats.datagrams_received;
+            total.bytes_received += stats.bytes_received;
+            total.retransmissions += stats.retransmissions;
+        }
+        let resp = result.map_err(|e| BrokerError::Tam(format!("CoAP POST {tam}: {e}")))?;
+        if resp.code.is_error() {
+            return Err(BrokerError::Tam(format!(
+                "CoAP POST {tam}: {:?}",
+                resp.code
+            )));
+        }
+        if resp.body.len() > MAX_BODY {
+            return Err(BrokerError::Tam(format!("body over {MAX_BODY} bytes")));
+        }
+        Ok((!resp.body.is_empty()).then_some(resp.body))
     }
 
     /// The same client under simulated network conditions.
@@ -205,6 +270,13 @@ impl Http {
         }
         if self.lose() {
             return Err(BrokerError::Tam("simulated loss of the request".into()));
+        }
+        if is_coap_url(tam) {
+            let r = self.post_coap(tam, body).await?;
+            if self.lose() {
+                return Err(BrokerError::Tam("simulated loss of the response".into()));
+            }
+            return Ok(r);
         }
         let mut req = self
             .client
@@ -274,6 +346,48 @@ impl Http {
         }
         read_limited(resp).await
     }
+}
+
+/// Whether a TAM URL selects CoAP (`coap://…`).
+pub fn is_coap_url(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("coap://"))
+}
+
+/// Splits `coap://HOST[:PORT][/PATH]` into (`HOST:PORT`, `/PATH`); the port defaults to
+/// 5683 (RFC 7252 §6.1) and the path to `/teep`.
+fn parse_coap_url(url: &str) -> Result<(String, &str), BrokerError> {
+    let rest = url
+        .get(7..)
+        .filter(|_| is_coap_url(url))
+        .ok_or_else(|| BrokerError::Config(format!("{url}: not a coap:// URL")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, otrp_coap::TEEP_PATH),
+    };
+    let path = if path.is_empty() || path == "/" {
+        otrp_coap::TEEP_PATH
+    } else {
+        path
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+        return Err(BrokerError::Config(format!(
+            "{url}: use coap://HOST:PORT/PATH, e.g. coap://127.0.0.1:5683/teep"
+        )));
+    }
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.starts_with('[') || host.ends_with(']'))
+        });
+    let authority = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:5683")
+    };
+    Ok((authority, path))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -404,5 +518,28 @@ impl Backoff {
     /// After a success.
     pub fn reset(&mut self) {
         self.current = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_coap_url, parse_coap_url};
+
+    #[test]
+    fn coap_urls() {
+        assert!(is_coap_url("coap://127.0.0.1:5683/teep"));
+        assert!(is_coap_url("CoAP://h/teep"));
+        assert!(!is_coap_url("https://h/tam"));
+        let p = |u| parse_coap_url(u).ok();
+        assert_eq!(
+            p("coap://127.0.0.1:5683/teep"),
+            Some(("127.0.0.1:5683".to_owned(), "/teep"))
+        );
+        assert_eq!(p("coap://tam.example"), Some(("tam.example:5683".into(), "/teep")));
+        assert_eq!(p("coap://[::1]:7000/x/y"), Some(("[::1]:7000".into(), "/x/y")));
+        assert_eq!(p("coap://[::1]/"), Some(("[::1]:5683".into(), "/teep")));
+        assert_eq!(p("coap:///teep"), None);
+        assert_eq!(p("coap://h:1/teep?x"), None);
+        assert_eq!(p("http://h:1/teep"), None);
     }
 }
