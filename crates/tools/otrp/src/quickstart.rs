@@ -27,7 +27,7 @@ mod scenarios;
 
 /// Play the seed's use cases end to end on this machine.
 #[derive(Args, Debug)]
-#[command(long_about = HELP)]
+#[command(after_help = HELP)]
 pub struct QuickstartArgs {
     /// Work in DIR (PKI, TAM databases, device stores) instead of a temporary directory
     /// that is removed at the end.
