@@ -29,7 +29,9 @@
 //!    InstallTA when the TA is missing, UpdateTA when a newer manifest is ready,
 //!    DeleteTA for removal deployments, then DeleteSD for an empty SD no deployment
 //!    needs. Every command carries the session's `tid`, the last `dsihash` and
-//!    `nextdsi: true`, so the TAM tracks the device state from each response.
+//!    `nextdsi: true`, so the TAM tracks the device state from each response. On
+//!    OEM-gated devices a CreateSD carries the OEM's authorization of this TAM for the
+//!    SP ([`OtrpTamConfig::oem_authorizations`], header member `oemauth`).
 //! 3. TAs: an OTrP TA is a catalog component whose id is `[sdname, taid]` (UTF-8); the
 //!    latest ready SUIT envelope (SP-signed; OEM co-signed under dual control) is sealed
 //!    to the SP's AIK from the DSI ([`otrp_agent::otrp::package`]).
@@ -136,6 +138,10 @@ pub struct OtrpTamConfig {
     pub request_ttl: u64,
     /// Accept RSA1_5 key transport in TEE responses (legacy devices only).
     pub legacy: LegacyMode,
+    /// OEM authorizations of this TAM per SP (`(sp_id, OemAuthorization COSE bytes)`,
+    /// OEM-gated devices): sent with that SP's CreateSD in the unprotected JWS header
+    /// member `oemauth` (standard BASE64), as the Agent expects.
+    pub oem_authorizations: Vec<(String, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for OtrpTamConfig {
@@ -804,12 +810,14 @@ impl OtrpSession {
         let to = [RecipientKey::new(&tee)];
         let enc = ContentEnc::A128CbcHs256;
         let tamid = self.config.tamid.clone();
+        let mut created_spid = None;
         let (tbs, kind, sent) = match next {
             Next::CreateSd {
                 sdname,
                 spid,
                 spcert,
             } => {
+                created_spid = Some(spid.clone());
                 let c = otrp_json::CreateSdContent {
                     spid,
                     sdname,
@@ -948,7 +956,22 @@ impl OtrpSession {
                 )
             }
         };
-        let bytes = self.sign(&tbs)?;
+        let mut bytes = self.sign(&tbs)?;
+        if let TbsRequest::CreateSd(c) = &tbs {
+            let spid = match &c.content {
+                Content::Plain(p) => Some(p.spid.clone()),
+                Content::Encrypted(_) => created_spid.clone(),
+            };
+            if let Some(auth) = spid.and_then(|sp| {
+                self.config
+                    .oem_authorizations
+                    .iter()
+                    .find(|(s, _)| *s == sp)
+                    .map(|(_, a)| a.clone())
+            }) {
+                bytes = with_oemauth(&bytes, &auth)?;
+            }
+        }
         self.store
             .insert_otrp_request(&OtrpRequestRecord {
                 rid,
@@ -965,6 +988,30 @@ impl OtrpSession {
             .await?;
         Ok(Outcome::Reply(bytes))
     }
+}
+
+/// Adds `oemauth` to the unprotected header of a signed request (the header is not
+/// signed; the authorization carries the OEM's own signature).
+fn with_oemauth(bytes: &[u8], auth: &[u8]) -> Result<Vec<u8>, OtrpError> {
+    let build = |e: String| OtrpError::Build(format!("oemauth: {e}"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| build(e.to_string()))?;
+    let jws = v
+        .as_object_mut()
+        .and_then(|o| o.values_mut().next())
+        .and_then(|j| j.as_object_mut())
+        .ok_or_else(|| build("not a signed request".into()))?;
+    let header = jws
+        .entry("header")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let header = header
+        .as_object_mut()
+        .ok_or_else(|| build("header is not an object".into()))?;
+    header.insert(
+        "oemauth".into(),
+        serde_json::Value::String(STANDARD.encode(auth)),
+    );
+    serde_json::to_vec(&v).map_err(|e| build(e.to_string()))
 }
 
 /// The members of any SD/TA response content the TAM reads.

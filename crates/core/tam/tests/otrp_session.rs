@@ -131,6 +131,17 @@ impl Pair {
                 require_tfw: true,
                 request_ttl: 600,
                 legacy: LegacyMode::Deny,
+                // The OEM authorized this (SP) TAM for the bank once (OEM-gated device).
+                oem_authorizations: vec![(
+                    "bank".into(),
+                    otrp_agent::OemAuthorization::sign(
+                        provider(),
+                        &p.oem_key().unwrap(),
+                        "bank",
+                        &tam_key.public_key(),
+                    )
+                    .unwrap(),
+                )],
             },
             provider(),
         );
@@ -183,7 +194,7 @@ impl Pair {
                 tams: vec![OtrpTam {
                     key: tam_key.public_key(),
                     tamid,
-                    oem: true,
+                    oem: false,
                 }],
                 oem_keys: vec![p.oem_public_key().unwrap()],
                 management: Management::OemGated,
