@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use otrp_coap::{Code, CoapServer, Config, Handler, Request, Response, TEEP_PATH};
+use otrp_coap::{CoapServer, Code, Config, Handler, Request, Response, TEEP_PATH};
 
 use crate::state::AppState;
 use crate::teep::{process_teep, Exchange};

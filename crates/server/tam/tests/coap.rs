@@ -1,0 +1,267 @@
+//! TEEP over CoAP end to end: the real TAM server (SQLite) serving `/teep` over UDP, a
+//! lossy, reordering relay in front of it, and a real Agent behind the Broker's
+//! `run_session` with a `coap://` TAM URL.
+#![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use otrp_broker::{run_session, Http, TeeLink};
+use otrp_coap::{Config, Handler, Request, WireStats};
+use otrp_tam_server::AppState;
+use otrp_tee_daemon::{TeeError, TeeEvent, TeepReply};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use tokio::net::UdpSocket;
+
+/// The in-process Agent of a test device as the Broker's TEE.
+struct AgentLink<'a>(&'a mut Device);
+
+fn reply(out: otrp_agent::Output) -> TeepReply {
+    TeepReply {
+        send: out.send,
+        need_fetch: None,
+        events: out
+            .events
+            .iter()
+            .map(|e| match e {
+                otrp_agent::Event::Installed { component } => TeeEvent {
+                    kind: "installed".into(),
+                    detail: format!("{component:?}"),
+                },
+                other => TeeEvent {
+                    kind: "other".into(),
+                    detail: format!("{other:?}"),
+                },
+            })
+            .collect(),
+    }
+}
+
+impl TeeLink for AgentLink<'_> {
+    async fn process(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
+        let out = self.0.agent.handle(&message, now());
+        self.0.events.extend(out.events.iter().cloned());
+        Ok(reply(out))
+    }
+    async fn provide_fetch(&mut self, uri: String, bytes: Vec<u8>) -> Result<TeepReply, TeeError> {
+        let out = self.0.agent.provide_fetch(&uri, bytes, now());
+        self.0.events.extend(out.events.iter().cloned());
+        Ok(reply(out))
+    }
+    async fn fetch_failed(&mut self, uri: String) -> Result<TeepReply, TeeError> {
+        Err(TeeError::Protocol(format!("fetch of {uri} failed")))
+    }
+    async fn process_error(&mut self, _detail: String) -> Result<(), TeeError> {
+        Ok(())
+    }
+}
+
+/// A UDP relay in front of `server` that drops `loss` of all datagrams (both ways) and
+/// delays `reorder` of them by 1–15 ms so later ones overtake them; seeded.
+async fn lossy_relay(server: SocketAddr, loss: f64, reorder: f64, seed: u64) -> SocketAddr {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+    tokio::spawn(async move {
+        let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                continue;
+            };
+            let up = match upstreams.get(&client) {
+                Some(u) => u.clone(),
+                None => {
+                    let u = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    upstreams.insert(client, u.clone());
+                    let (u2, front2, rng2) = (u.clone(), front.clone(), rng.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_535];
+                        loop {
+                            let Ok((n, _)) = u2.recv_from(&mut buf).await else {
+                                continue;
+                            };
+                            forward(&front2, client, buf[..n].to_vec(), &rng2, loss, reorder);
+                        }
+                    });
+                    u
+                }
+            };
+            forward(&up, server, buf[..n].to_vec(), &rng, loss, reorder);
+        }
+    });
+    addr
+}
+
+fn forward(
+    sock: &Arc<UdpSocket>,
+    to: SocketAddr,
+    data: Vec<u8>,
+    rng: &Arc<Mutex<ChaCha8Rng>>,
+    loss: f64,
+    reorder: f64,
+) {
+    let (drop, delay) = {
+        let mut r = rng.lock().unwrap();
+        let drop = r.gen_bool(loss);
+        let delay = r
+            .gen_bool(reorder)
+            .then(|| Duration::from_millis(r.gen_range(1..=15)));
+        (drop, delay)
+    };
+    if drop {
+        return;
+    }
+    let sock = sock.clone();
+    match delay {
+        None => {
+            let _ = sock.try_send_to(&data, to);
+        }
+        Some(d) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let _ = sock.try_send_to(&data, to);
+            });
+        }
+    }
+}
+
+/// CoAP timers for loopback: 150 ms initial timeout, 8 retransmissions.
+fn fast(block: usize) -> Config {
+    Config {
+        block_szx: Config::with_block_size(block).unwrap().block_szx,
+        max_body: 64 * 1024,
+        ..Config::fast(Duration::from_millis(150))
+    }
+}
+
+/// Publishes a TA, installs it on a fresh device through the Broker over CoAP at `block`
+/// bytes through a relay losing `loss` (and reordering as much), checks that it installed
+/// exactly once with no TEEP message processed twice, and returns the Broker's wire stats.
+async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
+    let mut f = Fixture::new("coap", Backend::Sqlite);
+    let (store, backend) = f.store().await;
+    let state = Arc::new(
+        AppState::with_store(f.config.clone(), f.identity.clone(), store, backend).unwrap(),
+    );
+    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
+    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server =
+        otrp_tam_server::spawn(listener, otrp_tam_server::router(state.clone()), Some(tls))
+            .unwrap();
+
+    // The TAM's CoAP handler, wrapped to record every TEEP message it processes.
+    let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
+    let inner = otrp_tam_server::coap::handler(state.clone());
+    let seen2 = seen.clone();
+    let counting: Handler = Arc::new(move |req: Request| {
+        if !req.body.is_empty() {
+            seen2.lock().unwrap().push(Sha256::digest(&req.body).into());
+        }
+        inner(req)
+    });
+    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", fast(block), counting)
+        .await
+        .unwrap();
+    let server = server.with_coap(coap);
+    let coap_addr = server.coap_addr().unwrap();
+
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let mut dev = provision_device(&mut f, 300 + seed);
+    register_device(&api, &t.oem, &dev, &["eu"]).await;
+    let dep = publish_and_deploy(&f, &api, &t, 1).await;
+
+    let relay = if loss > 0.0 {
+        lossy_relay(coap_addr, loss, loss, seed).await
+    } else {
+        coap_addr
+    };
+    let url = format!("coap://{relay}/teep");
+    let http = Http::new(None, Duration::from_secs(30))
+        .unwrap()
+        .with_coap_config(fast(block));
+    let report = run_session(&http, &url, &mut AgentLink(&mut dev))
+        .await
+        .unwrap_or_else(|e| panic!("session over {url} failed: {e}"));
+    let stats = http.coap_stats();
+
+    assert_eq!(report.count("installed"), 1, "{report:?}");
+    assert!(installed(&dev, &[b"sd1", b"hello-ta"]), "{:?}", dev.events);
+    // QueryRequest → QueryResponse, Update → Success, then the TAM says nothing more.
+    assert_eq!(report.tam_messages, 2, "{report:?}");
+    assert_eq!(report.tee_replies, 2, "{report:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the TAM processed {} TEEP messages",
+        seen.len()
+    );
+    assert_ne!(seen[0], seen[1]);
+
+    let p = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(p["done"], 1, "{p}");
+    assert_eq!(p["targeted"], 1, "{p}");
+
+    // A second session finds nothing to do and installs nothing again.
+    let again = run_session(&http, &url, &mut AgentLink(&mut dev))
+        .await
+        .unwrap();
+    assert_eq!(again.count("installed"), 0, "{again:?}");
+    assert_eq!(again.tam_messages, 1, "{again:?}");
+
+    eprintln!(
+        "FIGURE coap install block={block} loss={:.0}%: sent {} datagrams / {} B, received {} datagrams / {} B, {} retransmissions, total {} B in {} datagrams",
+        loss * 100.0,
+        stats.datagrams_sent,
+        stats.bytes_sent,
+        stats.datagrams_received,
+        stats.bytes_received,
+        stats.retransmissions,
+        stats.bytes_sent + stats.bytes_received,
+        stats.datagrams_sent + stats.datagrams_received,
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ta_installs_once_over_coap_block_64_through_lossy_reordering_relay() {
+    let stats = install_over_coap(64, 0.10, 7).await;
+    // Block-wise at 64 B: the Update alone needs many blocks.
+    assert!(stats.datagrams_sent > 10, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_install_wire_figures_64_and_256_with_and_without_loss() {
+    let clean64 = install_over_coap(64, 0.0, 11).await;
+    let clean256 = install_over_coap(256, 0.0, 12).await;
+    let lossy256 = install_over_coap(256, 0.10, 13).await;
+    assert_eq!(clean64.retransmissions, 0, "{clean64:?}");
+    assert_eq!(clean256.retransmissions, 0, "{clean256:?}");
+    // Smaller blocks: more datagrams, more header bytes.
+    assert!(
+        clean64.datagrams_sent + clean64.datagrams_received
+            > clean256.datagrams_sent + clean256.datagrams_received
+    );
+    assert!(
+        lossy256.datagrams_sent >= clean256.datagrams_sent,
+        "{lossy256:?} vs {clean256:?}"
+    );
+}
