@@ -375,13 +375,11 @@ fn parse_coap_url(url: &str) -> Result<(String, &str), BrokerError> {
             "{url}: use coap://HOST:PORT/PATH, e.g. coap://127.0.0.1:5683/teep"
         )));
     }
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| {
-            !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!host.starts_with('[') || host.ends_with(']'))
-        });
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (!host.starts_with('[') || host.ends_with(']'))
+    });
     let authority = if has_port {
         authority.to_owned()
     } else {
@@ -535,8 +533,14 @@ mod tests {
             p("coap://127.0.0.1:5683/teep"),
             Some(("127.0.0.1:5683".to_owned(), "/teep"))
         );
-        assert_eq!(p("coap://tam.example"), Some(("tam.example:5683".into(), "/teep")));
-        assert_eq!(p("coap://[::1]:7000/x/y"), Some(("[::1]:7000".into(), "/x/y")));
+        assert_eq!(
+            p("coap://tam.example"),
+            Some(("tam.example:5683".into(), "/teep"))
+        );
+        assert_eq!(
+            p("coap://[::1]:7000/x/y"),
+            Some(("[::1]:7000".into(), "/x/y"))
+        );
         assert_eq!(p("coap://[::1]/"), Some(("[::1]:5683".into(), "/teep")));
         assert_eq!(p("coap:///teep"), None);
         assert_eq!(p("coap://h:1/teep?x"), None);
