@@ -5,6 +5,7 @@
 
 use otrp::inspect;
 
+mod bench;
 mod bench_tam;
 mod broker;
 mod client;
@@ -59,6 +60,9 @@ enum Command {
     /// Benchmark the TAM server: full TEEP exchanges/s, latency, TAM CPU per exchange and
     /// the signature bound (temporary name until `otrp bench tam` exists).
     BenchTam(bench_tam::BenchTamArgs),
+    /// Constrained-device benchmarks: bytes and LoRaWAN frames per operation (`wire`),
+    /// TAM CPU and signatures per device in batch vs per-device mode (`batch`).
+    Bench(bench::BenchArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -92,5 +96,6 @@ fn main() -> ExitCode {
         Command::Sp(args) => sp::run(&args),
         Command::Quickstart(args) => quickstart::run(&args),
         Command::BenchTam(args) => bench_tam::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -1,0 +1,1042 @@
+//! `otrp bench wire` and `otrp bench batch`: the constrained-device figures of issue 7.
+//!
+//! * `wire` builds the TAM → device message of each operation (install, update, update as
+//!   a delta, personalization, delete) with the real encoders and signers — OTrP JSON/JOSE
+//!   (`otrp-json`, the OTrP TA package of `otrp-agent`), TEEP CBOR/COSE with SUIT
+//!   (`otrp-teep`, `otrp-suit`, `otrp-delta`), and TEEP over CoAP, whose bytes and
+//!   datagrams are counted by running `otrp-coap`'s sans-IO client and server cores
+//!   against each other in memory (Block2 download of the message at the largest block
+//!   size whose datagrams fit the LoRaWAN frame) — and counts LoRaWAN frames at DR0 (51 B
+//!   payload) and DR5 (222 B).
+//! * `batch` compares the TAM's CPU time and signatures per device in batch mode (one
+//!   package per batch, then one verified report per device) and per-device mode (a whole
+//!   TEEP session per device on the TAM core over a SQLite temp store).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use otrp_agent::suit_processor::{MemoryStore, ProcessorConfig};
+use otrp_agent::{
+    Agent, AgentConfig, BatchMembership, BatchOutcome, EatAttester, EatIdentity, Management,
+    SdDescriptor, TrustedTam,
+};
+use otrp_coap::{ClientCore, ClientEvent, Config as CoapConfig, Response, ServerCore, ServerEvent};
+use otrp_cose::SignOptions;
+use otrp_crypto::{AlgIdGeneration, CryptoProvider, KeyKind, PrivateKey, PublicKey};
+use otrp_store::{AccountKind, AgentKeyRecord, DeploymentAction, Rollout, SqlStore, Store, Target};
+use otrp_suit::{ComponentId, Envelope, ManifestDependency, TaManifestBuilder};
+use otrp_suit_processor::delta::{DELTA_KEY, FULL_KEY};
+use otrp_tam::batch::{build_package, encrypt_for_batch, verify_report, CountingProvider};
+use otrp_tam::{Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys};
+use otrp_teep::{TeepMessage, Update};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde_json::{json, Value};
+
+/// `otrp bench …`
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Bytes and LoRaWAN frames per operation: OTrP JSON vs TEEP CBOR vs TEEP over CoAP,
+    /// full vs delta, for TAs of 1 KiB, 64 KiB and 256 KiB.
+    Wire(WireArgs),
+    /// TAM CPU time and signatures per device, batch mode vs per-device mode, for
+    /// N = 1, 100, 10 000 devices.
+    Batch(BatchArgs),
+}
+
+/// `otrp bench wire`.
+#[derive(Args)]
+pub struct WireArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `otrp bench batch`.
+#[derive(Args)]
+pub struct BatchArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Device counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,10000")]
+    devices: Vec<usize>,
+    /// Per-device sessions (and batch reports) actually run per N; the per-device cost
+    /// measured on them is multiplied by N beyond it (the cost is per device).
+    #[arg(long, default_value_t = 200)]
+    sample: usize,
+}
+
+/// Runs `otrp bench`.
+pub fn run(args: &BenchArgs) -> ExitCode {
+    let r = match &args.command {
+        BenchCommand::Wire(a) => wire(a),
+        BenchCommand::Batch(a) => batch(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otrp bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared fixtures.
+
+const DR0: usize = 51;
+const DR5: usize = 222;
+const SIZES: [usize; 3] = [1024, 64 * 1024, 256 * 1024];
+const PDATA_LEN: usize = 256;
+
+fn provider() -> &'static dyn CryptoProvider {
+    otrp_crypto::default_provider()
+}
+
+fn key(seed: u64, kind: KeyKind) -> Result<PrivateKey> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    PrivateKey::generate(kind, &mut rng).map_err(|e| anyhow!("key generation: {e}"))
+}
+
+fn leb(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A WebAssembly-like TA image of `size` bytes: function bodies of plausible opcodes
+/// with LEB128 immediates and some text (compresses like real code, not like zeros).
+fn ta_image(seed: u64, size: usize) -> Vec<u8> {
+    let mut r = ChaCha20Rng::seed_from_u64(seed);
+    let mut out = b"\0asm\x01\0\0\0".to_vec();
+    while out.len() < size {
+        if r.gen_ratio(1, 20) {
+            for _ in 0..r.gen_range(16..256) {
+                out.push(b"abcdefghijklmnopqrstuvwxyz _-:ok0123456789"[r.gen_range(0..42)]);
+            }
+            continue;
+        }
+        let body = r.gen_range(20..400u32);
+        leb(&mut out, body);
+        for _ in 0..body / 3 {
+            match r.gen_range(0..6) {
+                0..=2 => {
+                    out.push(0x20);
+                    leb(&mut out, r.gen_range(0..8));
+                }
+                3 => {
+                    out.push(0x41);
+                    leb(&mut out, r.gen_range(0..100_000));
+                }
+                4 => {
+                    out.push(0x10);
+                    leb(&mut out, r.gen_range(0..300));
+                }
+                _ => out.push(r.gen_range(0x45..0xc4)),
+            }
+        }
+        out.push(0x0b);
+    }
+    out.truncate(size);
+    out
+}
+
+/// `old` with 5 % of its bytes changed, in four clustered regions (a rebuilt function).
+fn five_percent_changed(old: &[u8], seed: u64) -> Vec<u8> {
+    let mut new = old.to_vec();
+    let mut r = ChaCha20Rng::seed_from_u64(seed);
+    let total = old.len() / 20;
+    let region = total.div_ceil(4).max(1);
+    for i in 0..4 {
+        let start = (old.len() / 4) * i + old.len() / 16;
+        for b in new.iter_mut().skip(start).take(region) {
+            *b = r.gen();
+        }
+    }
+    new
+}
+
+fn component() -> ComponentId {
+    ComponentId::new([&b"sd-lock"[..], b"smart-lock"])
+}
+
+fn config_component() -> ComponentId {
+    ComponentId::new([&b"sd-lock"[..], b"config.json"])
+}
+
+struct Keys {
+    tam: PrivateKey,
+    sp: PrivateKey,
+    /// The device's TEE SP AIK (OTrP) / personalization KEK (TEEP).
+    device: PrivateKey,
+}
+
+fn sign_update(keys: &Keys, up: Update) -> Result<Vec<u8>> {
+    otrp_teep::signed::sign1(
+        provider(),
+        &keys.tam,
+        &TeepMessage::Update(up),
+        AlgIdGeneration::New,
+    )
+    .map_err(|e| anyhow!("TEEP signing: {e}"))
+}
+
+fn token() -> Vec<u8> {
+    vec![0x5a; 16]
+}
+
+/// A delta-capable SP-signed envelope of `image` (bases: images it can patch), with the
+/// given integrated payload variant.
+fn ta_envelope(
+    keys: &Keys,
+    seq: u64,
+    image: &[u8],
+    bases: &[&[u8]],
+    delta: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let full = otrp_tam::delta::delta_capable_envelope(
+        provider(),
+        &keys.sp,
+        &component(),
+        seq,
+        image,
+        bases,
+        true,
+    )
+    .map_err(|e| anyhow!("SUIT: {e}"))?;
+    let Some(base) = delta else { return Ok(full) };
+    let mut env = Envelope::decode(&full).map_err(|e| anyhow!("SUIT: {e}"))?;
+    env.integrated.retain(|(k, _)| k != FULL_KEY);
+    env.integrated
+        .push((DELTA_KEY.into(), otrp_delta::diff(base, image)));
+    env.encode().map_err(|e| anyhow!("SUIT: {e}"))
+}
+
+/// A plain (uncompressed, integrated) SP-signed envelope: the payload-overhead baseline.
+fn plain_envelope(keys: &Keys, image: &[u8]) -> Result<Vec<u8>> {
+    TaManifestBuilder::new(component(), 1)
+        .image_of(image)
+        .integrated_payload(FULL_KEY, image.to_vec())
+        .build_signed(provider(), &keys.sp, &SignOptions::default())
+        .and_then(|e| e.encode())
+        .map_err(|e| anyhow!("SUIT: {e}"))
+}
+
+/// The personalization manifest of TEEP App. E example 3: data encrypted to the device
+/// (ECDH-ES+A128KW, A128GCM), depending on the TA's manifest.
+fn pdata_envelope(keys: &Keys, ta_env: &[u8], pdata: &[u8]) -> Result<Vec<u8>> {
+    let ta = Envelope::decode(ta_env).map_err(|e| anyhow!("SUIT: {e}"))?;
+    let PrivateKey::P256(sk) = &keys.device else {
+        bail!("the device key is P-256")
+    };
+    let pk = sk.public_key();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    TaManifestBuilder::new(config_component(), 1)
+        .dependency(ManifestDependency {
+            prefix: component(),
+            digest: ta.authentication.value().digest.value().clone(),
+            size: ta_env.len() as u64,
+            uri: "https://tam.example/ta.suit".into(),
+        })
+        .encrypt_payload(
+            provider(),
+            &mut rng,
+            pdata,
+            otrp_cose::encrypt::Recipient::EcdhEs {
+                recipient_public: &pk,
+                kid: None,
+            },
+            otrp_cose::encrypt::ContentAlg::A128Gcm,
+        )
+        .and_then(|b| b.build_signed(provider(), &keys.sp, &SignOptions::default()))
+        .and_then(|e| e.encode())
+        .map_err(|e| anyhow!("SUIT: {e}"))
+}
+
+fn teep_install(keys: &Keys, env: Vec<u8>) -> Result<Vec<u8>> {
+    sign_update(
+        keys,
+        Update::new().with_token(token()).with_manifests(vec![env]),
+    )
+}
+
+fn teep_delete(keys: &Keys) -> Result<Vec<u8>> {
+    sign_update(
+        keys,
+        Update::new()
+            .with_token(token())
+            .with_unneeded_manifest_list(vec![otrp_teep::ComponentId(component().0)]),
+    )
+}
+
+// OTrP: the TAM's signed request (ES256 JWS, kid only: no x5c chain, which would add
+// ~1 KiB per message), `content` JWE to the TEE (A128CBC-HS256, ECDH-ES+A128KW), the TA
+// package sealed to the TEE SP AIK (otrp-agent's package format, a SUIT envelope inside).
+
+fn otrp_ta_content() -> otrp_json::TaContent {
+    otrp_json::TaContent {
+        tamid: "tam.opentrust.example".into(),
+        spid: "sp-lock".into(),
+        sdname: "sd-lock".into(),
+        spcert: None,
+        taid: "smart-lock".into(),
+    }
+}
+
+fn otrp_sign(keys: &Keys, tbs: &otrp_json::TbsRequest) -> Result<Vec<u8>> {
+    otrp_json::sign_request(
+        provider(),
+        &otrp_json::Signer::new(&keys.tam).with_kid("tam-key-1"),
+        tbs,
+    )
+    .map_err(|e| anyhow!("OTrP signing: {e}"))
+}
+
+fn otrp_ta_content_jwe(keys: &Keys) -> Result<otrp_json::Content<otrp_json::TaContent>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    otrp_json::encrypt_content(
+        provider(),
+        &mut rng,
+        &otrp_ta_content(),
+        otrp_json::ContentEnc::A128CbcHs256,
+        &[otrp_json::RecipientKey::new(&keys.device.public_key())],
+    )
+    .map(|(c, _)| c)
+    .map_err(|e| anyhow!("OTrP content: {e}"))
+}
+
+fn otrp_delete_content_jwe(keys: &Keys) -> Result<otrp_json::Content<otrp_json::DeleteTaContent>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let c = otrp_json::DeleteTaContent {
+        tamid: "tam.opentrust.example".into(),
+        sdname: "sd-lock".into(),
+        taid: "smart-lock".into(),
+    };
+    otrp_json::encrypt_content(
+        provider(),
+        &mut rng,
+        &c,
+        otrp_json::ContentEnc::A128CbcHs256,
+        &[otrp_json::RecipientKey::new(&keys.device.public_key())],
+    )
+    .map(|(c, _)| c)
+    .map_err(|e| anyhow!("OTrP content: {e}"))
+}
+
+fn otrp_seal(
+    keys: &Keys,
+    ta: Option<&[u8]>,
+    pdata: Option<&[u8]>,
+) -> Result<otrp_agent::otrp::package::SealedTa> {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    otrp_agent::otrp::package::seal(provider(), &mut rng, &keys.device.public_key(), ta, pdata)
+        .map_err(|e| anyhow!("OTrP TA package: {e}"))
+}
+
+fn otrp_install(keys: &Keys, suit: &[u8]) -> Result<Vec<u8>> {
+    let sealed = otrp_seal(keys, Some(suit), None)?;
+    let tbs = otrp_json::TbsRequest::InstallTa(otrp_json::InstallTaTbsRequest {
+        ver: otrp_json::OTRP_VERSION.into(),
+        rid: "8c6f9e1a-rid".into(),
+        tid: "tid-0001".into(),
+        tee: "OpenTrust-Sim".into(),
+        nextdsi: false,
+        dsihash: "q1ZcWr4o3G2oE1cSxqZk0Q".into(),
+        content: otrp_ta_content_jwe(keys)?,
+        encrypted_ta: sealed
+            .into_install()
+            .map_err(|e| anyhow!("OTrP TA package: {e}"))?,
+    });
+    otrp_sign(keys, &tbs)
+}
+
+fn otrp_update(keys: &Keys, suit: Option<&[u8]>, pdata: Option<&[u8]>) -> Result<Vec<u8>> {
+    let sealed = otrp_seal(keys, suit, pdata)?;
+    let tbs = otrp_json::TbsRequest::UpdateTa(otrp_json::UpdateTaTbsRequest {
+        ver: otrp_json::OTRP_VERSION.into(),
+        rid: "8c6f9e1a-rid".into(),
+        tid: "tid-0002".into(),
+        tee: "OpenTrust-Sim".into(),
+        nextdsi: false,
+        dsihash: "q1ZcWr4o3G2oE1cSxqZk0Q".into(),
+        content: otrp_ta_content_jwe(keys)?,
+        encrypted_ta: sealed
+            .into_update()
+            .map_err(|e| anyhow!("OTrP TA package: {e}"))?,
+    });
+    otrp_sign(keys, &tbs)
+}
+
+fn otrp_delete(keys: &Keys) -> Result<Vec<u8>> {
+    let tbs = otrp_json::TbsRequest::DeleteTa(otrp_json::DeleteTaTbsRequest {
+        ver: otrp_json::OTRP_VERSION.into(),
+        rid: "8c6f9e1a-rid".into(),
+        tid: "tid-0003".into(),
+        tee: "OpenTrust-Sim".into(),
+        nextdsi: false,
+        dsihash: "q1ZcWr4o3G2oE1cSxqZk0Q".into(),
+        content: otrp_delete_content_jwe(keys)?,
+    });
+    otrp_sign(keys, &tbs)
+}
+
+// ---------------------------------------------------------------------------------------
+// CoAP: the real cores, stepped in memory.
+
+/// What one CoAP exchange cost.
+#[derive(Debug, Clone, Copy)]
+struct CoapCost {
+    block: usize,
+    bytes: u64,
+    datagrams: u64,
+    largest: usize,
+}
+
+/// POSTs an empty body (the Broker's request) and downloads `message` as the response,
+/// at `block` bytes per block; counts every datagram both ways.
+fn coap_download(message: &[u8], block: usize) -> Result<CoapCost> {
+    let cfg = CoapConfig::with_block_size(block).ok_or_else(|| anyhow!("block size {block}"))?;
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut client = ClientCore::new(cfg.clone(), &mut rng);
+    let mut server = ServerCore::new(cfg);
+    let c_addr: std::net::SocketAddr = "10.0.0.2:5683".parse()?;
+    let s_addr: std::net::SocketAddr = "10.0.0.1:5683".parse()?;
+    let now = Instant::now();
+    client.post(s_addr, otrp_coap::TEEP_PATH, Vec::new(), now);
+    let mut largest = 0usize;
+    for _ in 0..1_000_000 {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit() {
+            largest = largest.max(t.data.len());
+            server.handle_datagram(c_addr, &t.data, now);
+            moved = true;
+        }
+        while let Some(ServerEvent::Request { id, .. }) = server.poll_event() {
+            server.respond(id, Response::changed(message.to_vec()), now);
+        }
+        while let Some(t) = server.poll_transmit() {
+            largest = largest.max(t.data.len());
+            client.handle_datagram(s_addr, &t.data, now);
+            moved = true;
+        }
+        if let Some(ClientEvent::Completed { result, stats, .. }) = client.poll_event() {
+            let resp = result.map_err(|e| anyhow!("CoAP: {e}"))?;
+            if resp.body != message {
+                bail!("CoAP delivered other bytes");
+            }
+            return Ok(CoapCost {
+                block,
+                bytes: stats.bytes_sent + stats.bytes_received,
+                datagrams: stats.datagrams_sent + stats.datagrams_received,
+                largest,
+            });
+        }
+        if !moved {
+            bail!("CoAP exchange stalled");
+        }
+    }
+    bail!("CoAP exchange did not finish")
+}
+
+/// The exchange at the largest block size whose datagrams all fit `frame` bytes.
+fn coap_for_frame(message: &[u8], frame: usize) -> Result<Option<CoapCost>> {
+    for block in [1024, 512, 256, 128, 64, 32, 16] {
+        let c = coap_download(message, block)?;
+        if c.largest <= frame {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+// ---------------------------------------------------------------------------------------
+// bench wire
+
+/// (operation, OTrP message, TEEP message, payload bytes).
+type Case = (&'static str, Option<Vec<u8>>, Vec<u8>, usize);
+
+struct Overhead {
+    size: usize,
+    total: usize,
+    teep_cose: usize,
+    suit: usize,
+}
+
+struct Row {
+    op: &'static str,
+    size: usize,
+    otrp: Option<usize>,
+    teep: usize,
+    payload: usize,
+    dr0: Option<CoapCost>,
+    dr5: Option<CoapCost>,
+}
+
+fn frames(bytes: usize, frame: usize) -> usize {
+    bytes.div_ceil(frame)
+}
+
+fn wire(args: &WireArgs) -> Result<()> {
+    let keys = Keys {
+        tam: key(1, KeyKind::P256)?,
+        sp: key(2, KeyKind::P256)?,
+        device: key(3, KeyKind::P256)?,
+    };
+    let mut rows = Vec::new();
+    let mut overheads = Vec::new();
+    let mut pdata = vec![0u8; PDATA_LEN];
+    ChaCha20Rng::seed_from_u64(4).fill_bytes(&mut pdata);
+    for (i, &size) in SIZES.iter().enumerate() {
+        let v1 = ta_image(10 + i as u64, size);
+        let v2 = five_percent_changed(&v1, 20 + i as u64);
+        // Overhead of a signed TEEP Update beyond its payload: plain integrated image.
+        let plain_env = plain_envelope(&keys, &v1)?;
+        let plain = teep_install(&keys, plain_env.clone())?;
+        overheads.push(Overhead {
+            size,
+            total: plain.len() - size,
+            teep_cose: plain.len() - plain_env.len(),
+            suit: plain_env.len() - size,
+        });
+
+        let env1 = ta_envelope(&keys, 1, &v1, &[], None)?;
+        let env2_full = ta_envelope(&keys, 2, &v2, &[&v1], None)?;
+        let env2_delta = ta_envelope(&keys, 2, &v2, &[&v1], Some(&v1))?;
+        let delta_len = Envelope::decode(&env2_delta)
+            .ok()
+            .and_then(|e| e.integrated_payload(DELTA_KEY).map(<[u8]>::len))
+            .unwrap_or(0);
+        let full_len = Envelope::decode(&env2_full)
+            .ok()
+            .and_then(|e| e.integrated_payload(FULL_KEY).map(<[u8]>::len))
+            .unwrap_or(0);
+        let env1_len = Envelope::decode(&env1)
+            .ok()
+            .and_then(|e| e.integrated_payload(FULL_KEY).map(<[u8]>::len))
+            .unwrap_or(0);
+        let pd_env = pdata_envelope(&keys, &env1, &pdata)?;
+        let cases: Vec<Case> = vec![
+            (
+                "install",
+                Some(otrp_install(&keys, &env1)?),
+                teep_install(&keys, env1.clone())?,
+                env1_len,
+            ),
+            (
+                "update (full)",
+                Some(otrp_update(&keys, Some(&env2_full), None)?),
+                teep_install(&keys, env2_full.clone())?,
+                full_len,
+            ),
+            (
+                "update (delta 5%)",
+                None,
+                teep_install(&keys, env2_delta)?,
+                delta_len,
+            ),
+            (
+                "personalization",
+                Some(otrp_update(&keys, None, Some(&pdata))?),
+                teep_install(&keys, pd_env)?,
+                PDATA_LEN,
+            ),
+            ("delete", Some(otrp_delete(&keys)?), teep_delete(&keys)?, 0),
+        ];
+        for (op, otrp, teep, payload) in cases {
+            rows.push(Row {
+                op,
+                size,
+                otrp: otrp.map(|o| o.len()),
+                dr0: coap_for_frame(&teep, DR0)?,
+                dr5: coap_for_frame(&teep, DR5)?,
+                teep: teep.len(),
+                payload,
+            });
+        }
+    }
+    if args.json {
+        let out = json!({
+            "frame_payload": {"DR0": DR0, "DR5": DR5},
+            "teep_update_overhead_beyond_payload": overheads.iter().map(|o| json!({"ta_size": o.size, "bytes": o.total, "teep_update_cose_sign1": o.teep_cose, "suit_envelope": o.suit})).collect::<Vec<_>>(),
+            "rows": rows.iter().map(|r| json!({
+                "operation": r.op,
+                "ta_size": r.size,
+                "payload_bytes": r.payload,
+                "otrp_json_bytes": r.otrp,
+                "teep_cbor_bytes": r.teep,
+                "teep_cbor_vs_otrp": r.otrp.map(|o| r.teep as f64 / o as f64),
+                "frames_raw": {
+                    "otrp_DR0": r.otrp.map(|o| frames(o, DR0)),
+                    "otrp_DR5": r.otrp.map(|o| frames(o, DR5)),
+                    "teep_DR0": frames(r.teep, DR0),
+                    "teep_DR5": frames(r.teep, DR5),
+                },
+                "coap": {
+                    "DR0": r.dr0.map(|c| json!({"block": c.block, "bytes": c.bytes, "frames": c.datagrams, "largest_datagram": c.largest})),
+                    "DR5": r.dr5.map(|c| json!({"block": c.block, "bytes": c.bytes, "frames": c.datagrams, "largest_datagram": c.largest})),
+                },
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("Bytes TAM -> device per operation (real encoders and signers; SUIT payload compressed; OTrP signed with kid, no x5c)");
+    println!("frames: OTrP/TEEP = ceil(bytes / frame payload) (ideal fragmentation); CoAP = datagrams both ways at the largest block that fits the frame\n");
+    println!(
+        "{:<18} {:>7} {:>8} {:>9} {:>9} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>17} {:>17}",
+        "operation",
+        "TA",
+        "payload",
+        "OTrP",
+        "TEEP",
+        "T/O",
+        "OTrP@0",
+        "TEEP@0",
+        "OTrP@5",
+        "TEEP@5",
+        "CoAP DR0 B/fr(blk)",
+        "CoAP DR5 B/fr(blk)"
+    );
+    for r in &rows {
+        let coap = |c: Option<CoapCost>| {
+            c.map(|c| format!("{}/{}({})", c.bytes, c.datagrams, c.block))
+                .unwrap_or_else(|| "does not fit".into())
+        };
+        let o = |f: &dyn Fn(usize) -> String| r.otrp.map(f).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<18} {:>7} {:>8} {:>9} {:>9} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>17} {:>17}",
+            r.op,
+            kib(r.size),
+            r.payload,
+            o(&|x| x.to_string()),
+            r.teep,
+            o(&|x| format!("{:.2}", r.teep as f64 / x as f64)),
+            o(&|x| frames(x, DR0).to_string()),
+            frames(r.teep, DR0),
+            o(&|x| frames(x, DR5).to_string()),
+            frames(r.teep, DR5),
+            coap(r.dr0),
+            coap(r.dr5),
+        );
+    }
+    println!();
+    for o in &overheads {
+        println!(
+            "signed TEEP Update overhead beyond a plain {} payload: {} B = {} B TEEP Update in COSE_Sign1 (token, kid, signature) + {} B SUIT envelope (manifest, SP COSE_Sign1)",
+            kib(o.size),
+            o.total,
+            o.teep_cose,
+            o.suit
+        );
+    }
+    println!("payload = bytes the operation carries (install/update: compressed image; delta: patch; personalization: plaintext data)");
+    Ok(())
+}
+
+fn kib(n: usize) -> String {
+    format!("{} KiB", n / 1024)
+}
+
+// ---------------------------------------------------------------------------------------
+// bench batch
+
+const NOW: u64 = 1_800_000_000;
+const MODEL: &str = "bench-lock";
+const HW: &str = "1.0";
+const MEASUREMENT: [u8; 32] = [0x42; 32];
+
+type BenchAgent = Agent<MemoryStore, EatAttester>;
+
+struct Dev {
+    agent: BenchAgent,
+    agent_key: PrivateKey,
+    tee_key: PrivateKey,
+    ueid: Vec<u8>,
+}
+
+fn device(i: u64, tam: &[PublicKey]) -> Result<Dev> {
+    let agent_key = key(1_000_000 + 2 * i, KeyKind::P256)?;
+    let tee_key = key(1_000_001 + 2 * i, KeyKind::P256)?;
+    let mut ueid = vec![0x01];
+    ueid.extend_from_slice(&i.to_be_bytes());
+    ueid.extend_from_slice(&[0xb5; 8]);
+    let attester = EatAttester::new(
+        otrp_crypto::rust_crypto_provider(),
+        tee_key.clone(),
+        EatIdentity {
+            ueid: ueid.clone(),
+            oemid: otrp_eat::OemId::Pen(32473),
+            hwmodel: MODEL.as_bytes().to_vec(),
+            hwversion: HW.into(),
+            measurement: MEASUREMENT,
+            x5chain: Vec::new(),
+            tfw_endorsement: None,
+        },
+        &agent_key.public_key(),
+    );
+    let config = AgentConfig {
+        tams: tam
+            .iter()
+            .map(|k| TrustedTam {
+                key: k.clone(),
+                oem: true,
+            })
+            .collect(),
+        oem_keys: vec![],
+        management: Management::OemGated,
+        agent_key: agent_key.clone(),
+        alg_gen: AlgIdGeneration::New,
+        processor: ProcessorConfig::default(),
+        max_tokens: 16,
+    };
+    Ok(Dev {
+        agent: Agent::new(provider(), config, MemoryStore::new(), attester),
+        agent_key,
+        tee_key,
+        ueid,
+    })
+}
+
+fn sd_manifest(tam: &PrivateKey, sp: &PublicKey) -> Result<Vec<u8>> {
+    let desc = SdDescriptor {
+        name: b"sd-lock".to_vec(),
+        sp_id: "sp-lock".into(),
+        signers: vec![sp.clone()],
+        authorization: None,
+        tam: None,
+    };
+    let bytes = desc.to_cbor().map_err(|e| anyhow!("SD: {e}"))?;
+    TaManifestBuilder::new(otrp_agent::sd::sd_component_id(b"sd-lock"), 1)
+        .image_of(&bytes)
+        .integrated_payload("#sd", bytes)
+        .uninstall(true)
+        .build_signed(provider(), tam, &SignOptions::default())
+        .and_then(|e| e.encode())
+        .map_err(|e| anyhow!("SD manifest: {e}"))
+}
+
+struct Measured {
+    n: usize,
+    run: usize,
+    cpu: Duration,
+    signatures: u64,
+}
+
+impl Measured {
+    fn per_device_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+    fn sigs_per_device(&self) -> f64 {
+        self.signatures as f64 / self.n as f64
+    }
+}
+
+fn tam_keys() -> Result<TamKeys> {
+    Ok(TamKeys {
+        p256: key(101, KeyKind::P256)?,
+        ed25519: key(102, KeyKind::Ed25519)?,
+    })
+}
+
+/// Per-device mode: `run` whole TEEP sessions (QueryRequest, QueryResponse with EAT →
+/// Update, Success → done) on the TAM core over a fresh SQLite store; only the TAM's
+/// `process` calls are timed. Extrapolated to `n` devices.
+async fn per_device(n: usize, run: usize, dir: &std::path::Path) -> Result<Measured> {
+    let counting: &'static CountingProvider =
+        Box::leak(Box::new(CountingProvider::new(provider())));
+    let keys = tam_keys()?;
+    let tam_pub = [keys.p256.public_key(), keys.ed25519.public_key()];
+    let sp = key(55, KeyKind::P256)?;
+    let mut devs = Vec::with_capacity(run);
+    for i in 0..run {
+        devs.push(device(i as u64, &tam_pub)?);
+    }
+    let db = dir.join(format!("per-device-{n}.db"));
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&db).await?);
+    let mut verifier = EatVerifier::new(provider(), 3600);
+    for d in &devs {
+        verifier.register_device(&d.ueid, d.tee_key.public_key());
+    }
+    verifier.set_reference(
+        MODEL,
+        ReferenceValues {
+            measurements: vec![MEASUREMENT.to_vec()],
+            hwversions: vec![HW.into()],
+        },
+    );
+    let tam = Tam::new(
+        store.clone(),
+        Arc::new(verifier),
+        keys.clone(),
+        TamConfig::default(),
+        counting,
+    );
+    let admin = Admin::new(store.clone(), provider(), Policy::OemGated);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let oem_t = admin
+        .create_account(None, "oem", AccountKind::Oem, NOW, &mut rng)
+        .await?;
+    let oem = admin.authenticate(&oem_t).await?;
+    let sp_t = admin
+        .create_account(Some(&oem), "sp-lock", AccountKind::Sp, NOW, &mut rng)
+        .await?;
+    admin.approve_sp(&oem, "sp-lock", true, NOW).await?;
+    admin.create_sd(&oem, "sd-lock", "sp-lock", NOW).await?;
+    let spc = admin.authenticate(&sp_t).await?;
+    let image = ta_image(1, 1024);
+    let env = TaManifestBuilder::new(component(), 1)
+        .image_of(&image)
+        .integrated_payload(FULL_KEY, image.clone())
+        .uninstall(true)
+        .build_signed(provider(), &sp, &SignOptions::default())
+        .and_then(|e| e.encode())
+        .map_err(|e| anyhow!("SUIT: {e}"))?;
+    let reg = admin
+        .register_manifest(&spc, "sd-lock", "smart-lock", &env, &[sp.public_key()], NOW)
+        .await?;
+    admin
+        .create_deployment(
+            &spc,
+            &reg.component,
+            DeploymentAction::Install,
+            Target::All,
+            Rollout::Full,
+            NOW,
+        )
+        .await?;
+    // Devices are provisioned (SD created, Agent key bound) before the timed sessions.
+    let sd = sd_manifest(&keys.p256, &sp.public_key())?;
+    for d in &mut devs {
+        let up = Update::new()
+            .with_token(d.ueid.clone())
+            .with_manifests(vec![sd.clone()]);
+        let msg = otrp_teep::signed::sign1(
+            provider(),
+            &keys.p256,
+            &TeepMessage::Update(up),
+            AlgIdGeneration::New,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        d.agent.handle(&msg, NOW);
+        store
+            .put_agent_key(&AgentKeyRecord {
+                kid: otrp_crypto::thumbprint::cose_key_thumbprint(
+                    &d.agent_key.public_key(),
+                    provider(),
+                )
+                .to_vec(),
+                device_id: hex::encode(&d.ueid),
+                cose_key: otrp_cose::coset::CborSerializable::to_vec(
+                    otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
+                )
+                .map_err(|e| anyhow!("{e}"))?,
+                bound_at: NOW,
+            })
+            .await?;
+    }
+    counting.reset();
+    let mut cpu = Duration::ZERO;
+    for d in &mut devs {
+        let mut body = Vec::new();
+        for step in 0..6 {
+            let t = Instant::now();
+            let out = tam.process(None, &body, NOW + step, &mut rng).await;
+            cpu += t.elapsed();
+            let Outcome::Reply(msg) = out.map_err(|e| anyhow!("TAM: {e}"))? else {
+                break;
+            };
+            match d.agent.handle(&msg, NOW + step).send {
+                Some(s) => body = s,
+                None => break,
+            }
+        }
+        if d.agent.store().images.get(&component()) != Some(&image) {
+            bail!("per-device session did not install the TA");
+        }
+    }
+    let per = cpu.as_secs_f64() / run as f64;
+    Ok(Measured {
+        n,
+        run,
+        cpu: Duration::from_secs_f64(per * n as f64),
+        signatures: counting.signatures() * n as u64 / run as u64,
+    })
+}
+
+/// Batch mode: the TAM builds and signs one package for `n` devices (timed), `run`
+/// devices apply it (not timed) and the TAM verifies their reports (timed, extrapolated
+/// to `n`).
+async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Measured, Measured)> {
+    let counting: &'static CountingProvider =
+        Box::leak(Box::new(CountingProvider::new(provider())));
+    let keys = tam_keys()?;
+    let tam_pub = [keys.p256.public_key(), keys.ed25519.public_key()];
+    let sp = key(55, KeyKind::P256)?;
+    let bk = key(700, KeyKind::P256)?;
+    let PrivateKey::P256(bsk) = &bk else {
+        bail!("batch key is P-256")
+    };
+    let image = ta_image(1, 1024);
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    // The SP's manifest (payload encrypted to the batch key) and the SD manifest exist
+    // before the batch; the TAM's work per batch is the package.
+    let ta = encrypt_for_batch(
+        TaManifestBuilder::new(component(), 1).uninstall(true),
+        provider(),
+        &mut rng,
+        &image,
+        "lot-1",
+        &bsk.public_key(),
+    )?
+    .build_signed(provider(), &sp, &SignOptions::default())
+    .and_then(|e| e.encode())
+    .map_err(|e| anyhow!("SUIT: {e}"))?;
+    let sd = sd_manifest(&keys.p256, &sp.public_key())?;
+    counting.reset();
+    let t = Instant::now();
+    let pkg = build_package(counting, &keys.p256, "lot-1", 1, vec![sd, ta], vec![])?;
+    let package_cpu = t.elapsed();
+    let package_sigs = counting.signatures();
+    let db = dir.join(format!("batch-{n}.db"));
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&db).await?);
+    let m = BatchMembership {
+        id: "lot-1".into(),
+        key: bsk.clone(),
+    };
+    let mut reports = Vec::with_capacity(run);
+    for i in 0..run {
+        let mut d = device(i as u64, &tam_pub)?;
+        store
+            .put_agent_key(&AgentKeyRecord {
+                kid: otrp_crypto::thumbprint::cose_key_thumbprint(
+                    &d.agent_key.public_key(),
+                    provider(),
+                )
+                .to_vec(),
+                device_id: hex::encode(&d.ueid),
+                cose_key: otrp_cose::coset::CborSerializable::to_vec(
+                    otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
+                )
+                .map_err(|e| anyhow!("{e}"))?,
+                bound_at: NOW,
+            })
+            .await?;
+        match d.agent.handle_batch(&m, &pkg.bytes, NOW) {
+            BatchOutcome::Applied { .. } => {}
+            other => bail!("batch package not applied: {other:?}"),
+        }
+        let r = d
+            .agent
+            .batch_reports()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no report"))?;
+        reports.push(r.message);
+    }
+    let t = Instant::now();
+    for r in &reports {
+        let v = verify_report(store.as_ref(), counting, r).await?;
+        if !v.success {
+            bail!("a device reported failure: {}", v.detail);
+        }
+    }
+    let report_cpu = t.elapsed().as_secs_f64() / run as f64 * n as f64;
+    Ok((
+        Measured {
+            n,
+            run: 1,
+            cpu: package_cpu,
+            signatures: package_sigs,
+        },
+        Measured {
+            n,
+            run,
+            cpu: package_cpu + Duration::from_secs_f64(report_cpu),
+            signatures: package_sigs,
+        },
+    ))
+}
+
+fn batch(args: &BatchArgs) -> Result<()> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    let mut results = Vec::new();
+    for &n in &args.devices {
+        if n == 0 {
+            bail!("N must be at least 1");
+        }
+        let run = n.min(args.sample.max(1));
+        let (pkg, with_reports) = rt.block_on(batch_mode(n, run, dir.path()))?;
+        let per = rt.block_on(per_device(n, run, dir.path()))?;
+        results.push((n, per, pkg, with_reports));
+    }
+    if args.json {
+        let rows: Vec<Value> = results
+            .iter()
+            .map(|(n, per, pkg, rep)| {
+                json!({
+                    "devices": n,
+                    "sampled_devices": per.run,
+                    "per_device_mode": {"tam_cpu_us_per_device": per.per_device_us(), "signatures_per_device": per.sigs_per_device(), "tam_cpu_total_s": per.cpu.as_secs_f64()},
+                    "batch_mode_package_only": {"tam_cpu_us_per_device": pkg.per_device_us(), "signatures_per_device": pkg.sigs_per_device(), "tam_cpu_total_s": pkg.cpu.as_secs_f64()},
+                    "batch_mode_with_reports": {"tam_cpu_us_per_device": rep.per_device_us(), "signatures_per_device": rep.sigs_per_device(), "tam_cpu_total_s": rep.cpu.as_secs_f64()},
+                    "cpu_ratio_per_device_vs_batch_with_reports": per.per_device_us() / rep.per_device_us(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "rows": rows }))?
+        );
+        return Ok(());
+    }
+    println!("TAM CPU (wall time of the TAM's own calls, one thread, SQLite temp store) and TAM signatures per device");
+    println!("per-device: whole TEEP sessions on the TAM core (QueryRequest, EAT appraisal, Update, Success)");
+    println!("batch: one signed package per batch; '+reports' adds verifying each device's async report\n");
+    println!(
+        "{:>6} {:>7} | {:>12} {:>9} | {:>12} {:>9} | {:>12} {:>9} | {:>8}",
+        "N",
+        "sampled",
+        "per-dev µs",
+        "sig/dev",
+        "batch µs",
+        "sig/dev",
+        "+reports µs",
+        "sig/dev",
+        "ratio"
+    );
+    for (n, per, pkg, rep) in &results {
+        println!(
+            "{:>6} {:>7} | {:>12.1} {:>9.4} | {:>12.3} {:>9.4} | {:>12.1} {:>9.4} | {:>7.1}x",
+            n,
+            per.run,
+            per.per_device_us(),
+            per.sigs_per_device(),
+            pkg.per_device_us(),
+            pkg.sigs_per_device(),
+            rep.per_device_us(),
+            rep.sigs_per_device(),
+            per.per_device_us() / rep.per_device_us(),
+        );
+    }
+    Ok(())
+}
