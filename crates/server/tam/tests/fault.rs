@@ -272,3 +272,154 @@ async fn tam_killed_and_restarted_during_a_rollout_every_device_converges_once()
     server.kill();
     f.cleanup().await;
 }
+
+/// The PostgreSQL backend pids of the connections `pool` holds now: acquires every open
+/// connection in turn (waiting for busy ones) and asks each for its pid.
+async fn pool_pids(pool: &sqlx::PgPool) -> Vec<i32> {
+    let mut held = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..pool.size() {
+        let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), pool.acquire()).await
+        else {
+            break;
+        };
+        if let Ok(pid) = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut *c)
+            .await
+        {
+            pids.push(pid);
+        }
+        held.push(c);
+    }
+    drop(held);
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_terminated_under_load_the_tam_recovers() {
+    let Some(url) = pg_url() else {
+        println!("SKIPPED: OTRP_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let n = env_usize("OTRP_FAULT_PG_DEVICES", 80);
+    let cuts = env_usize("OTRP_FAULT_PG_CUTS", 2);
+    let mut f = Fixture::new("pgfault", Backend::Postgres);
+    let sql = Arc::new(
+        otrp_store::SqlStore::connect_postgres_schema(&url, f.schema.as_deref().unwrap())
+            .await
+            .unwrap(),
+    );
+    let state = Arc::new(
+        AppState::with_store(
+            f.config.clone(),
+            f.identity.clone(),
+            sql.clone(),
+            "postgres",
+        )
+        .unwrap(),
+    );
+    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
+    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server =
+        otrp_tam_server::spawn(listener, otrp_tam_server::router(state), Some(tls)).unwrap();
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let deployment = publish_and_deploy(&f, &api, &t, 1).await;
+    let devices: Vec<Device> = (0..n)
+        .map(|i| provision_device(&mut f, 90_000 + i as u64))
+        .collect();
+    for d in &devices {
+        register_device(&api, &t.oem, d, &[]).await;
+    }
+    let url_tam = server.tam_url();
+    let done = Arc::new(AtomicUsize::new(0));
+    let broken = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(Mutex::new(devices));
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let http = client(&f.pki);
+        let (u, done, broken, queue, finished) = (
+            url_tam.clone(),
+            done.clone(),
+            broken.clone(),
+            queue.clone(),
+            finished.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                let Some(mut d) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(attempts < 200, "device {} never converged", d.id);
+                    match session(&http, &u, &mut d).await {
+                        Ok(()) if installs(&d) > 0 => break,
+                        Ok(()) => {}
+                        Err(_) => {
+                            broken.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                finished.lock().unwrap().push(d);
+            }
+        });
+    }
+    let otrp_store::Backend::Postgres(pool) = sql.backend() else {
+        panic!("not PostgreSQL")
+    };
+    let mut terminated = 0;
+    for k in 1..=cuts {
+        let at = n * k / (cuts + 1);
+        while done.load(Ordering::Relaxed) < at {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Only this test's TAM connections (the server's pool, in the test's schema).
+        let pids = pool_pids(pool).await;
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        for pid in pids {
+            let ok: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+            terminated += usize::from(ok);
+        }
+    }
+    while let Some(r) = workers.join_next().await {
+        r.unwrap();
+    }
+    assert!(terminated > 0, "no connection was terminated");
+    let devices = std::mem::take(&mut *finished.lock().unwrap());
+    assert_eq!(devices.len(), n, "devices lost");
+    println!(
+        "{n} devices, {terminated} PostgreSQL connections terminated in {cuts} cuts, {} sessions broken",
+        broken.load(Ordering::Relaxed)
+    );
+    for d in &devices {
+        assert_eq!(
+            installs(d),
+            1,
+            "device {} installed {} times",
+            d.id,
+            installs(d)
+        );
+    }
+    let p = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/deployments/{deployment}"), &t.sp)
+                .await,
+        )
+        .await;
+    assert_eq!(p["done"], n as u64, "TAM progress: {p}");
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+}
