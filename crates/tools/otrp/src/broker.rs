@@ -35,7 +35,8 @@ With --once, one session runs and the exit code tells whether it succeeded.";
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The TAM's TEEP URI (e.g. https://tam.example:8443/tam).
+    /// The TAM's TEEP URI (e.g. https://tam.example:8443/tam, or coap://HOST:PORT/teep
+    /// for TEEP over CoAP).
     #[arg(long, value_name = "URL")]
     tam: String,
     /// The TEE daemon: unix:PATH.
@@ -59,6 +60,9 @@ struct RunArgs {
     /// Timeout of one HTTP request, in seconds.
     #[arg(long, default_value_t = 30.0)]
     http_timeout: f64,
+    /// CoAP block size in bytes (16–1024) for a coap:// TAM.
+    #[arg(long, default_value_t = 1024)]
+    coap_block_size: usize,
     /// Run one session and exit (0 on success).
     #[arg(long)]
     once: bool,
@@ -93,6 +97,7 @@ fn run_broker(a: &RunArgs) -> Result<ExitCode, String> {
     cfg.backoff_min = secs(a.backoff_min, "backoff-min")?;
     cfg.backoff_max = secs(a.backoff_max, "backoff-max")?;
     cfg.http_timeout = secs(a.http_timeout, "http-timeout")?;
+    cfg.coap_block_size = a.coap_block_size;
     let mut broker = Broker::new(cfg).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -106,6 +106,12 @@ struct ServeArgs {
     /// Accept evidence of models without reference values (any measurement).
     #[arg(long)]
     accept_unlisted_models: bool,
+    /// Also serve TEEP over CoAP (UDP) at coap://ADDR/teep, e.g. 127.0.0.1:5683.
+    #[arg(long, value_name = "ADDR")]
+    coap_listen: Option<String>,
+    /// CoAP block size in bytes for block-wise transfer: 16, 32, 64, 128, 256, 512 or 1024.
+    #[arg(long, value_name = "BYTES")]
+    coap_block_size: Option<usize>,
     /// TOML file with everything else (see --help).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -341,6 +347,26 @@ fn serve(a: &ServeArgs) -> Result<(), CliError> {
     }
     config.plain_http |= a.plain_http;
     config.accept_unlisted_models |= a.accept_unlisted_models;
+    if let Some(c) = &a.coap_listen {
+        config.coap_listen = Some(c.parse().map_err(|_| {
+            CliError::new(
+                format!("--coap-listen {c:?} is not an address"),
+                "use HOST:PORT, e.g. 127.0.0.1:5683",
+            )
+        })?);
+    }
+    if let Some(b) = a.coap_block_size {
+        config.coap_block_size = b;
+    }
+    if otrp_tam_server::coap::coap_config(config.coap_block_size, 0).is_err() {
+        return Err(CliError::new(
+            format!(
+                "--coap-block-size {}: not a CoAP block size",
+                config.coap_block_size
+            ),
+            "use 16, 32, 64, 128, 256, 512 or 1024",
+        ));
+    }
     if let Some(p) = a.policy {
         config.policy = match p {
             PolicyArg::OemGated => PolicyConfig::OemGated,
@@ -363,6 +389,9 @@ fn serve(a: &ServeArgs) -> Result<(), CliError> {
             )
         })?;
         eprintln!("TAM listening: TEEP at {} (Ctrl-C stops)", server.tam_url());
+        if let Some(url) = server.coap_url() {
+            eprintln!("TEEP over CoAP at {url}");
+        }
         let token = data_dir.join("oem-api-token");
         if token.exists() {
             eprintln!("OEM API token file: {}", token.display());
