@@ -50,6 +50,14 @@ pub enum CoseError {
         /// Where it was missing (e.g. "COSE_Sign1 protected header").
         what: &'static str,
     },
+    /// A header parameter that has no meaning on a signed message (TEEP §4.1.2).
+    #[error("{what}: header parameter {label} is not accepted on a signature")]
+    UnexpectedHeader {
+        /// Which header.
+        what: &'static str,
+        /// The label.
+        label: String,
+    },
     /// No key gives the COSE_Mac0 tag.
     #[error("{what}: MAC does not verify under any given key")]
     BadMac {

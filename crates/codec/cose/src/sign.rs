@@ -222,6 +222,46 @@ fn kid_of(protected: &Header, unprotected: &Header) -> Option<Vec<u8>> {
     }
 }
 
+/// Header parameters that mean something on a signed message besides those coset types:
+/// content type, kid, crit and alg are typed; 13 kcwt, 14 kccs, 32 x5bag, 33 x5chain,
+/// 34 x5t, 35 x5u carry the signer's key or certificates.
+const SIGNATURE_REST_LABELS: &[i64] = &[13, 14, 32, 33, 34, 35];
+
+/// TEEP (draft-ietf-teep-protocol §4.1.2) accepts only header parameters it understands:
+/// an IV, a partial IV, a counter signature or an unknown label on a signature is refused
+/// (they would otherwise ride along unsigned in the unprotected header).
+fn check_signature_header(what: &'static str, header: &Header) -> Result<(), CoseError> {
+    if !header.iv.is_empty() {
+        return Err(CoseError::UnexpectedHeader {
+            what,
+            label: "5 (IV)".into(),
+        });
+    }
+    if !header.partial_iv.is_empty() {
+        return Err(CoseError::UnexpectedHeader {
+            what,
+            label: "6 (Partial IV)".into(),
+        });
+    }
+    if !header.counter_signatures.is_empty() {
+        return Err(CoseError::UnexpectedHeader {
+            what,
+            label: "counter signature".into(),
+        });
+    }
+    for (label, _) in &header.rest {
+        let ok = matches!(label, coset::Label::Int(i) if SIGNATURE_REST_LABELS.contains(i));
+        if !ok {
+            let label = match label {
+                coset::Label::Int(i) => alloc::format!("{i}"),
+                coset::Label::Text(t) => alloc::format!("\"{t}\""),
+            };
+            return Err(CoseError::UnexpectedHeader { what, label });
+        }
+    }
+    Ok(())
+}
+
 fn key_fits(alg: SigAlg, key: &PublicKey) -> bool {
     key.default_alg() == alg
 }
@@ -250,6 +290,15 @@ fn verify_with_keys(
             .collect(),
         None => Vec::new(),
     };
+    // A kid names the key (RFC 9679 thumbprint, as TEEP requires): a kid that names no
+    // given key is refused rather than treated as a hint, so that a changed kid cannot
+    // pass unnoticed even though the unprotected header is not signed.
+    if let (Some(kid), true) = (kid, by_kid.is_empty()) {
+        return Err(CoseError::NoMatchingKey {
+            what,
+            kid: hex(kid),
+        });
+    }
     let candidates = if by_kid.is_empty() { fitting } else { by_kid };
     if candidates.is_empty() {
         return Err(CoseError::NoMatchingKey {
@@ -293,6 +342,8 @@ pub fn parse_sign1(bytes: &[u8]) -> Result<CoseSign1, CoseError> {
     let msg = CoseSign1::from_cbor_value(value).map_err(CoseError::coset(WHAT))?;
     check_crit("COSE_Sign1 protected header", &msg.protected.header)?;
     check_crit("COSE_Sign1 unprotected header", &msg.unprotected)?;
+    check_signature_header("COSE_Sign1 protected header", &msg.protected.header)?;
+    check_signature_header("COSE_Sign1 unprotected header", &msg.unprotected)?;
     Ok(msg)
 }
 
@@ -350,9 +401,13 @@ pub fn parse_sign(bytes: &[u8]) -> Result<CoseSign, CoseError> {
     let msg = CoseSign::from_cbor_value(value).map_err(CoseError::coset(WHAT))?;
     check_crit("COSE_Sign protected header", &msg.protected.header)?;
     check_crit("COSE_Sign unprotected header", &msg.unprotected)?;
+    check_signature_header("COSE_Sign protected header", &msg.protected.header)?;
+    check_signature_header("COSE_Sign unprotected header", &msg.unprotected)?;
     for s in &msg.signatures {
         check_crit("COSE_Signature protected header", &s.protected.header)?;
         check_crit("COSE_Signature unprotected header", &s.unprotected)?;
+        check_signature_header("COSE_Signature protected header", &s.protected.header)?;
+        check_signature_header("COSE_Signature unprotected header", &s.unprotected)?;
     }
     Ok(msg)
 }

@@ -119,9 +119,9 @@ fn sign1_detached_untagged_and_kid_modes() {
         ..Default::default()
     };
     let bytes = sign1(p, key, b"m", false, &explicit).unwrap();
-    // an unknown kid falls back to trying every key of the right type
-    let v = verify_sign1(p, &bytes, None, &publics()).unwrap();
-    assert_eq!(v.kid.as_deref(), Some(&b"tam-1"[..]));
+    // a kid that names none of the given keys is refused, not taken as a hint
+    let err = verify_sign1(p, &bytes, None, &publics()).unwrap_err();
+    assert!(matches!(err, CoseError::NoMatchingKey { .. }), "{err}");
 }
 
 #[test]
@@ -132,11 +132,19 @@ fn sign1_refusals() {
     // no key of the right type
     let err = verify_sign1(p, &bytes, None, &[keys()[1].public_key()]).unwrap_err();
     assert!(matches!(err, CoseError::NoMatchingKey { .. }), "{err}");
-    // another P-256 key
+    // another P-256 key: its thumbprint is not the kid
     let other = PrivateKey::p256_from_scalar(&[9u8; 32])
         .unwrap()
         .public_key();
-    let err = verify_sign1(p, &bytes, None, &[other]).unwrap_err();
+    let err = verify_sign1(p, &bytes, None, std::slice::from_ref(&other)).unwrap_err();
+    assert!(matches!(err, CoseError::NoMatchingKey { .. }), "{err}");
+    // without a kid, the other key is tried and its signature check fails
+    let no_kid = SignOptions {
+        kid: KidMode::None,
+        ..Default::default()
+    };
+    let anonymous = sign1(p, key, b"payload", false, &no_kid).unwrap();
+    let err = verify_sign1(p, &anonymous, None, &[other]).unwrap_err();
     assert!(matches!(err, CoseError::BadSignature { .. }), "{err}");
     // trailing bytes
     let mut long = bytes.clone();
@@ -154,15 +162,16 @@ fn sign1_refusals() {
         matches!(err, CoseError::UnexpectedTag { found: 16, .. }),
         "{err}"
     );
-    // every single-bit flip is refused or errors, never panics
+    // every single-bit flip is refused, the unsigned unprotected header included (a
+    // changed kid names no key; a changed label is not accepted on a signature)
     for i in 0..bytes.len() {
         for bit in 0..8 {
             let mut b = bytes.clone();
             b[i] ^= 1 << bit;
-            if let Ok(v) = verify_sign1(p, &b, None, &publics()) {
-                // the only flips that may still verify are in the unsigned unprotected kid
-                assert_eq!(v.payload, b"payload", "byte {i} bit {bit}");
-            }
+            assert!(
+                verify_sign1(p, &b, None, &publics()).is_err(),
+                "byte {i} bit {bit} verified"
+            );
         }
     }
     // truncations

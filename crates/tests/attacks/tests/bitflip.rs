@@ -2,20 +2,13 @@
 //! JWS structure, headers and signature; a stride over the payload): each is refused by
 //! the party that receives it, and nothing changes in its store.
 //!
-//! The one exception, measured and bounded here: flips inside a COSE_Sign1's
-//! *unprotected* header (the `kid` label or value), which RFC 9052 leaves outside the
-//! signature. `otrp-cose` treats the kid as a hint (a kid naming no trusted key falls
-//! back to trying every key), so such a message still verifies. Each of those flips
-//! must leave the protected header, payload and signature byte-identical to the genuine
-//! message, and its effect must be exactly the genuine message's effect.
+//! That includes flips inside a COSE_Sign1's *unprotected* header, which RFC 9052 leaves
+//! outside the signature: `otrp-cose` refuses a `kid` that names no given key and any
+//! header parameter that has no meaning on a signature, so a changed kid value or label
+//! is refused like any other change.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::ops::Range;
-
-use otrp_attack_tests::flips::{
-    around, cose_sign1_authenticated, cose_sign1_payload_range, cose_sign1_unprotected_range,
-    sample, BitFlip,
-};
+use otrp_attack_tests::flips::{around, cose_sign1_payload_range, sample, BitFlip};
 use otrp_attack_tests::pair::Pair;
 use otrp_attack_tests::tam::NOW;
 use otrp_tam::Outcome;
@@ -29,20 +22,6 @@ fn cose_flips(msg: &[u8]) -> Vec<BitFlip> {
     flips
 }
 
-/// Checks a flip that was not refused: it lies in the unprotected header and left every
-/// authenticated byte as it was.
-fn only_unauthenticated(f: &BitFlip, genuine: &[u8], unprotected: &Range<usize>) {
-    assert!(
-        unprotected.contains(&f.byte),
-        "flip {f:?} outside the unprotected header {unprotected:?} was accepted"
-    );
-    assert_eq!(
-        cose_sign1_authenticated(&f.apply(genuine)),
-        cose_sign1_authenticated(genuine),
-        "flip {f:?} changed authenticated bytes and was accepted"
-    );
-}
-
 /// Threat T1 (tampering by the rich OS / Broker / network) against the Agent: a TEEP
 /// Update built and signed by the TAM core, every sampled bit flipped, is refused by the
 /// Agent with an Error and the Agent's component store (images, manifests, sequence
@@ -51,50 +30,36 @@ fn only_unauthenticated(f: &BitFlip, genuine: &[u8], unprotected: &Range<usize>)
 async fn update_bit_flips_are_refused_by_the_agent() {
     let mut p = Pair::new(11).await;
     let (_, _, update) = p.until_update(NOW).await;
-    let unprotected = cose_sign1_unprotected_range(&update).unwrap();
     let before = p.dev.snapshot();
     let flips = cose_flips(&update);
-    let mut refused = 0;
-    let mut unauthenticated = Vec::new();
     for f in &flips {
         let out = p.dev.agent.handle(&f.apply(&update), NOW + 2);
-        match p.dev.open(out.send.as_deref()) {
-            Some(TeepMessage::Error(_)) => {
-                assert!(
-                    p.dev.snapshot() == before,
-                    "refused flip {f:?} changed the store"
-                );
-                refused += 1;
-            }
-            _ => {
-                only_unauthenticated(f, &update, &unprotected);
-                unauthenticated.push(p.dev.snapshot());
-                *p.dev.agent.store_mut() = before.clone();
-            }
-        }
+        assert!(
+            matches!(p.dev.open(out.send.as_deref()), Some(TeepMessage::Error(_))),
+            "flip {f:?} was not refused"
+        );
+        assert!(
+            p.dev.snapshot() == before,
+            "refused flip {f:?} changed the store"
+        );
     }
-    // The genuine Update installs, with exactly the effect of the unauthenticated flips.
+    // The genuine Update still installs and the TAM ends the session.
     let out = p.dev.agent.handle(&update, NOW + 3);
     let success = out.send.unwrap();
     assert!(matches!(
         p.dev.open(Some(&success)),
         Some(TeepMessage::Success(_))
     ));
-    let installed = p.dev.snapshot();
-    assert!(installed != before);
-    assert!(unauthenticated.iter().all(|s| *s == installed));
+    assert!(p.dev.snapshot() != before);
     assert_eq!(
         p.world.step(&success, NOW + 4).await.unwrap(),
         Outcome::Done
     );
     println!(
-        "Update: {} bytes, {} flips: {refused} refused with the store unchanged, {} in the \
-         unprotected header ({unprotected:?}) processed as the genuine Update",
+        "Update: {} bytes, {} flips, all refused with the store unchanged",
         update.len(),
-        flips.len(),
-        unauthenticated.len()
+        flips.len()
     );
-    assert!(refused >= 500);
 }
 
 /// Opens a TAM session and returns the Agent's QueryResponse and the store snapshot.
@@ -113,44 +78,28 @@ async fn open_session(p: &mut Pair) -> (Vec<u8>, Vec<(String, Vec<String>)>) {
 /// of any table of its SQLite store changes; the genuine one is then accepted.
 #[tokio::test]
 async fn query_response_bit_flips_are_refused_by_the_tam() {
-    let mut seed = 12;
-    let mut p = Pair::new(seed).await;
-    let (mut resp, mut before) = open_session(&mut p).await;
-    let unprotected = cose_sign1_unprotected_range(&resp).unwrap();
+    let mut p = Pair::new(12).await;
+    let (resp, before) = open_session(&mut p).await;
     let flips = cose_flips(&resp);
-    let mut refused = 0;
-    let mut unauthenticated = 0;
     for f in &flips {
-        match p.world.step(&f.apply(&resp), NOW + 1).await {
-            Err(_) => {
-                assert!(
-                    p.world.snapshot().await == before,
-                    "refused flip {f:?} changed the TAM store"
-                );
-                refused += 1;
-            }
-            Ok(out) => {
-                only_unauthenticated(f, &resp, &unprotected);
-                assert!(matches!(out, Outcome::Reply(_)), "{out:?}");
-                unauthenticated += 1;
-                // The session is consumed: start over with a fresh TAM and Agent.
-                seed += 1000;
-                p = Pair::new(seed).await;
-                (resp, before) = open_session(&mut p).await;
-            }
-        }
+        assert!(
+            p.world.step(&f.apply(&resp), NOW + 1).await.is_err(),
+            "flip {f:?} was not refused"
+        );
+        assert!(
+            p.world.snapshot().await == before,
+            "refused flip {f:?} changed the TAM store"
+        );
     }
     assert!(matches!(
         p.world.step(&resp, NOW + 1).await.unwrap(),
         Outcome::Reply(_)
     ));
     println!(
-        "QueryResponse: {} bytes, {} flips: {refused} refused with the store unchanged, \
-         {unauthenticated} in the unprotected header ({unprotected:?}) accepted as the genuine one",
+        "QueryResponse: {} bytes, {} flips, all refused with the store unchanged",
         resp.len(),
         flips.len(),
     );
-    assert!(refused >= 500);
 }
 
 /// Threat T1 against the OTrP profile: a signed InstallTA (JWS flattened over JWE
@@ -181,7 +130,7 @@ fn install_ta_bit_flips_are_refused_by_the_otrp_path() {
     assert_eq!(ok.tamid.as_deref(), Some("tam2.opentrust.test"));
     let payload = json_value_range(&msg, "payload").unwrap();
     let x5c = json_value_range(&msg, "x5c").unwrap();
-    let dense: Vec<Range<usize>> =
+    let dense: Vec<std::ops::Range<usize>> =
         vec![0..payload.start, payload.end..x5c.start, x5c.end..msg.len()];
     let flips = sample(msg.len(), &dense, 500);
     assert!(flips.len() >= 500);
