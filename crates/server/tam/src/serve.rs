@@ -297,6 +297,17 @@ pub async fn start(config: crate::config::ServerConfig) -> Result<RunningServer,
     if let Some(path) = state.bootstrap_oem(&data_dir).await? {
         tracing::warn!(path = %path, "empty store: created the OEM account `oem`; its API token is in this file");
     }
+    // CoAP first: a bad block size or busy UDP port fails before HTTP serves anything
+    // (a dropped CoapServer stops itself if the TCP bind fails next).
+    let coap = match coap_listen {
+        Some(addr) => Some(crate::coap::start_coap(state.clone(), addr).await.map_err(
+            |source| StartError::Bind {
+                addr: format!("coap://{addr}"),
+                source,
+            },
+        )?),
+        None => None,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -308,13 +319,7 @@ pub async fn start(config: crate::config::ServerConfig) -> Result<RunningServer,
             addr: listen.to_string(),
             source,
         })?;
-    if let Some(addr) = coap_listen {
-        let coap = crate::coap::start_coap(state.clone(), addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: format!("coap://{addr}"),
-                source,
-            })?;
+    if let Some(coap) = coap {
         server = server.with_coap(coap);
     }
     spawn_purger(state, Duration::from_secs(600), server.shutdown.subscribe());

@@ -265,3 +265,48 @@ async fn coap_install_wire_figures_64_and_256_with_and_without_loss() {
         "{lossy256:?} vs {clean256:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_with_coap_listen_serves_teep_and_maps_errors() {
+    let f = Fixture::new("coapstart", Backend::Sqlite);
+    let config = otrp_tam_server::ServerConfig {
+        coap_listen: Some("127.0.0.1:0".parse().unwrap()),
+        coap_block_size: 64,
+        ..f.config.clone()
+    };
+    let server = otrp_tam_server::start(config).await.unwrap();
+    let url = server.coap_url().unwrap();
+    assert!(
+        url.starts_with("coap://127.0.0.1:") && url.ends_with("/teep"),
+        "{url}"
+    );
+    let addr = server.coap_addr().unwrap();
+    let client = otrp_coap::CoapClient::new(fast(64), &mut ChaCha8Rng::seed_from_u64(5));
+
+    // Empty body: a session opens with a QueryRequest, sent block-wise (> 64 B).
+    let (r, stats) = client.post_with_stats(addr, "/teep", Vec::new()).await;
+    let r = r.unwrap();
+    assert_eq!(r.code, otrp_coap::Code::Changed);
+    assert!(r.body.len() > 64, "{} bytes", r.body.len());
+    assert!(stats.datagrams_received > 1, "{stats:?}");
+
+    // Not a TEEP message: 4.00 without payload.
+    let r = client.post(addr, "/teep", vec![0xa0; 10]).await.unwrap();
+    assert_eq!(r.code, otrp_coap::Code::BadRequest);
+    assert!(r.body.is_empty());
+
+    // Another resource: 4.04.
+    let r = client.post(addr, "/tam", Vec::new()).await.unwrap();
+    assert_eq!(r.code, otrp_coap::Code::NotFound);
+
+    // An invalid block size refuses to start.
+    let bad = otrp_tam_server::ServerConfig {
+        coap_listen: Some("127.0.0.1:0".parse().unwrap()),
+        coap_block_size: 100,
+        ..f.config.clone()
+    };
+    assert!(otrp_tam_server::start(bad).await.is_err());
+
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+}
