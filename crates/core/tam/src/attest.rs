@@ -27,6 +27,9 @@ use otrp_eat::{Confirmation, EatClaims};
 use otrp_pki::{ChainError, TrustStore, Usage};
 pub use otrp_store::ArStatus;
 
+/// EAT private claim carrying the TFW endorsement (see `notes/attestation.md`).
+pub const TFW_ENDORSEMENT_CLAIM: i64 = -70001;
+
 /// COSE header label of `x5chain` (RFC 9360).
 pub const X5CHAIN: i64 = 33;
 
@@ -86,6 +89,11 @@ pub enum AttestationError {
         /// Hex UEID in the claims.
         claimed: String,
     },
+    /// The trusted firmware's endorsement of the TEE measurement (claim -70001) is absent,
+    /// does not chain to a trusted TFW root, names another device or vouches for another
+    /// measurement.
+    #[error("TFW endorsement refused: {0}")]
+    TfwEndorsement(String),
     /// `eat_nonce` is absent.
     #[error("evidence carries no eat_nonce")]
     MissingNonce,
@@ -149,6 +157,8 @@ pub struct ReferenceValues {
 pub struct EatVerifier {
     provider: &'static dyn CryptoProvider,
     roots: Option<TrustStore>,
+    /// When set, the TFW endorsement (claim -70001) is required and must chain here.
+    tfw_roots: Option<TrustStore>,
     /// kid (thumbprint) → (ueid, key).
     registered: HashMap<Vec<u8>, (Vec<u8>, PublicKey)>,
     reference: HashMap<String, ReferenceValues>,
@@ -178,6 +188,7 @@ impl EatVerifier {
         EatVerifier {
             provider,
             roots: None,
+            tfw_roots: None,
             registered: HashMap::new(),
             reference: HashMap::new(),
             revoked: HashSet::new(),
@@ -189,6 +200,51 @@ impl EatVerifier {
     pub fn with_roots(mut self, roots: TrustStore) -> Self {
         self.roots = Some(roots);
         self
+    }
+
+    /// Requires the trusted firmware's endorsement of the TEE measurement (EAT claim
+    /// -70001: a COSE_Sign1 by the device's TFW key over `ueid || measurement`, its
+    /// certificate chain in `x5chain`) and trusts TFW chains that lead to these roots.
+    pub fn with_tfw_roots(mut self, roots: TrustStore) -> Self {
+        self.tfw_roots = Some(roots);
+        self
+    }
+
+    /// Checks the TFW endorsement of `measurement` for device `ueid` (see
+    /// [`EatVerifier::with_tfw_roots`]).
+    fn check_tfw_endorsement(
+        &self,
+        roots: &TrustStore,
+        claims: &EatClaims,
+        ueid: &[u8],
+        measurement: &[u8],
+        now: u64,
+    ) -> Result<(), AttestationError> {
+        let refuse = |m: &str| AttestationError::TfwEndorsement(m.to_string());
+        let endorsement = claims
+            .other
+            .iter()
+            .find(|(k, _)| *k == otrp_eat::Value::Integer(TFW_ENDORSEMENT_CLAIM.into()))
+            .and_then(|(_, v)| v.as_bytes())
+            .ok_or_else(|| refuse("claim -70001 is absent"))?;
+        let msg = otrp_cose::parse_sign1(endorsement).map_err(|e| refuse(&e.to_string()))?;
+        let chain = Self::x5chain(&msg)?.ok_or_else(|| refuse("no x5chain"))?;
+        let (leaf, rest) = chain.split_first().ok_or_else(|| refuse("empty x5chain"))?;
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+        let v = roots
+            .verify(leaf, rest, Usage::TfwAttestation, when)
+            .map_err(|e| refuse(&format!("TFW certificate: {e}")))?;
+        if v.info.ueid.as_deref() != Some(ueid) {
+            return Err(refuse("the TFW certificate belongs to another device"));
+        }
+        let verified = otrp_cose::verify_sign1(self.provider, endorsement, None, &[v.public_key])
+            .map_err(|e| refuse(&e.to_string()))?;
+        let mut expected = ueid.to_vec();
+        expected.extend_from_slice(measurement);
+        if verified.payload != expected {
+            return Err(refuse("it vouches for another device or TEE measurement"));
+        }
+        Ok(())
     }
 
     /// Registers a device's TEE attestation key (from provisioning).
@@ -346,6 +402,9 @@ impl Verifier for EatVerifier {
         }
         if !refs.hwversions.is_empty() && !refs.hwversions.contains(&version) {
             return Err(AttestationError::UnknownHwVersion { model, version });
+        }
+        if let Some(tfw_roots) = &self.tfw_roots {
+            self.check_tfw_endorsement(tfw_roots, &claims, &ueid, &measurement, now)?;
         }
         // 6. cnf.
         let (agent_key_kid, agent_key) = match &claims.cnf {

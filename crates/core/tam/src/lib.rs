@@ -23,16 +23,17 @@
 pub mod admin;
 pub mod attest;
 pub mod batch;
-pub mod otrp;
 pub mod delta;
+pub mod otrp;
 pub mod session;
 
 pub use admin::{Admin, AdminError, Caller, Policy, Registered};
 pub use attest::{
-    AttestationError, AttestationResult, EatVerifier, ReferenceValues, Verifier, X5CHAIN,
+    AttestationError, AttestationResult, EatVerifier, ReferenceValues, Verifier,
+    TFW_ENDORSEMENT_CLAIM, X5CHAIN,
 };
-pub use otrp_store::model;
 pub use otrp::{OtrpError, OtrpSession, OtrpTamConfig, MEDIA_TYPE as OTRP_MEDIA_TYPE};
+pub use otrp_store::model;
 pub use session::{Outcome, Tam, TamConfig, TamError, TamKeys, KCCS};
 
 use ciborium::value::Value;

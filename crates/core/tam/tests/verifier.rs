@@ -24,6 +24,7 @@ struct Provisioned {
     dev: Device,
     chain: Vec<Vec<u8>>,
     not_after: u64,
+    tfw: otrp_pki::device::KeyAndCert,
 }
 
 fn pki(seed: u64) -> Pki {
@@ -45,6 +46,7 @@ fn provisioned(pki: &mut Pki, seed: u64, days: Option<u32>) -> Provisioned {
         dev,
         chain,
         not_after: info.not_after,
+        tfw: id.tfw.clone(),
     }
 }
 
@@ -225,4 +227,96 @@ fn bad_signature_and_unknown_attester_are_refused() {
     for cut in 0..e.len() {
         let _ = v.verify(&e[..cut], NONCE, NOW);
     }
+}
+
+/// The TFW's endorsement of `measurement` for `ueid`: a COSE_Sign1 by `tfw` over
+/// `ueid || measurement` with the TFW chain in x5chain (as `otrp_agent::tfw_endorsement`).
+fn endorsement(tfw: &otrp_pki::device::KeyAndCert, ueid: &[u8], measurement: &[u8]) -> Vec<u8> {
+    let mut payload = ueid.to_vec();
+    payload.extend_from_slice(measurement);
+    let opts = otrp_cose::SignOptions {
+        tagged: false,
+        ..Default::default()
+    };
+    let signed = otrp_cose::sign1(provider(), &tfw.key, &payload, false, &opts).unwrap();
+    let mut chain = vec![tfw.cert.clone()];
+    chain.extend(tfw.chain.iter().cloned());
+    with_x5chain(&signed, &chain)
+}
+
+/// Evidence of `p` carrying `endorsement` as claim -70001 (or none).
+fn endorsed_evidence(p: &Provisioned, endorsement: Option<Vec<u8>>) -> Vec<u8> {
+    use otrp_eat::{Confirmation, ContentFormat, EatClaims, OemId, Profile};
+    let mut claims = EatClaims::new()
+        .with_nonce(NONCE.to_vec())
+        .with_ueid(p.dev.ueid.clone())
+        .with_oemid(OemId::Random([7; 16]))
+        .with_hwmodel(MODEL.as_bytes().to_vec())
+        .with_hwversion("1.0", None)
+        .with_profile(Profile::Uri(otrp_eat::TEEP_EAT_PROFILE.into()))
+        .with_manifests(vec![ContentFormat {
+            content_type: 60,
+            content: Value::Bytes(b"tee-os-manifest".to_vec()),
+        }])
+        .with_measurements(vec![ContentFormat {
+            content_type: 0,
+            content: Value::Bytes(MEASUREMENT.to_vec()),
+        }])
+        .with_cnf(
+            Confirmation::from_cose_key(otrp_cose::cose_key_from_public(
+                &p.dev.agent_key.public_key(),
+            ))
+            .unwrap(),
+        );
+    if let Some(e) = endorsement {
+        claims = claims.with_claim(
+            Value::Integer(otrp_tam::TFW_ENDORSEMENT_CLAIM.into()),
+            Value::Bytes(e),
+        );
+    }
+    let signed =
+        otrp_eat::signed::sign(provider(), &p.dev.tee_key, &claims, &Default::default()).unwrap();
+    with_x5chain(&signed, &p.chain)
+}
+
+fn tfw_verifier(pki: &Pki) -> EatVerifier {
+    pki_verifier(pki).with_tfw_roots(pki.trust_store(CaRole::Tfw).unwrap())
+}
+
+#[test]
+fn tfw_endorsement_of_the_measurement_is_required_and_checked() {
+    let mut dev_pki = pki(40);
+    let p = provisioned(&mut dev_pki, 41, None);
+    let other = provisioned(&mut dev_pki, 42, None);
+    let v = tfw_verifier(&dev_pki);
+    // Endorsed by the device's own TFW, for its measurement: accepted.
+    let good = endorsed_evidence(&p, Some(endorsement(&p.tfw, &p.dev.ueid, &MEASUREMENT)));
+    assert!(v.verify(&good, NONCE, NOW).is_ok());
+    // Without the endorsement: refused once TFW roots are required (accepted otherwise).
+    let none = endorsed_evidence(&p, None);
+    assert!(matches!(
+        v.verify(&none, NONCE, NOW),
+        Err(AttestationError::TfwEndorsement(_))
+    ));
+    assert!(pki_verifier(&dev_pki).verify(&none, NONCE, NOW).is_ok());
+    // Another device's TFW vouching for this device: refused.
+    let foreign = endorsed_evidence(&p, Some(endorsement(&other.tfw, &p.dev.ueid, &MEASUREMENT)));
+    assert!(matches!(
+        v.verify(&foreign, NONCE, NOW),
+        Err(AttestationError::TfwEndorsement(_))
+    ));
+    // The TFW vouching for another TEE image: refused.
+    let other_image = endorsed_evidence(&p, Some(endorsement(&p.tfw, &p.dev.ueid, &[0x11; 32])));
+    assert!(matches!(
+        v.verify(&other_image, NONCE, NOW),
+        Err(AttestationError::TfwEndorsement(_))
+    ));
+    // A TFW chain from another PKI: refused.
+    let mut rogue_pki = pki(43);
+    let rogue = provisioned(&mut rogue_pki, 44, None);
+    let rogue_tfw = endorsed_evidence(&p, Some(endorsement(&rogue.tfw, &p.dev.ueid, &MEASUREMENT)));
+    assert!(matches!(
+        v.verify(&rogue_tfw, NONCE, NOW),
+        Err(AttestationError::TfwEndorsement(_))
+    ));
 }
