@@ -778,8 +778,7 @@ impl Tam {
                     let reported = has(&dep.component).and_then(|(_, d)| d.as_deref());
                     let hint = prior.as_ref().map(|p| p.seq);
                     let (envelope, _) =
-                        crate::delta::envelope_for(self.store.as_ref(), &m, reported, hint)
-                            .await?;
+                        crate::delta::envelope_for(self.store.as_ref(), &m, reported, hint).await?;
                     manifests.push(envelope);
                     sent.push(SentItem {
                         component: dep.component.clone(),
