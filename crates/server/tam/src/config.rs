@@ -106,6 +106,9 @@ pub struct ServerConfig {
     pub max_api_body_bytes: usize,
     /// Accept evidence from models without a `[[reference]]` entry (any measurement).
     pub accept_unlisted_models: bool,
+    /// Require the trusted firmware's endorsement of the TEE measurement in the evidence
+    /// (EAT claim -70001, chained to the PKI's TFW root; needs `pki`).
+    pub require_tfw_endorsement: bool,
     /// Reference values per model.
     pub reference: Vec<ReferenceConfig>,
     /// Also serve TEEP over CoAP (UDP) at `/teep` on this address.
@@ -129,6 +132,7 @@ impl Default for ServerConfig {
             signing_key: None,
             second_signing_key: None,
             tee_roots: None,
+            require_tfw_endorsement: false,
             sp_roots: None,
             oem_key: None,
             plain_http: false,
@@ -172,6 +176,9 @@ pub enum ConfigError {
         /// The value.
         value: String,
     },
+    /// An option needs another one that is missing.
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl ServerConfig {

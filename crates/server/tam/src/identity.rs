@@ -63,6 +63,8 @@ pub struct Identity {
     pub keys: TamKeys,
     /// Roots for TEE attestation certificates.
     pub tee_roots: Option<TrustStore>,
+    /// Roots for trusted-firmware (TFW) certificates, which endorse the TEE measurement.
+    pub tfw_roots: Option<TrustStore>,
     /// Roots for SP TA-signer certificates.
     pub sp_roots: Option<TrustStore>,
     /// OEM public keys (dual-control co-signatures).
@@ -188,6 +190,7 @@ impl Identity {
             signing_key: signing,
             keys,
             tee_roots: Some(pki.trust_store(CaRole::Tee)?),
+            tfw_roots: Some(pki.trust_store(CaRole::Tfw)?),
             sp_roots: Some(pki.trust_store(CaRole::Sp)?),
             oem_keys: vec![pki.oem_public_key()?],
         })
@@ -224,6 +227,7 @@ impl Identity {
                 keys: tam_keys(&s, second)?,
                 signing_key: s,
                 tee_roots: None,
+                tfw_roots: None,
                 sp_roots: None,
                 oem_keys: Vec::new(),
             },

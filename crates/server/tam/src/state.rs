@@ -190,6 +190,15 @@ impl AppState {
         if let Some(roots) = &identity.tee_roots {
             eat = eat.with_roots(roots.clone());
         }
+        if config.require_tfw_endorsement {
+            let roots = identity.tfw_roots.clone().ok_or_else(|| {
+                StartError::Config(crate::config::ConfigError::Missing(
+                    "require_tfw_endorsement needs the TFW root: start the TAM with --pki DIR"
+                        .into(),
+                ))
+            })?;
+            eat = eat.with_tfw_roots(roots);
+        }
         for (model, values) in config.references()? {
             eat.set_reference(model, values);
         }

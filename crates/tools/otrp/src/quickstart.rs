@@ -173,6 +173,8 @@ impl Harness {
             listen: "127.0.0.1:0".parse().context("listen address")?,
             data_dir: data_dir.clone(),
             pki: Some(self.pki_dir.clone()),
+            // Every simulated TEE sends its trusted firmware's endorsement of its image.
+            require_tfw_endorsement: true,
             policy,
             reference: MODELS
                 .iter()
