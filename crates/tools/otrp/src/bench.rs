@@ -51,6 +51,9 @@ enum BenchCommand {
     /// TAM CPU time and signatures per device, batch mode vs per-device mode, for
     /// N = 1, 100, 10 000 devices.
     Batch(BatchArgs),
+    /// The TAM server over HTTPS: full TEEP exchanges/s with K devices and C concurrent
+    /// Brokers, p50/p99 latency, TAM CPU per exchange, and the signature bound.
+    Tam(crate::bench_tam::BenchTamArgs),
 }
 
 /// `otrp bench wire`.
@@ -81,6 +84,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     let r = match &args.command {
         BenchCommand::Wire(a) => wire(a),
         BenchCommand::Batch(a) => batch(a),
+        BenchCommand::Tam(a) => return crate::bench_tam::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,9 +57,6 @@ enum Command {
     Sp(sp::SpArgs),
     /// Play the use cases end to end: PKI, TAM over HTTPS, simulated devices, scenarios.
     Quickstart(quickstart::QuickstartArgs),
-    /// Benchmark the TAM server: full TEEP exchanges/s, latency, TAM CPU per exchange and
-    /// the signature bound (temporary name until `otrp bench tam` exists).
-    BenchTam(bench_tam::BenchTamArgs),
     /// Constrained-device benchmarks: bytes and LoRaWAN frames per operation (`wire`),
     /// TAM CPU and signatures per device in batch vs per-device mode (`batch`).
     Bench(bench::BenchArgs),
@@ -95,7 +92,6 @@ fn main() -> ExitCode {
         Command::Oem(args) => oem::run(&args),
         Command::Sp(args) => sp::run(&args),
         Command::Quickstart(args) => quickstart::run(&args),
-        Command::BenchTam(args) => bench_tam::run(&args),
         Command::Bench(args) => bench::run(&args),
     }
 }
