@@ -745,6 +745,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::panic)]
     fn small_sqlite_run_installs_on_every_device() {
         let args = BenchTamArgs {
             devices: 4,
