@@ -215,6 +215,17 @@ pub trait Store: Send + Sync {
     /// The TA-signer certificates of an SP, oldest first.
     async fn sp_certs(&self, sp_id: &str) -> Result<Vec<SpCertRecord>>;
 
+    // --- reference values ---
+    /// Inserts or replaces the reference values of a model (a tombstone too: `removed`).
+    async fn put_reference_values(&self, r: &ReferenceValuesRecord) -> Result<()>;
+    /// Inserts the reference values of a model only when the store has no record of it
+    /// (not even a tombstone); returns whether it did. Seeding from a TAM's config file.
+    async fn seed_reference_values(&self, r: &ReferenceValuesRecord) -> Result<bool>;
+    /// The record of one model (tombstones included).
+    async fn reference_values(&self, model: &str) -> Result<Option<ReferenceValuesRecord>>;
+    /// Every record (tombstones included), ordered by model.
+    async fn all_reference_values(&self) -> Result<Vec<ReferenceValuesRecord>>;
+
     // --- audit -------------------------------------------------------------------------
     /// Appends to the audit log; returns the id.
     async fn append_audit(&self, a: &AuditRecord) -> Result<i64>;

@@ -568,3 +568,22 @@ pub struct SpCertRecord {
     /// When it was registered.
     pub created_at: u64,
 }
+
+/// The verifier's reference values of one device model (the OEM's appraisal policy),
+/// shared by every TAM replica on the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReferenceValuesRecord {
+    /// Model name (EAT `hwmodel`).
+    pub model: String,
+    /// Accepted TEE measurements (raw digests); empty accepts any.
+    pub measurements: Vec<Vec<u8>>,
+    /// Accepted hardware versions; empty accepts any.
+    pub hwversions: Vec<String>,
+    /// A tombstone: the OEM removed the model (devices of it are refused unless the TAM
+    /// accepts unlisted models); kept so a replica's config does not seed it again.
+    pub removed: bool,
+    /// Last change (Unix seconds).
+    pub updated_at: u64,
+    /// Who made it (an account id, or `config` when seeded from a TAM's config file).
+    pub updated_by: String,
+}

@@ -1053,6 +1053,96 @@ impl Store for SqlStore {
             })
             .collect()
     }
+
+    // --- reference values ---
+    async fn put_reference_values(&self, r: &ReferenceValuesRecord) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO reference_values (model, measurements, hwversions, removed, \
+             updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (model) DO UPDATE SET measurements = excluded.measurements, \
+             hwversions = excluded.hwversions, removed = excluded.removed, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by")
+            .bind(&r.model).bind(encode_list(&r.measurements))
+            .bind(encode_list(&r.hwversions)).bind(r.removed).bind(u(r.updated_at))
+            .bind(&r.updated_by)
+            .execute(p).await.map(|x| x.rows_affected()))?;
+        Ok(())
+    }
+
+    async fn seed_reference_values(&self, r: &ReferenceValuesRecord) -> Result<bool> {
+        let n = on_pool!(self, p => sqlx::query(
+            "INSERT INTO reference_values (model, measurements, hwversions, removed, \
+             updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (model) DO NOTHING")
+            .bind(&r.model).bind(encode_list(&r.measurements))
+            .bind(encode_list(&r.hwversions)).bind(r.removed).bind(u(r.updated_at))
+            .bind(&r.updated_by)
+            .execute(p).await.map(|x| x.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    async fn reference_values(&self, model: &str) -> Result<Option<ReferenceValuesRecord>> {
+        let sql = format!("SELECT {REFERENCE_COLS} FROM reference_values WHERE model = $1");
+        let row: Option<ReferenceRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(model).fetch_optional(p).await)?;
+        row.map(reference_from).transpose()
+    }
+
+    async fn all_reference_values(&self) -> Result<Vec<ReferenceValuesRecord>> {
+        let sql = format!("SELECT {REFERENCE_COLS} FROM reference_values ORDER BY model");
+        let rows: Vec<ReferenceRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .fetch_all(p).await)?;
+        rows.into_iter().map(reference_from).collect()
+    }
+}
+
+const REFERENCE_COLS: &str = "model, measurements, hwversions, removed, updated_at, updated_by";
+
+type ReferenceRow = (String, Vec<u8>, Vec<u8>, bool, i64, String);
+
+/// Encodes a list of byte strings: per item `u32 len | bytes`, big-endian.
+fn encode_list<T: AsRef<[u8]>>(items: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in items {
+        let i = i.as_ref();
+        out.extend_from_slice(&u32::try_from(i.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(i);
+    }
+    out
+}
+
+fn decode_list(mut b: &[u8], column: &'static str) -> Result<Vec<Vec<u8>>> {
+    let bad = |d: &str| corrupt("reference_values", column, d);
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (len, rest) = b
+            .split_at_checked(4)
+            .ok_or_else(|| bad("truncated length"))?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| bad("bad length"))?) as usize;
+        let (item, rest) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| bad("truncated item"))?;
+        out.push(item.to_vec());
+        b = rest;
+    }
+    Ok(out)
+}
+
+fn reference_from(r: ReferenceRow) -> Result<ReferenceValuesRecord> {
+    let hwversions = decode_list(&r.2, "hwversions")?
+        .into_iter()
+        .map(|v| {
+            String::from_utf8(v).map_err(|_| corrupt("reference_values", "hwversions", "not UTF-8"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ReferenceValuesRecord {
+        model: r.0,
+        measurements: decode_list(&r.1, "measurements")?,
+        hwversions,
+        removed: r.3,
+        updated_at: un(r.4, "reference_values", "updated_at")?,
+        updated_by: r.5,
+    })
 }
 
 fn hex_of(b: &[u8]) -> String {
