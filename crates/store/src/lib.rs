@@ -17,11 +17,13 @@
 //!   schema (`search_path`), [`SqlStore::drop_schema`] removes it.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod model;
 mod sql;
 
 use async_trait::async_trait;
 
+pub use batch::*;
 pub use model::*;
 pub use sql::{Backend, SqlStore};
 
@@ -231,4 +233,21 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, a: &AuditRecord) -> Result<i64>;
     /// The newest `limit` entries, newest first.
     async fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>>;
+
+    // --- batch ---
+    /// Stores a batch package; its sequence number must exceed every stored one of the
+    /// batch ([`StoreError::SequenceNotGrowing`], also when another replica won the race).
+    async fn insert_batch_package(&self, p: &BatchPackageRecord) -> Result<()>;
+    /// The package of a batch with the highest sequence number.
+    async fn latest_batch_package(&self, batch_id: &str) -> Result<Option<BatchPackageRecord>>;
+    /// One package of a batch.
+    async fn batch_package(&self, batch_id: &str, seq: u64) -> Result<Option<BatchPackageRecord>>;
+    /// Every package (of one batch, or all), ordered by batch id then sequence number.
+    async fn batch_packages(&self, batch_id: Option<&str>) -> Result<Vec<BatchPackageRecord>>;
+    /// Inserts or replaces the report of (batch, sequence, device).
+    async fn put_batch_report(&self, r: &BatchReportRecord) -> Result<()>;
+    /// The reports on one package, ordered by device id.
+    async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>>;
+    /// Applied / failed counts of one package.
+    async fn batch_report_counts(&self, batch_id: &str, seq: u64) -> Result<BatchReportCounts>;
 }

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgPool, SqlitePool};
 
+use crate::batch::*;
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
@@ -1094,6 +1095,126 @@ impl Store for SqlStore {
             .fetch_all(p).await)?;
         rows.into_iter().map(reference_from).collect()
     }
+
+    // --- batch ---
+    async fn insert_batch_package(&self, b: &BatchPackageRecord) -> Result<()> {
+        let n = on_pool!(self, p => sqlx::query(
+            "INSERT INTO batch_packages (batch_id, seq, owner, contents, bytes, etag, \
+             tam_signatures, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
+             (SELECT 1 FROM batch_packages WHERE batch_id = $1 AND seq >= $2)")
+            .bind(&b.batch_id).bind(u(b.seq)).bind(&b.owner).bind(&b.contents)
+            .bind(&b.bytes).bind(&b.etag).bind(u(b.tam_signatures)).bind(u(b.created_at))
+            .execute(p).await.map(|r| r.rows_affected()));
+        match n {
+            Ok(1) => Ok(()),
+            Ok(_) => {
+                let latest = self
+                    .latest_batch_package(&b.batch_id)
+                    .await?
+                    .map_or(0, |l| l.seq);
+                Err(StoreError::SequenceNotGrowing { seq: b.seq, latest })
+            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::SequenceNotGrowing {
+                seq: b.seq,
+                latest: b.seq,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn latest_batch_package(&self, batch_id: &str) -> Result<Option<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages WHERE batch_id = $1 \
+             ORDER BY seq DESC LIMIT 1"
+        );
+        let row: Option<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(batch_id).fetch_optional(p).await)?;
+        row.map(batch_package_from).transpose()
+    }
+
+    async fn batch_package(&self, batch_id: &str, seq: u64) -> Result<Option<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages WHERE batch_id = $1 AND seq = $2"
+        );
+        let row: Option<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(batch_id).bind(u(seq)).fetch_optional(p).await)?;
+        row.map(batch_package_from).transpose()
+    }
+
+    async fn batch_packages(&self, batch_id: Option<&str>) -> Result<Vec<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages \
+             WHERE ($1 IS NULL OR batch_id = $1) ORDER BY batch_id, seq"
+        );
+        let rows: Vec<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(batch_id).fetch_all(p).await)?;
+        rows.into_iter().map(batch_package_from).collect()
+    }
+
+    async fn put_batch_report(&self, r: &BatchReportRecord) -> Result<()> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO batch_reports (batch_id, seq, device_id, success, detail, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (batch_id, seq, device_id) DO UPDATE SET success = excluded.success, \
+             detail = excluded.detail, received_at = excluded.received_at")
+            .bind(&r.batch_id).bind(u(r.seq)).bind(&r.device_id).bind(r.success)
+            .bind(&r.detail).bind(u(r.received_at))
+            .execute(p).await.map(|x| x.rows_affected()))?;
+        Ok(())
+    }
+
+    async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>> {
+        let rows: Vec<(String, i64, String, bool, String, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT batch_id, seq, device_id, success, detail, received_at FROM batch_reports \
+             WHERE batch_id = $1 AND seq = $2 ORDER BY device_id")
+            .bind(batch_id).bind(u(seq)).fetch_all(p).await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(BatchReportRecord {
+                    batch_id: r.0,
+                    seq: un(r.1, "batch_reports", "seq")?,
+                    device_id: r.2,
+                    success: r.3,
+                    detail: r.4,
+                    received_at: un(r.5, "batch_reports", "received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn batch_report_counts(&self, batch_id: &str, seq: u64) -> Result<BatchReportCounts> {
+        let rows: Vec<(bool, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT success, COUNT(*) FROM batch_reports WHERE batch_id = $1 AND seq = $2 \
+             GROUP BY success")
+            .bind(batch_id).bind(u(seq)).fetch_all(p).await)?;
+        let mut c = BatchReportCounts::default();
+        for (success, n) in rows {
+            let n = un(n, "batch_reports", "count")?;
+            if success {
+                c.applied += n;
+            } else {
+                c.failed += n;
+            }
+        }
+        Ok(c)
+    }
+}
+
+const BATCH_PACKAGE_COLS: &str =
+    "batch_id, seq, owner, contents, bytes, etag, tam_signatures, created_at";
+type BatchPackageRow = (String, i64, String, String, Vec<u8>, String, i64, i64);
+
+fn batch_package_from(r: BatchPackageRow) -> Result<BatchPackageRecord> {
+    Ok(BatchPackageRecord {
+        batch_id: r.0,
+        seq: un(r.1, "batch_packages", "seq")?,
+        owner: r.2,
+        contents: r.3,
+        bytes: r.4,
+        etag: r.5,
+        tam_signatures: un(r.6, "batch_packages", "tam_signatures")?,
+        created_at: un(r.7, "batch_packages", "created_at")?,
+    })
 }
 
 const REFERENCE_COLS: &str = "model, measurements, hwversions, removed, updated_at, updated_by";
