@@ -10,6 +10,9 @@
 //!   core, OpenAPI at `/openapi.json`.
 //! * **Security Domains** ([`sd`]): the TAM signs the SD manifests that create SDs on
 //!   devices; their descriptors list the SP signers a TA of the SD may be signed by.
+//! * **Batch mode** ([`batch`]): one TAM-signed package per batch of devices, published
+//!   through the admin API, served (cacheable, ETag) at `GET /tam/batch/{id}` and over
+//!   CoAP at `/batch/{id}`, with asynchronous device reports.
 //! * **Operations**: Prometheus `/metrics` ([`metrics`]), `/healthz`, `tracing` logs,
 //!   HTTPS with rustls by default, graceful shutdown ([`serve`]).
 //! * All state is in the store (SQLite or PostgreSQL), so several servers share a fleet
@@ -20,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod batch;
 pub mod coap;
 pub mod config;
 pub mod identity;

@@ -65,16 +65,20 @@ async fn metrics_text() -> Response {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(api::ApiDoc::openapi())
+    let mut doc = api::ApiDoc::openapi();
+    doc.merge(crate::batch::BatchApiDoc::openapi());
+    Json(doc)
 }
 
-/// The whole router: `POST /tam`, `/api/v1/…`, `/openapi.json`, `/healthz`, `/metrics`.
+/// The whole router: `POST /tam`, `/api/v1/…`, batch mode (`/tam/batch/…`, [`crate::batch`]),
+/// `/openapi.json`, `/healthz`, `/metrics`.
 pub fn router(state: Arc<AppState>) -> Router {
     crate::metrics::handle();
     let api_limit = state.config.max_api_body_bytes;
     Router::new()
         .route(TAM_PATH, post(teep::post_tam))
         .merge(api::routes().layer(DefaultBodyLimit::max(api_limit)))
+        .merge(crate::batch::routes().layer(DefaultBodyLimit::max(api_limit)))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
