@@ -3,6 +3,7 @@
 //! (bit flips, byte changes, truncations, insertions, splices, random bytes). Long
 //! coverage-guided runs use `cargo fuzz` (scripts/fuzz.sh); this only proves, on every
 //! commit, that none of those inputs panics.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,6 +98,8 @@ fn every_fuzz_target_survives_seeds_and_mutations() {
         .unwrap_or(5000);
     for (name, target) in otrp::fuzzing::TARGETS {
         let mut rng = ChaCha8Rng::seed_from_u64(0x07_7e_e9);
+        let mut seeds = seeds.clone();
+        seeds.extend(otrp::fuzzing::extra_seeds(name));
         for s in &seeds {
             target(s);
         }
@@ -107,5 +110,31 @@ fn every_fuzz_target_survives_seeds_and_mutations() {
             "fuzz smoke: {name}: {} executions, no panic",
             seeds.len() + per_target
         );
+    }
+}
+
+/// `fuzz/seeds/<target>/` (what scripts/fuzz.sh adds to the corpora) holds exactly
+/// `otrp::fuzzing::extra_seeds`. Regenerate with
+/// `OTRP_FUZZ_WRITE_SEEDS=1 cargo test -p otrp --test fuzz_smoke committed_fuzz_seeds`.
+#[test]
+fn committed_fuzz_seeds_are_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../fuzz/seeds");
+    let write = std::env::var_os("OTRP_FUZZ_WRITE_SEEDS").is_some();
+    for (name, _) in otrp::fuzzing::TARGETS {
+        let dir = root.join(name);
+        for (i, seed) in otrp::fuzzing::extra_seeds(name).iter().enumerate() {
+            let path = dir.join(format!("seed-{i}"));
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, seed).unwrap();
+            }
+            let committed = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (regenerate, see above)", path.display()));
+            assert!(
+                committed == *seed,
+                "{} is stale (regenerate, see above)",
+                path.display()
+            );
+        }
     }
 }
