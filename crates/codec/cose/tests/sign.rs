@@ -393,3 +393,34 @@ fn peek_classifies() {
         Err(CoseError::TrailingData { offset: 1, .. })
     ));
 }
+
+/// The compact profile's verification: no kid, so every key of the signature's algorithm
+/// is a candidate; the one that verifies is reported, and a set without the signer's key
+/// refuses the message whatever its size.
+#[test]
+fn kidless_sign1_picks_the_signer_among_candidates_and_refuses_others() {
+    let no_kid = SignOptions {
+        kid: KidMode::None,
+        ..Default::default()
+    };
+    let others: Vec<PublicKey> = (1..=3u8)
+        .map(|i| PrivateKey::p256_from_scalar(&[i; 32]).unwrap().public_key())
+        .collect();
+    for p in providers() {
+        let signer = &keys()[0];
+        let bytes = sign1(p, signer, b"update", false, &no_kid).unwrap();
+        let mut candidates = others.clone();
+        candidates.push(keys()[1].public_key()); // another algorithm: not a candidate
+        candidates.push(signer.public_key());
+        let v = verify_sign1(p, &bytes, None, &candidates).unwrap();
+        assert_eq!((v.key_index, v.kid), (4, None));
+        let err = verify_sign1(p, &bytes, None, &others).unwrap_err();
+        assert!(matches!(err, CoseError::BadSignature { .. }), "{err}");
+        // A flipped signature bit fails under every candidate.
+        let mut flipped = bytes.clone();
+        let n = flipped.len();
+        flipped[n - 1] ^= 0x01;
+        let err = verify_sign1(p, &flipped, None, &candidates).unwrap_err();
+        assert!(matches!(err, CoseError::BadSignature { .. }), "{err}");
+    }
+}

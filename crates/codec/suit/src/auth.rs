@@ -138,6 +138,18 @@ impl Envelope {
     }
 }
 
+/// Signing options of the compact profile (docs/CONSTRAINED.md): a tagged COSE_Sign1
+/// with no `kid`. The kid is optional in COSE and SUIT; the verifier's candidate keys are
+/// already determined (the TAM keys and the signers of the device's Security Domains), so
+/// [`Envelope::verify`] tries each key of the signature's algorithm, and an envelope no
+/// trusted key verifies is refused as with a kid.
+pub fn compact_sign_options() -> SignOptions {
+    SignOptions {
+        kid: otrp_cose::KidMode::None,
+        ..SignOptions::default()
+    }
+}
+
 impl Authentication {
     /// The number of COSE authentication blocks.
     pub fn block_count(&self) -> usize {

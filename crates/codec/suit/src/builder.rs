@@ -64,6 +64,7 @@ pub struct TaManifestBuilder {
     uninstall: bool,
     reference_uri: Option<String>,
     tagged: bool,
+    compact: bool,
 }
 
 const ALL: ReportingPolicy = ReportingPolicy::ALL;
@@ -83,6 +84,7 @@ impl TaManifestBuilder {
             uninstall: false,
             reference_uri: None,
             tagged: false,
+            compact: false,
         }
     }
     /// Vendor identifier UUID (checked by condition-vendor-identifier).
@@ -156,12 +158,33 @@ impl TaManifestBuilder {
         self.tagged = yes;
         self
     }
+    /// The compact profile for constrained links (docs/CONSTRAINED.md): no
+    /// `image-size` when the payload is integrated in the envelope (an integrated
+    /// payload, or a `#…` URI naming one). `image-size` is optional in SUIT; for bytes
+    /// already in the envelope it bounds nothing, and `condition-image-match` checks the
+    /// digest over the exact bytes (a payload of another length cannot match). Kept for
+    /// URIs (it bounds the download) and encrypted content. Sign with
+    /// [`crate::auth::compact_sign_options`] (no kid) to complete the profile.
+    pub fn compact(mut self, yes: bool) -> Self {
+        self.compact = yes;
+        self
+    }
+
+    fn payload_is_integrated(&self) -> bool {
+        match &self.payload {
+            Some(PayloadSource::Integrated { .. }) => true,
+            Some(PayloadSource::Uri(u)) => u.starts_with('#'),
+            _ => false,
+        }
+    }
 
     fn image_params(&self) -> Result<Vec<Parameter>> {
         let mut p = Vec::new();
         if let Some((d, size)) = &self.image {
             p.push(Parameter::ImageDigest(Wrapped::new(d.clone())?));
-            p.push(Parameter::ImageSize(*size));
+            if !(self.compact && self.payload_is_integrated()) {
+                p.push(Parameter::ImageSize(*size));
+            }
         }
         Ok(p)
     }

@@ -24,7 +24,7 @@ pub mod manifest;
 pub mod params;
 pub mod report;
 
-pub use auth::{decrypt_payload, VerifiedBlock};
+pub use auth::{compact_sign_options, decrypt_payload, VerifiedBlock};
 pub use builder::{ManifestDependency, PayloadSource, TaManifestBuilder};
 pub use cbor::{CborItem, Limits, Opaque, Value, Wrapped};
 pub use command::{

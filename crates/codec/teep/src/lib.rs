@@ -31,6 +31,7 @@ mod error;
 mod fields;
 mod messages;
 pub mod signed;
+pub use signed::WireProfile;
 mod types;
 
 pub use ciborium::value::Value;

@@ -87,6 +87,52 @@ fn options(gen: AlgIdGeneration) -> SignOptions {
     }
 }
 
+/// Wire profile of the messages a TAM sends (docs/CONSTRAINED.md, "Compact profile").
+///
+/// Both profiles are plain draft-ietf-teep-protocol messages; an Agent accepts either
+/// without being told which one it gets.
+///
+/// * [`WireProfile::Standard`]: the COSE_Sign1 carries `kid` = the RFC 9679 thumbprint
+///   of the TAM key (32 bytes), tokens have 16 random bytes.
+/// * [`WireProfile::Compact`], for constrained links: no `kid` (it is optional in COSE,
+///   RFC 9052 §3.1, and lies in the unsigned header anyway: it only selects a key). The
+///   Agent's candidate keys are already determined — its trusted TAM keys, a small
+///   configured set — so it tries each key of the algorithm in the protected header;
+///   a message that no trusted key verifies is refused exactly as with a kid. Tokens have
+///   [`COMPACT_TOKEN_LEN`] = 8 random bytes, the draft's minimum (`bstr .size (8..64)`):
+///   the token stays one-time because the TAM consumes it in its store, and 2^64 values
+///   make a collision among a TAM's outstanding tokens negligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireProfile {
+    /// Thumbprint kid, 16-byte tokens (the default).
+    #[default]
+    Standard,
+    /// No kid, 8-byte tokens.
+    Compact,
+}
+
+/// Token length of [`WireProfile::Standard`].
+pub const STANDARD_TOKEN_LEN: usize = 16;
+/// Token length of [`WireProfile::Compact`]: the draft's minimum.
+pub const COMPACT_TOKEN_LEN: usize = 8;
+
+impl WireProfile {
+    /// The kid the profile puts in the unprotected header.
+    pub fn kid_mode(self) -> KidMode {
+        match self {
+            WireProfile::Standard => KidMode::Thumbprint,
+            WireProfile::Compact => KidMode::None,
+        }
+    }
+    /// Random bytes in a token the TAM issues under this profile.
+    pub fn token_len(self) -> usize {
+        match self {
+            WireProfile::Standard => STANDARD_TOKEN_LEN,
+            WireProfile::Compact => COMPACT_TOKEN_LEN,
+        }
+    }
+}
+
 /// Signs `msg` as a tagged COSE_Sign1 with `key` (its default algorithm), ids of
 /// generation `gen`, kid = the key's RFC 9679 thumbprint.
 pub fn sign1(
@@ -122,6 +168,43 @@ pub fn sign1_with_suite(
         });
     }
     sign1(provider, key, msg, gen)
+}
+
+/// [`sign1_with_suite`] under a [`WireProfile`] (which decides the kid).
+pub fn sign1_with_suite_profile(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    msg: &TeepMessage,
+    suite: &TeepCipherSuite,
+    profile: WireProfile,
+) -> Result<Vec<u8>, SignedError> {
+    let (alg, gen) = suite
+        .signing()
+        .ok_or_else(|| SignedError::UnsupportedSuite(suite.clone()))?;
+    if key.default_alg() != alg {
+        return Err(SignedError::KeyMismatch {
+            key: key.default_alg(),
+            suite: alg,
+        });
+    }
+    sign1_profile(provider, key, msg, gen, profile)
+}
+
+/// [`sign1`] under a [`WireProfile`]: with [`WireProfile::Compact`] the COSE_Sign1 has
+/// no kid.
+pub fn sign1_profile(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    msg: &TeepMessage,
+    gen: AlgIdGeneration,
+    profile: WireProfile,
+) -> Result<Vec<u8>, SignedError> {
+    let payload = msg.to_vec()?;
+    let opts = SignOptions {
+        kid: profile.kid_mode(),
+        ..options(gen)
+    };
+    Ok(otrp_cose::sign1(provider, key, &payload, false, &opts)?)
 }
 
 /// Signs a QueryRequest as COSE_Sign with one signature per algorithm among its

@@ -614,3 +614,59 @@ fn invoke_runs_the_invocation_procedure() {
     assert!(p.invoke(&store, &ta_manifest_id()).unwrap().is_empty());
     assert!(p.invoke(&store, &config_manifest_id()).is_err());
 }
+
+/// The compact profile (docs/CONSTRAINED.md): no kid, no image-size for the integrated
+/// payload; vendor and class conditions stay (the profile never drops a condition).
+fn compact_signed(b: &TaManifestBuilder, key: &PrivateKey) -> Vec<u8> {
+    b.clone()
+        .compact(true)
+        .build_signed(provider(), key, &otrp_suit::compact_sign_options())
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+#[test]
+fn compact_manifest_installs_and_is_refused_when_tampered_or_signed_by_another_key() {
+    let b = builder(ta_id(), 1);
+    let standard = signed(&b);
+    let compact = compact_signed(&b, &signer());
+    // No kid (35 B) and no image-size (2 B for this small image).
+    assert!(
+        standard.len() - compact.len() >= 37,
+        "{} vs {}",
+        standard.len(),
+        compact.len()
+    );
+    let mut store = MemoryStore::new();
+    assert!(install(&mut store, &compact, &[]).is_empty());
+    assert_eq!(store.image(&ta_id()).unwrap(), Some(b"image v1".to_vec()));
+    // Another key, no kid to reject it by: every anchor is tried and none verifies.
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+    let rogue = PrivateKey::generate(KeyKind::P256, &mut rng).unwrap();
+    let store = MemoryStore::new();
+    let (reason, _) = refused(&store, &compact_signed(&builder(ta_id(), 1), &rogue), &[]);
+    assert_eq!(reason, ReportReason::Unauthorised);
+    // A bit flipped in the manifest or its signature.
+    let env = otrp_suit::Envelope::decode(&compact).unwrap();
+    let manifest_at = compact
+        .windows(env.manifest.wrapped_bytes().len())
+        .position(|w| w == env.manifest.wrapped_bytes())
+        .unwrap();
+    let sig = otrp_cose::parse_sign1(&env.authentication.value().blocks[0])
+        .unwrap()
+        .signature;
+    let sig_at = compact
+        .windows(sig.len())
+        .position(|w| w == sig.as_slice())
+        .unwrap();
+    for pos in [manifest_at + 5, manifest_at + 20, sig_at + 10] {
+        let mut bad = compact.clone();
+        bad[pos] ^= 0x01;
+        let (reason, detail) = refused(&store, &bad, &[]);
+        assert!(
+            matches!(reason, ReportReason::Unauthorised | ReportReason::CborParse),
+            "flip at {pos}: {reason:?} {detail}"
+        );
+    }
+}
