@@ -60,6 +60,7 @@ pub struct Broker {
     backoff: Backoff,
     sessions: u64,
     failures: u64,
+    batch: crate::batch::BatchState,
 }
 
 impl Broker {
@@ -76,6 +77,7 @@ impl Broker {
             backoff,
             sessions: 0,
             failures: 0,
+            batch: crate::batch::BatchState::default(),
         })
     }
 
@@ -137,6 +139,20 @@ impl Broker {
         }
     }
 
+    /// One batch round now (see [`crate::batch`]): nothing when the TEE belongs to no batch.
+    pub async fn batch_round(&mut self) -> Result<crate::batch::BatchRound, BrokerError> {
+        let http = self.http.clone();
+        let tam = self.config.tam.clone();
+        let mut state = std::mem::take(&mut self.batch);
+        let tee = self.tee().await?;
+        let r = crate::batch::batch_round(&http, &tam, tee, &mut state).await;
+        self.batch = state;
+        if let Err(BrokerError::Tee(_)) = &r {
+            self.tee = None;
+        }
+        r
+    }
+
     fn jittered_interval(&self) -> Duration {
         let j = self.config.jitter.clamp(0.0, 1.0);
         let f = 1.0 + rand::thread_rng().gen_range(-j..=j);
@@ -182,6 +198,9 @@ impl Broker {
             let delay = match self.session().await {
                 Ok(_) => {
                     self.backoff.reset();
+                    if let Err(e) = self.batch_round().await {
+                        tracing::warn!(error = %e, "batch round failed");
+                    }
                     None
                 }
                 Err(e) => {

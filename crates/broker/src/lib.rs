@@ -14,13 +14,18 @@
 //!   block-wise, confirmable with retransmission); see [`Http`].
 //! * [`Http`] is the HTTP(S) side (reqwest + rustls, trusting only `--tam-ca` when given,
 //!   no redirects, no cookies), shared by any number of devices (the fleet).
+//! * [`batch`]: batch mode — when the TEE belongs to a batch, the Broker fetches the
+//!   batch package (`GET /tam/batch/<id>`, If-None-Match), hands a new one to the TEE and
+//!   POSTs the Agent's queued reports, after every session.
 //! * [`mini_tam`] is a minimal TAM for tests and demos.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 mod broker;
 pub mod mini_tam;
 mod session;
 
+pub use batch::{batch_round, batch_url, BatchLink, BatchRound, BatchState};
 pub use broker::{Broker, BrokerConfig};
 pub use session::{
     is_coap_url, run_session, Backoff, Http, LocalTee, NetSim, SessionReport, TeeLink, MAX_BODY,

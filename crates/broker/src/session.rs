@@ -150,7 +150,7 @@ impl SessionReport {
 /// same as over HTTP; the bytes CoAP put on the wire add up in [`Http::coap_stats`].
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     net: NetSim,
     rng: Arc<Mutex<rand::rngs::StdRng>>,
     coap: Arc<otrp_coap::CoapClient>,
@@ -388,7 +388,7 @@ fn parse_coap_url(url: &str) -> Result<(String, &str), BrokerError> {
     Ok((authority, path))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -399,7 +399,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, BrokerError> {
+pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, BrokerError> {
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(BrokerError::Tam(format!("body over {MAX_BODY} bytes")));
     }

@@ -6,7 +6,7 @@ use otrp_suit::ComponentId;
 use tokio::net::UnixStream;
 
 use crate::proto::{read_frame, write_frame, Request, Response, WireComponentId};
-use crate::tee::{TeeStatus, TeepReply};
+use crate::tee::{BatchApplied, BatchStatus, PendingBatchReport, TeeStatus, TeepReply};
 use crate::TeeError;
 
 /// Parses a `unix:PATH` address (a bare path is accepted too).
@@ -171,6 +171,50 @@ impl TeeClient {
     pub async fn status(&mut self) -> Result<TeeStatus, TeeError> {
         match self.call(&Request::Status).await? {
             Response::Status(s) => Ok(*s),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Batch mode: which batch this device belongs to.
+    pub async fn batch_status(&mut self) -> Result<BatchStatus, TeeError> {
+        match self.call(&Request::BatchStatus).await? {
+            Response::Batch(b) => Ok(b),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Batch mode: applies a package fetched from the TAM (with the bytes of the URI it
+    /// asked for, after `need-fetch`).
+    pub async fn apply_batch(
+        &mut self,
+        package: Vec<u8>,
+        fetched: Option<(String, Vec<u8>)>,
+    ) -> Result<BatchApplied, TeeError> {
+        let fetched = fetched.map(|(u, b)| (u, serde_bytes::ByteBuf::from(b)));
+        match self.call(&Request::ApplyBatch { package, fetched }).await? {
+            Response::BatchApplied(b) => Ok(*b),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Batch mode: the signed reports queued for the TAM.
+    pub async fn batch_reports(&mut self) -> Result<Vec<PendingBatchReport>, TeeError> {
+        match self.call(&Request::BatchReports).await? {
+            Response::BatchReports(r) => Ok(r),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// Batch mode: the TAM has the report of (`batch_id`, `sequence`).
+    pub async fn ack_batch_report(&mut self, batch_id: &str, sequence: u64) -> Result<(), TeeError> {
+        match self
+            .call(&Request::AckBatchReport {
+                batch_id: batch_id.into(),
+                sequence,
+            })
+            .await?
+        {
+            Response::Ok => Ok(()),
             other => Err(Self::unexpected(other)),
         }
     }

@@ -19,13 +19,16 @@
 //! | `ProcessError { detail }` — the Broker could not deliver to the TAM | `Ok` |
 //! | `OpenSession { ta }` / `Invoke { session, cmd, data }` / `CloseSession { session }` | `Session { session }` / `Output { data }` / `Ok` |
 //! | `Status` | `Status(TeeStatus)` |
+//! | `BatchStatus` — which batch this device belongs to (batch mode) | `Batch(BatchStatus)` |
+//! | `ApplyBatch { package, fetched }` — a package from `GET /tam/batch/<id>` | `BatchApplied(BatchApplied)` |
+//! | `BatchReports` / `AckBatchReport { batch_id, sequence }` — the signed reports queued for the TAM | `BatchReports(list)` / `Ok` |
 //!
 //! Any failure is `Error { code, message }` with a GlobalPlatform-style code.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::tee::{TeeStatus, TeepReply};
+use crate::tee::{BatchApplied, BatchStatus, PendingBatchReport, TeeStatus, TeepReply};
 use crate::TeeError;
 
 /// Largest frame accepted (32 MiB: a TA image plus CBOR overhead).
@@ -100,6 +103,25 @@ pub enum Request {
     },
     /// Asks for the TEE's status.
     Status,
+    /// Batch mode: which batch this device belongs to.
+    BatchStatus,
+    /// Batch mode: a package fetched from the TAM, exactly as received.
+    ApplyBatch {
+        /// The package bytes.
+        #[serde(with = "serde_bytes")]
+        package: Vec<u8>,
+        /// The bytes of the URI the package asked for (after `need-fetch`).
+        fetched: Option<(String, serde_bytes::ByteBuf)>,
+    },
+    /// Batch mode: the signed reports queued for the TAM.
+    BatchReports,
+    /// Batch mode: the TAM has the report of (`batch_id`, `sequence`).
+    AckBatchReport {
+        /// Batch id.
+        batch_id: String,
+        /// Batch sequence number.
+        sequence: u64,
+    },
 }
 
 /// The TEE's answer.
@@ -127,6 +149,12 @@ pub enum Response {
     },
     /// The TEE's status.
     Status(Box<TeeStatus>),
+    /// The device's batch.
+    Batch(BatchStatus),
+    /// What a batch package did.
+    BatchApplied(Box<BatchApplied>),
+    /// Queued batch reports.
+    BatchReports(Vec<PendingBatchReport>),
     /// The request failed.
     Error {
         /// GlobalPlatform-style result code.

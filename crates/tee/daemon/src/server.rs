@@ -75,6 +75,14 @@ pub fn handle(tee: &mut Tee, req: Request, sessions: &mut Vec<u64>) -> Response 
             }
         }
         Request::Status => tee.status().map(|s| Response::Status(Box::new(s))),
+        Request::BatchStatus => Ok(Response::Batch(tee.batch_status())),
+        Request::ApplyBatch { package, fetched } => tee
+            .apply_batch(&package, fetched.map(|(u, b)| (u, b.into_vec())), now)
+            .map(|r| Response::BatchApplied(Box::new(r))),
+        Request::BatchReports => Ok(Response::BatchReports(tee.batch_reports())),
+        Request::AckBatchReport { batch_id, sequence } => tee
+            .ack_batch_report(&batch_id, sequence)
+            .map(|()| Response::Ok),
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");

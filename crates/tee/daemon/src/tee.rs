@@ -24,6 +24,9 @@ use tokio::sync::watch;
 use crate::store::{component_label, ta_id_for, PlatformStore};
 use crate::TeeError;
 
+mod batch;
+pub use batch::{BatchApplied, BatchStatus, PendingBatchReport};
+
 /// The simulated TEE firmware image; its SHA-256 is the TFW measurement every simulated
 /// device reports (a TAM's reference value for the models it serves).
 pub const TEE_IMAGE: &[u8] = b"OpenTrust simulated TEE OS 0.1 (otrp-tee-daemon)";
