@@ -23,6 +23,7 @@ use otrp_crypto::{CryptoProvider, PrivateKey};
 use otrp_store::{ManifestRecord, Store};
 use otrp_suit::{CborItem, ComponentId, Digest, Envelope, TaManifestBuilder, Wrapped};
 use otrp_suit_processor::delta::{delta_offer, make_delta_capable, DELTA_KEY, FULL_KEY};
+use otrp_teep::WireProfile;
 
 use crate::session::TamError;
 
@@ -58,10 +59,38 @@ pub fn delta_capable_envelope(
     bases: &[&[u8]],
     compress: bool,
 ) -> Result<Vec<u8>, otrp_suit::SuitError> {
+    delta_capable_envelope_profile(
+        provider,
+        signer,
+        component,
+        seq,
+        new,
+        bases,
+        compress,
+        WireProfile::Standard,
+    )
+}
+
+/// [`delta_capable_envelope`] under a wire profile: [`WireProfile::Compact`] omits
+/// `image-size` (the payload is integrated) and signs without a kid
+/// (`TaManifestBuilder::compact`, `otrp_suit::compact_sign_options`).
+#[allow(clippy::too_many_arguments)]
+pub fn delta_capable_envelope_profile(
+    provider: &dyn CryptoProvider,
+    signer: &PrivateKey,
+    component: &ComponentId,
+    seq: u64,
+    new: &[u8],
+    bases: &[&[u8]],
+    compress: bool,
+    profile: WireProfile,
+) -> Result<Vec<u8>, otrp_suit::SuitError> {
+    let compact = profile == WireProfile::Compact;
     let mut manifest = TaManifestBuilder::new(component.clone(), seq)
         .image_of(new)
         .uri(FULL_KEY)
         .uninstall(true)
+        .compact(compact)
         .build_manifest()?;
     let bases: Vec<Digest> = bases.iter().map(|b| Digest::sha256(b)).collect();
     make_delta_capable(&mut manifest, &bases, compress)?;
@@ -72,7 +101,12 @@ pub fn delta_capable_envelope(
         new.to_vec()
     };
     env.integrated.push((FULL_KEY.into(), payload));
-    env.add_signature(provider, signer, &SignOptions::default())?;
+    let opts = if compact {
+        otrp_suit::compact_sign_options()
+    } else {
+        SignOptions::default()
+    };
+    env.add_signature(provider, signer, &opts)?;
     env.encode()
 }
 

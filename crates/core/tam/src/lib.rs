@@ -34,7 +34,8 @@ pub use attest::{
 };
 pub use otrp::{OtrpError, OtrpSession, OtrpTamConfig, MEDIA_TYPE as OTRP_MEDIA_TYPE};
 pub use otrp_store::model;
-pub use session::{Outcome, Tam, TamConfig, TamError, TamKeys, KCCS};
+pub use otrp_teep::WireProfile;
+pub use session::{CompactPolicy, Outcome, Tam, TamConfig, TamError, TamKeys, KCCS};
 
 use ciborium::value::Value;
 

@@ -19,7 +19,7 @@ use otrp_store::{
     StoreError, TokenKind, TokenRecord,
 };
 use otrp_suit::CborItem;
-use otrp_teep::signed::{self, Verified};
+use otrp_teep::signed::{self, Verified, WireProfile};
 use otrp_teep::{
     ComponentId, DataItemRequested, QueryRequest, QueryResponse, SuitCoseProfile, TeepCipherSuite,
     TeepMessage, Update,
@@ -142,6 +142,31 @@ pub struct TamConfig {
     pub suit_profiles: Vec<SuitCoseProfile>,
     /// Id generation for the suites offered in the first QueryRequest.
     pub alg_gen: AlgIdGeneration,
+    /// Which devices get Updates in the compact wire profile (docs/CONSTRAINED.md).
+    pub compact: CompactPolicy,
+}
+
+/// Which devices the TAM sends Updates in [`WireProfile::Compact`] (no kid, 8-byte
+/// token); every other device gets [`WireProfile::Standard`]. Agents accept both, so the
+/// choice is the TAM's alone: per device model (constrained hardware), or for every
+/// device (a TAM instance that serves only constrained links, e.g. CoAP).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactPolicy {
+    /// Every device.
+    pub all: bool,
+    /// Devices whose model (EAT `hwmodel`, as stored) is one of these.
+    pub models: Vec<String>,
+}
+
+impl CompactPolicy {
+    /// The profile for a device of `model`.
+    pub fn profile_for(&self, model: &str) -> WireProfile {
+        if self.all || self.models.iter().any(|m| m == model) {
+            WireProfile::Compact
+        } else {
+            WireProfile::Standard
+        }
+    }
 }
 
 impl Default for TamConfig {
@@ -154,6 +179,7 @@ impl Default for TamConfig {
                 SuitCoseProfile::SHA256_ED25519_ECDH_A128CTR,
             ],
             alg_gen: AlgIdGeneration::New,
+            compact: CompactPolicy::default(),
         }
     }
 }
@@ -841,7 +867,8 @@ impl Tam {
         if sent.is_empty() {
             return Ok(Outcome::Done);
         }
-        let mut token = vec![0u8; 16];
+        let profile = self.config.compact.profile_for(&device.model);
+        let mut token = vec![0u8; profile.token_len()];
         rng.fill_bytes(&mut token);
         let mut update = Update::new().with_token(token.clone());
         if !manifests.is_empty() {
@@ -857,9 +884,14 @@ impl Tam {
             .keys
             .for_alg(alg)
             .ok_or_else(|| TamError::Signing(format!("no key for {alg:?}")))?;
-        let bytes =
-            signed::sign1_with_suite(self.provider, key, &TeepMessage::Update(update), suite)
-                .map_err(|e| TamError::Signing(e.to_string()))?;
+        let bytes = signed::sign1_with_suite_profile(
+            self.provider,
+            key,
+            &TeepMessage::Update(update),
+            suite,
+            profile,
+        )
+        .map_err(|e| TamError::Signing(e.to_string()))?;
         for s in &sent {
             self.store
                 .put_progress(&ProgressRecord {
