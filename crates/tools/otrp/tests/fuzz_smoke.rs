@@ -138,3 +138,59 @@ fn committed_fuzz_seeds_are_current() {
         }
     }
 }
+
+/// Why there is no `tam_message` fuzz target: the TAM core (`otrp_tam::Tam::process`)
+/// keeps its sessions, tokens and devices in an `otrp_store::SqlStore`, and a fuzz
+/// execution needs a fresh one (a shared store leaks state between executions, so a
+/// crash would not reproduce from its input). `sqlite::memory:` gives each of the pool's
+/// connections its own empty database, so the fresh store is a SQLite file with its
+/// migrations; this measures what one execution would cost (store + TAM + one `process`
+/// of a TEEP message, on a current-thread tokio runtime). Run with
+/// `cargo test --release -p otrp --test fuzz_smoke tam_message -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (~10 s), not a check"]
+fn tam_message_cost_per_execution() {
+    use otrp_crypto::{KeyKind, PrivateKey};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let provider = otrp_crypto::rust_crypto_provider();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let keys = otrp_tam::TamKeys {
+        p256: PrivateKey::generate(KeyKind::P256, &mut rng).unwrap(),
+        ed25519: PrivateKey::generate(KeyKind::Ed25519, &mut rng).unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let message = seeds()
+        .into_iter()
+        .find(|s| matches!(otrp_cose::peek(s), Ok(otrp_cose::CoseMessage::Sign1(_))))
+        .unwrap_or_default();
+    let n = 20;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        rt.block_on(async {
+            let path = dir.path().join(format!("tam-{i}.db"));
+            let store: Arc<dyn otrp_store::Store> =
+                Arc::new(otrp_store::SqlStore::open_sqlite(&path).await.unwrap());
+            let tam = otrp_tam::Tam::new(
+                store,
+                Arc::new(otrp_tam::EatVerifier::new(provider, 3600)),
+                keys.clone(),
+                otrp_tam::TamConfig::default(),
+                provider,
+            );
+            let opened = tam.process(None, &[], 1_800_000_000, &mut rng).await;
+            assert!(opened.is_ok(), "{opened:?}");
+            let _ = tam.process(None, &message, 1_800_000_001, &mut rng).await;
+        });
+    }
+    let per_exec = start.elapsed() / n;
+    eprintln!(
+        "tam_message: {per_exec:?} per execution with a fresh SQLite store = {:.0} exec/s \
+         (10 M executions: {:.0} h)",
+        1.0 / per_exec.as_secs_f64(),
+        1e7 * per_exec.as_secs_f64() / 3600.0
+    );
+}
