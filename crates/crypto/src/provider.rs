@@ -19,6 +19,12 @@ pub trait CryptoProvider: Send + Sync {
     fn sha256(&self, data: &[u8]) -> [u8; 32];
     /// Signs `msg` with `alg`. ECDSA signatures are raw `r || s` (64 bytes), as COSE and JWS need.
     fn sign(&self, alg: SigAlg, key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// The public key of `key`, as [`PrivateKey::public_key`] computes it. Providers
+    /// may cache it: deriving a P-256 public key is a scalar multiplication, and a COSE
+    /// `kid` (thumbprint) is computed from it on every signature.
+    fn derive_public_key(&self, key: &PrivateKey) -> PublicKey {
+        key.public_key()
+    }
     /// Verifies `sig` over `msg`; `Err(CryptoError::BadSignature)` when it does not verify.
     fn verify(
         &self,

@@ -348,3 +348,29 @@ fn default_provider_signs_and_verifies() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+/// Providers may cache prepared keys (ring does, per private key): signing many times
+/// with several keys, interleaved, still gives signatures that verify under each key
+/// only, and the derived public key is the key's own.
+#[test]
+fn repeated_signing_with_cached_keys() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+    let p256: Vec<PrivateKey> = (0..3)
+        .map(|_| PrivateKey::generate(KeyKind::P256, &mut rng).unwrap())
+        .collect();
+    let ed = PrivateKey::generate(KeyKind::Ed25519, &mut rng).unwrap();
+    for (name, p) in providers() {
+        for round in 0..3u8 {
+            for (i, k) in p256.iter().chain(std::iter::once(&ed)).enumerate() {
+                assert_eq!(p.derive_public_key(k), k.public_key(), "{name}");
+                let msg = [round, i as u8, 0x42];
+                let alg = k.default_alg();
+                let sig = p.sign(alg, k, &msg).unwrap();
+                p.verify(alg, &k.public_key(), &msg, &sig).unwrap();
+                if let Some(other) = p256.get((i + 1) % 3).filter(|_| i < 3) {
+                    assert!(p.verify(alg, &other.public_key(), &msg, &sig).is_err());
+                }
+            }
+        }
+    }
+}

@@ -20,12 +20,14 @@
 pub mod batch;
 pub mod model;
 mod sql;
+pub mod write;
 
 use async_trait::async_trait;
 
 pub use batch::*;
 pub use model::*;
 pub use sql::{Backend, SqlStore};
+pub use write::{ConsumeFailure, StoreWrite};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,41 @@ pub trait Store: Send + Sync {
     ) -> Result<std::result::Result<ChallengeRecord, ConsumeRefusal>>;
     /// Deletes tokens and challenges that expired before `before`; returns how many.
     async fn purge_expired(&self, before: u64) -> Result<u64>;
+
+    // --- grouped writes ----------------------------------------------------------------
+    /// Applies `writes` in order as one unit: all or none ([`SqlStore`]: one transaction,
+    /// one commit). The default runs them one by one through the single-row methods (not
+    /// atomic).
+    async fn apply(&self, writes: &[StoreWrite]) -> Result<()> {
+        for w in writes {
+            write::apply_one(self, w).await?;
+        }
+        Ok(())
+    }
+    /// Consumes `token` (as [`Store::consume_token`]: once, before expiry, across all
+    /// replicas), then `challenge` when given (as [`Store::consume_challenge`]), and only
+    /// when both were consumed applies `writes`; [`SqlStore`] does all of it in one
+    /// transaction. A refused token changes nothing; a refused challenge leaves the token
+    /// consumed and applies no write (what two separate consume calls did).
+    async fn consume_and_apply(
+        &self,
+        token: &[u8],
+        challenge: Option<&[u8]>,
+        now: u64,
+        writes: &[StoreWrite],
+    ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
+        let tok = match self.consume_token(token, now).await? {
+            Ok(t) => t,
+            Err(r) => return Ok(Err(ConsumeFailure::Token(r))),
+        };
+        if let Some(c) = challenge {
+            if let Err(r) = self.consume_challenge(c, now).await? {
+                return Ok(Err(ConsumeFailure::Challenge(r)));
+            }
+        }
+        self.apply(writes).await?;
+        Ok(Ok(tok))
+    }
 
     // --- accounts, SDs -----------------------------------------------------------------
     /// Creates an account.

@@ -11,6 +11,7 @@ use sqlx::{Connection, PgPool, SqlitePool};
 
 use crate::batch::*;
 use crate::model::*;
+use crate::write::{ConsumeFailure, StoreWrite};
 use crate::{Result, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -41,6 +42,9 @@ macro_rules! on_pool {
         }
     };
 }
+
+#[path = "sql_write.rs"]
+mod write;
 
 fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -415,6 +419,20 @@ const DEVICE_COLS: &str = "id, ueid, model, hwversion, suite_alg, revoked, creat
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn apply(&self, writes: &[StoreWrite]) -> Result<()> {
+        write::apply(self, writes).await
+    }
+
+    async fn consume_and_apply(
+        &self,
+        token: &[u8],
+        challenge: Option<&[u8]>,
+        now: u64,
+        writes: &[StoreWrite],
+    ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
+        write::consume_and_apply(self, token, challenge, now, writes).await
+    }
+
     async fn put_device(&self, d: &DeviceRecord) -> Result<()> {
         on_pool!(self, p => {
             let mut tx = p.begin().await?;

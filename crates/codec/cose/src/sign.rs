@@ -109,7 +109,7 @@ fn protected_for(alg: SigAlg, gen: AlgIdGeneration) -> Header {
 fn unprotected_for(key: &PrivateKey, kid: &KidMode, provider: &dyn CryptoProvider) -> Header {
     match kid {
         KidMode::Thumbprint => HeaderBuilder::new()
-            .key_id(cose_key_thumbprint(&key.public_key(), provider).to_vec())
+            .key_id(cose_key_thumbprint(&provider.derive_public_key(key), provider).to_vec())
             .build(),
         KidMode::None => Header::default(),
         KidMode::Explicit(k) => HeaderBuilder::new().key_id(k.clone()).build(),

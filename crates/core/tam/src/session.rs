@@ -14,9 +14,9 @@ use coset::{AsCborValue, CborSerializable, Label};
 use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
 use otrp_store::{
-    AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeRefusal, DeploymentAction,
-    DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout, SentItem, Store,
-    StoreError, TokenKind, TokenRecord,
+    AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeFailure, ConsumeRefusal,
+    DeploymentAction, DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout,
+    SentItem, Store, StoreError, StoreWrite, TokenKind, TokenRecord,
 };
 use otrp_suit::CborItem;
 use otrp_teep::signed::{self, Verified, WireProfile};
@@ -306,6 +306,13 @@ fn refusal(r: ConsumeRefusal) -> TamError {
     }
 }
 
+fn consume_failure(f: ConsumeFailure) -> TamError {
+    match f {
+        ConsumeFailure::Token(r) => refusal(r),
+        ConsumeFailure::Challenge(r) => TamError::Challenge(r),
+    }
+}
+
 /// Checks that every SUIT report carries `token` as its nonce (ED §4.3, §4.5).
 fn check_reports(reports: &Option<Vec<Vec<u8>>>, token: &[u8]) -> Result<(), TamError> {
     for (index, r) in reports.iter().flatten().enumerate() {
@@ -385,14 +392,12 @@ impl Tam {
             (TokenKind::Update, TeepMessage::Success(s)) => {
                 let _ = self.verify_known(&tok, &peeked, body).await?;
                 check_reports(&s.suit_reports, &tok.token)?;
-                self.consume(&tok, now).await?;
-                self.record_result(&tok, ProgressState::Done, "success", now)
+                self.consume_recording(&tok, ProgressState::Done, "success", now)
                     .await?;
                 Ok(Outcome::Done)
             }
             (_, TeepMessage::Error(e)) => {
                 let _ = self.verify_known(&tok, &peeked, body).await?;
-                self.consume(&tok, now).await?;
                 let detail = format!(
                     "err-code {}{}",
                     e.err_code.to_u64(),
@@ -401,7 +406,7 @@ impl Tam {
                         .map(|m| format!(": {m}"))
                         .unwrap_or_default()
                 );
-                self.record_result(&tok, ProgressState::Failed, &detail, now)
+                self.consume_recording(&tok, ProgressState::Failed, &detail, now)
                     .await?;
                 Ok(Outcome::Done)
             }
@@ -548,30 +553,28 @@ impl Tam {
         }
         .map_err(|e| TamError::Signing(e.to_string()))?;
         let expires_at = now.saturating_add(self.config.token_ttl);
-        self.store
-            .insert_token(&TokenRecord {
-                token: token.clone(),
-                kind: TokenKind::Query,
-                device_id,
-                challenge: challenge.clone(),
-                data_items: data,
-                sent: Vec::new(),
+        // The token and its challenge: one transaction.
+        let mut writes = vec![StoreWrite::InsertToken(TokenRecord {
+            token: token.clone(),
+            kind: TokenKind::Query,
+            device_id,
+            challenge: challenge.clone(),
+            data_items: data,
+            sent: Vec::new(),
+            created_at: now,
+            expires_at,
+            consumed_at: None,
+        })];
+        if let Some(c) = challenge {
+            writes.push(StoreWrite::InsertChallenge(ChallengeRecord {
+                challenge: c,
+                token,
                 created_at: now,
                 expires_at,
                 consumed_at: None,
-            })
-            .await?;
-        if let Some(c) = challenge {
-            self.store
-                .insert_challenge(&ChallengeRecord {
-                    challenge: c,
-                    token,
-                    created_at: now,
-                    expires_at,
-                    consumed_at: None,
-                })
-                .await?;
+            }));
         }
+        self.store.apply(&writes).await?;
         Ok(Outcome::Reply(bytes))
     }
 
@@ -585,7 +588,8 @@ impl Tam {
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
         let requested = DataItemRequested(tok.data_items);
-        let (device_id, verified) = match &qr.attestation_payload {
+        // The device, the verified message, and the suite the store already holds for it.
+        let (device_id, verified, suite_stored) = match &qr.attestation_payload {
             Some(evidence) => {
                 let challenge = tok
                     .challenge
@@ -624,14 +628,10 @@ impl Tam {
                 }
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                // One-time: the token, then the challenge (atomic across replicas).
-                self.consume(&tok, now).await?;
-                self.store
-                    .consume_challenge(&challenge, now)
-                    .await?
-                    .map_err(TamError::Challenge)?;
                 let existing = self.store.device(&device_id).await?;
                 if existing.as_ref().is_some_and(|d| d.revoked) {
+                    // One-time values are spent even when the device is refused.
+                    self.consume_both(&tok, &challenge, now, &[]).await?;
                     return Err(TamError::DeviceRevoked(device_id));
                 }
                 let mut dev = existing.unwrap_or(DeviceRecord {
@@ -646,9 +646,26 @@ impl Tam {
                 });
                 dev.model = ar.model.clone();
                 dev.hwversion = ar.tee_version.clone();
-                self.store.put_device(&dev).await?;
-                self.store
-                    .put_attestation(&AttestationRecord {
+                // The suite is recorded with the device when the version will be accepted
+                // below (as the separate update after the version check did).
+                if self
+                    .config
+                    .versions
+                    .contains(&qr.selected_version.unwrap_or(0))
+                {
+                    if let Some(alg) = v.suite.sign1_alg() {
+                        dev.suite_alg = Some(alg);
+                    }
+                }
+                let cose_key = otrp_cose::cose_key_from_public(&key)
+                    .to_vec()
+                    .map_err(|e| TamError::Malformed(format!("Agent key: {e}")))?;
+                let suite_stored = dev.suite_alg;
+                // One-time: the token, then the challenge (atomic across replicas), and
+                // what this step records, in one transaction.
+                let writes = [
+                    StoreWrite::PutDevice(dev),
+                    StoreWrite::PutAttestation(AttestationRecord {
                         device_id: device_id.clone(),
                         status: ar.status,
                         tee_version: ar.tee_version.clone(),
@@ -656,19 +673,16 @@ impl Tam {
                         agent_kid: ar.agent_key_kid.to_vec(),
                         verified_at: now,
                         expires_at: ar.expires_at,
-                    })
-                    .await?;
-                self.store
-                    .put_agent_key(&AgentKeyRecord {
+                    }),
+                    StoreWrite::PutAgentKey(AgentKeyRecord {
                         kid: ar.agent_key_kid.to_vec(),
                         device_id: device_id.clone(),
-                        cose_key: otrp_cose::cose_key_from_public(&key)
-                            .to_vec()
-                            .map_err(|e| TamError::Malformed(format!("Agent key: {e}")))?,
+                        cose_key,
                         bound_at: now,
-                    })
-                    .await?;
-                (device_id, v)
+                    }),
+                ];
+                self.consume_both(&tok, &challenge, now, &writes).await?;
+                (device_id, v, suite_stored)
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
@@ -698,7 +712,7 @@ impl Tam {
                         .query_request(Some(rec.device_id), suite, true, now, rng)
                         .await;
                 }
-                (rec.device_id, v)
+                (rec.device_id, v, dev.and_then(|d| d.suite_alg))
             }
         };
         // Version and cipher-suite negotiation.
@@ -707,7 +721,9 @@ impl Tam {
             return Err(TamError::UnsupportedVersion(version));
         }
         if let Some(alg) = verified.suite.sign1_alg() {
-            self.store.set_device_suite(&device_id, alg).await?;
+            if suite_stored != Some(alg) {
+                self.store.set_device_suite(&device_id, alg).await?;
+            }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
         self.plan_update(&device_id, qr, &verified.suite, now, rng)
@@ -892,9 +908,11 @@ impl Tam {
             profile,
         )
         .map_err(|e| TamError::Signing(e.to_string()))?;
-        for s in &sent {
-            self.store
-                .put_progress(&ProgressRecord {
+        // The progress rows and the Update's token: one transaction.
+        let mut writes: Vec<StoreWrite> = sent
+            .iter()
+            .map(|s| {
+                StoreWrite::PutProgress(ProgressRecord {
                     deployment_id: s.deployment_id,
                     device_id: device_id.into(),
                     component: s.component.clone(),
@@ -907,51 +925,73 @@ impl Tam {
                     },
                     updated_at: now,
                 })
-                .await?;
-        }
-        self.store
-            .insert_token(&TokenRecord {
-                token,
-                kind: TokenKind::Update,
-                device_id: Some(device_id.into()),
-                challenge: None,
-                data_items: 0,
-                sent,
-                created_at: now,
-                expires_at: now.saturating_add(self.config.token_ttl),
-                consumed_at: None,
             })
-            .await?;
+            .collect();
+        writes.push(StoreWrite::InsertToken(TokenRecord {
+            token,
+            kind: TokenKind::Update,
+            device_id: Some(device_id.into()),
+            challenge: None,
+            data_items: 0,
+            sent,
+            created_at: now,
+            expires_at: now.saturating_add(self.config.token_ttl),
+            consumed_at: None,
+        }));
+        self.store.apply(&writes).await?;
         Ok(Outcome::Reply(bytes))
     }
 
-    async fn record_result(
+    /// Consumes the Update token and records the device's result for every item it
+    /// carried, in one transaction (so a result is recorded exactly once).
+    async fn consume_recording(
         &self,
         tok: &TokenRecord,
         state: ProgressState,
         detail: &str,
         now: u64,
     ) -> Result<(), TamError> {
-        let Some(device_id) = &tok.device_id else {
-            return Ok(());
-        };
-        for s in &tok.sent {
-            self.store
-                .put_progress(&ProgressRecord {
-                    deployment_id: s.deployment_id,
-                    device_id: device_id.clone(),
-                    component: s.component.clone(),
-                    seq: s.seq,
-                    state,
-                    detail: if s.delete {
-                        format!("delete: {detail}")
-                    } else {
-                        detail.into()
-                    },
-                    updated_at: now,
+        let writes: Vec<StoreWrite> = match &tok.device_id {
+            None => Vec::new(),
+            Some(device_id) => tok
+                .sent
+                .iter()
+                .map(|s| {
+                    StoreWrite::PutProgress(ProgressRecord {
+                        deployment_id: s.deployment_id,
+                        device_id: device_id.clone(),
+                        component: s.component.clone(),
+                        seq: s.seq,
+                        state,
+                        detail: if s.delete {
+                            format!("delete: {detail}")
+                        } else {
+                            detail.into()
+                        },
+                        updated_at: now,
+                    })
                 })
-                .await?;
-        }
-        Ok(())
+                .collect(),
+        };
+        self.store
+            .consume_and_apply(&tok.token, None, now, &writes)
+            .await?
+            .map(|_| ())
+            .map_err(consume_failure)
+    }
+
+    /// Consumes the Query token and its challenge, then applies `writes`: one transaction.
+    async fn consume_both(
+        &self,
+        tok: &TokenRecord,
+        challenge: &[u8],
+        now: u64,
+        writes: &[StoreWrite],
+    ) -> Result<(), TamError> {
+        self.store
+            .consume_and_apply(&tok.token, Some(challenge), now, writes)
+            .await?
+            .map(|_| ())
+            .map_err(consume_failure)
     }
 }

@@ -1,0 +1,210 @@
+//! `Store::apply` and `Store::consume_and_apply`: one transaction per group, the one-time
+//! semantics of the single consume calls kept. SQLite always; PostgreSQL when
+//! `OTRP_TEST_DATABASE_URL` is set (own schema, dropped at the end).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use otrp_store::*;
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn query_token(t: &[u8], challenge: &[u8]) -> TokenRecord {
+    TokenRecord {
+        token: t.to_vec(),
+        kind: TokenKind::Query,
+        device_id: None,
+        challenge: Some(challenge.to_vec()),
+        data_items: 3,
+        sent: Vec::new(),
+        created_at: 100,
+        expires_at: 1000,
+        consumed_at: None,
+    }
+}
+
+fn challenge(c: &[u8], t: &[u8], expires_at: u64) -> ChallengeRecord {
+    ChallengeRecord {
+        challenge: c.to_vec(),
+        token: t.to_vec(),
+        created_at: 100,
+        expires_at,
+        consumed_at: None,
+    }
+}
+
+fn device(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.into(),
+        ueid: vec![1, 2, 3],
+        model: "m".into(),
+        hwversion: "1".into(),
+        tags: vec!["lab".into()],
+        suite_alg: Some(-9),
+        revoked: false,
+        created_at: 100,
+    }
+}
+
+fn attestation(id: &str) -> AttestationRecord {
+    AttestationRecord {
+        device_id: id.into(),
+        status: ArStatus::Affirming,
+        tee_version: "1".into(),
+        measurement: vec![7; 32],
+        agent_kid: vec![9; 32],
+        verified_at: 200,
+        expires_at: 900,
+    }
+}
+
+async fn grouped(s: Arc<dyn Store>, s2: Arc<dyn Store>) {
+    // apply: token + challenge in one go.
+    let t = b"grouped-token-01".to_vec();
+    let c = b"grouped-challenge-0123456789abcd".to_vec();
+    s.apply(&[
+        StoreWrite::InsertToken(query_token(&t, &c)),
+        StoreWrite::InsertChallenge(challenge(&c, &t, 1000)),
+    ])
+    .await
+    .unwrap();
+    assert!(s.token(&t).await.unwrap().is_some());
+
+    // A failing write rolls the whole group back.
+    let err = s
+        .apply(&[
+            StoreWrite::PutDevice(device("rolled-back")),
+            StoreWrite::InsertToken(query_token(&t, &c)),
+        ])
+        .await;
+    assert!(matches!(err, Err(StoreError::Exists { what: "token", .. })));
+    assert!(s.device("rolled-back").await.unwrap().is_none());
+    assert!(matches!(
+        s.apply(&[StoreWrite::SetDeviceSuite {
+            id: "nobody".into(),
+            alg: -9
+        }])
+        .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // consume_and_apply: exactly one of several racing callers (two replicas) wins and
+    // records; the others are refused as replays and record nothing.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let st = if i % 2 == 0 { s.clone() } else { s2.clone() };
+        let (t, c) = (t.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("dev{i}");
+            let writes = [
+                StoreWrite::PutDevice(device(&id)),
+                StoreWrite::PutAttestation(attestation(&id)),
+            ];
+            (
+                id,
+                st.consume_and_apply(&t, Some(&c), 200, &writes)
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (id, r) = task.await.unwrap();
+        match r {
+            Ok(rec) => {
+                assert_eq!(rec.consumed_at, Some(200));
+                winners.push(id);
+            }
+            Err(f) => assert_eq!(f, ConsumeFailure::Token(ConsumeRefusal::Replayed)),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one caller consumes the token");
+    let devices = s.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].id, winners[0]);
+    assert_eq!(devices[0].tags, vec!["lab".to_string()]);
+    assert_eq!(
+        s.attestation(&winners[0]).await.unwrap(),
+        Some(attestation(&winners[0]))
+    );
+    assert_eq!(
+        s.consume_challenge(&c, 201).await.unwrap(),
+        Err(ConsumeRefusal::Replayed)
+    );
+
+    // Unknown and expired tokens change nothing.
+    assert_eq!(
+        s.consume_and_apply(
+            b"never-issued",
+            None,
+            200,
+            &[StoreWrite::PutDevice(device("x"))]
+        )
+        .await
+        .unwrap(),
+        Err(ConsumeFailure::Token(ConsumeRefusal::Unknown))
+    );
+    assert_eq!(
+        s.consume_and_apply(&t, None, 2000, &[StoreWrite::PutDevice(device("x"))])
+            .await
+            .unwrap(),
+        Err(ConsumeFailure::Token(ConsumeRefusal::Replayed))
+    );
+    assert!(s.device("x").await.unwrap().is_none());
+
+    // A refused (expired) challenge: the token stays consumed, no write is applied.
+    let t2 = b"grouped-token-02".to_vec();
+    let c2 = b"grouped-challenge-expiring-00000".to_vec();
+    s.apply(&[
+        StoreWrite::InsertToken(query_token(&t2, &c2)),
+        StoreWrite::InsertChallenge(challenge(&c2, &t2, 150)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.consume_and_apply(&t2, Some(&c2), 200, &[StoreWrite::PutDevice(device("y"))])
+            .await
+            .unwrap(),
+        Err(ConsumeFailure::Challenge(ConsumeRefusal::Expired))
+    );
+    assert!(s.device("y").await.unwrap().is_none());
+    assert_eq!(
+        s.consume_token(&t2, 200).await.unwrap(),
+        Err(ConsumeRefusal::Replayed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_grouped_writes() {
+    let dir = std::env::temp_dir().join(unique("otrp_grouped"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tam.db");
+    let a = SqlStore::open_sqlite(&path).await.unwrap();
+    let b = SqlStore::open_sqlite(&path).await.unwrap();
+    grouped(Arc::new(a), Arc::new(b)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_grouped_writes() {
+    let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
+        eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+        return;
+    };
+    let schema = unique("otrp_grouped");
+    let a = SqlStore::connect_postgres_schema(&url, &schema)
+        .await
+        .unwrap();
+    let b = SqlStore::connect_postgres_schema(&url, &schema)
+        .await
+        .unwrap();
+    grouped(Arc::new(a.clone()), Arc::new(b)).await;
+    a.drop_schema().await.unwrap();
+}
