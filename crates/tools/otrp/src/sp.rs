@@ -28,6 +28,9 @@ enum SpCommand {
     /// Deploy a published component to a device, tag, model or all, optionally staged.
     #[command(long_about = DEPLOY_HELP)]
     Deploy(DeployArgs),
+    /// Sign personalization data for a TA here and deliver it to a device or a tag.
+    #[command(long_about = PERSONALIZE_HELP)]
+    Personalize(PersonalizeArgs),
     /// Pause, resume or abort a deployment.
     #[command(long_about = CONTROL_HELP)]
     Deployment(ControlArgs),
@@ -64,6 +67,20 @@ Example:
       --target model:door-lock --stage 10%
 
 Next: `otrp sp rollout status --watch`.";
+
+const PERSONALIZE_HELP: &str = "\
+Personalization data (a TA's configuration, e.g. a drone's no-fly zones) travels like a
+TA: its SUIT manifest is built and signed with your SP key HERE, for a component inside
+your SD (by convention SD/TA/NAME, e.g. drones/geofence/perso), and the TAM delivers it
+to one device or to every device with a tag at their next TEEP session. A new data set
+needs a higher --seq; devices replace the old one.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN personalize zones.json \\
+      --key pki/issued/sp/sp1.key.pem --cert pki/issued/sp/sp1.chain.pem \\
+      --component drones/geofence/perso --seq 1 --target tag:munich-fleet
+
+Next: `otrp sp rollout status --watch`; the TA reads the data on its next invocation.";
 
 const CONTROL_HELP: &str = "\
 Pause (no new device gets it), resume, or abort (for good) a deployment.
@@ -114,6 +131,27 @@ struct DeployArgs {
     /// Remove the component instead of installing it.
     #[arg(long)]
     remove: bool,
+}
+
+#[derive(Args, Debug)]
+struct PersonalizeArgs {
+    /// The data file (any bytes; the TA defines the format).
+    data: PathBuf,
+    /// Your SP signing key (PKCS#8 PEM); it is only read here.
+    #[arg(long, value_name = "SP_KEY")]
+    key: PathBuf,
+    /// Your signer certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "SP_CERT")]
+    cert: PathBuf,
+    /// Component id of the data, inside your SD (e.g. drones/geofence/perso).
+    #[arg(long, value_name = "ID")]
+    component: String,
+    /// Manifest sequence number (must exceed the last one of this component).
+    #[arg(long, value_name = "N")]
+    seq: u64,
+    /// device:ID or tag:TAG.
+    #[arg(long)]
+    target: String,
 }
 
 #[derive(Args, Debug)]
@@ -206,6 +244,7 @@ fn run_inner(args: &SpArgs) -> Result<(), CliError> {
             println!("next: otrp sp rollout status {} --watch", v["id"]);
             Ok(())
         }
+        SpCommand::Personalize(a) => personalize(&client, a),
         SpCommand::Deployment(a) => {
             let v = block_on(client.post(
                 &format!("/api/v1/deployments/{}/{}", a.id, a.action),
@@ -228,18 +267,58 @@ fn run_inner(args: &SpArgs) -> Result<(), CliError> {
     }
 }
 
-fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
-    let image = read_bytes(&a.ta, "TA")?;
-    let key_pem = String::from_utf8(read_bytes(&a.key, "SP key")?)
+/// The SP key and signer chain, read on this machine.
+fn signer(
+    key: &std::path::Path,
+    cert: &std::path::Path,
+) -> Result<(otrp_crypto::PrivateKey, String), CliError> {
+    let key_pem = String::from_utf8(read_bytes(key, "SP key")?)
         .map_err(|_| CliError::new("the SP key is not PEM text", "pass a PKCS#8 PEM key"))?;
-    let key = otrp_crypto::PrivateKey::from_pem(&key_pem).map_err(|e| {
+    let k = otrp_crypto::PrivateKey::from_pem(&key_pem).map_err(|e| {
         CliError::new(
-            format!("SP key {}: {e}", a.key.display()),
+            format!("SP key {}: {e}", key.display()),
             "pass the .key.pem issued with your signer certificate (`otrp pki issue --kind sp`)",
         )
     })?;
-    let chain = String::from_utf8(read_bytes(&a.cert, "signer chain")?)
+    let chain = String::from_utf8(read_bytes(cert, "signer chain")?)
         .map_err(|_| CliError::new("the signer chain is not PEM text", "pass a PEM chain"))?;
+    Ok((k, chain))
+}
+
+fn personalize(client: &ApiClient, a: &PersonalizeArgs) -> Result<(), CliError> {
+    let data = read_bytes(&a.data, "data")?;
+    let (key, chain) = signer(&a.key, &a.cert)?;
+    let env = publish::ta_envelope(
+        otrp_crypto::default_provider(),
+        &key,
+        &a.component,
+        a.seq,
+        &data,
+        &Payload::Integrated,
+    )
+    .map_err(|e| CliError::new(e, "use --component SD/TA/NAME"))?;
+    let mut body = publish::upload_body(&env, &chain, None);
+    body["target"] = json!(a.target);
+    let v = block_on(client.post("/api/v1/personalization", &body))??;
+    println!(
+        "personalization {} #{} ({} bytes of data, signed here; status {}) deployed to {} as deployment {}",
+        v["registered"]["component"].as_str().unwrap_or("?"),
+        v["registered"]["seq"],
+        data.len(),
+        v["registered"]["status"].as_str().unwrap_or("?"),
+        a.target,
+        v["deployment"]["id"]
+    );
+    println!(
+        "next: otrp sp rollout status {} --watch",
+        v["deployment"]["id"]
+    );
+    Ok(())
+}
+
+fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
+    let image = read_bytes(&a.ta, "TA")?;
+    let (key, chain) = signer(&a.key, &a.cert)?;
     let payload = match &a.uri {
         Some(u) => Payload::Uri(u.clone()),
         None => Payload::Integrated,
