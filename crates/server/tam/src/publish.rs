@@ -62,3 +62,38 @@ pub fn upload_body(
         "name": name,
     })
 }
+
+/// Builds and signs the SUIT envelope of a TA image for batch mode: the image is carried
+/// in the envelope encrypted to the batch public key `batch_public_pem` (SPKI PEM, P-256,
+/// `PKI_DIR/batch/<batch>.pub.pem`; ECDH-ES+A128KW, A128GCM), so only devices of batch
+/// `batch_id` can install it ([`otrp_tam::batch::encrypt_for_batch`]).
+pub fn ta_envelope_for_batch(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    component: &str,
+    seq: u64,
+    image: &[u8],
+    batch_id: &str,
+    batch_public_pem: &str,
+) -> Result<Vec<u8>, String> {
+    let id = ComponentId(component_segments(component)?);
+    let public = match otrp_crypto::PublicKey::from_pem(batch_public_pem)
+        .map_err(|e| format!("batch public key: {e}"))?
+    {
+        otrp_crypto::PublicKey::P256(p) => p,
+        _ => return Err("the batch public key must be P-256".into()),
+    };
+    let mut rng = rand::rngs::OsRng;
+    otrp_tam::batch::encrypt_for_batch(
+        TaManifestBuilder::new(id, seq),
+        provider,
+        &mut rng,
+        image,
+        batch_id,
+        &public,
+    )
+    .map_err(|e| format!("encrypting the TA to batch {batch_id}: {e}"))?
+    .build_signed(provider, key, &SignOptions::default())
+    .and_then(|e| e.encode())
+    .map_err(|e| format!("building the SUIT manifest: {e}"))
+}

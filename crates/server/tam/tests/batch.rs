@@ -1,0 +1,318 @@
+//! Batch mode through the real TAM server: an SP publishes one package for a batch (the TAM
+//! signs it once), the devices' Brokers fetch it over HTTPS (200, then 304 with the ETag),
+//! real TEEs (the daemon's `Tee` with its Agent, as the fleet runs them) apply it, their
+//! signed reports come back and are counted; an older package is refused at the device
+//! (rollback); an SP cannot publish another SP's component or into another SP's batch.
+//! SQLite always, PostgreSQL when `OTRP_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use otrp_broker::{batch_round, batch_url, BatchState, Http};
+use otrp_fleet::{Fleet, FleetOptions};
+use otrp_pki::device::MgmtConfig;
+use otrp_tam_server::publish;
+use reqwest::header;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const BATCH: &str = "lot-7";
+const BATCH_MODEL: &str = "batch-lock";
+const DEVICES: usize = 6;
+
+fn image(v: u64) -> Vec<u8> {
+    let mut img = format!("\0asm batch TA v{v} ").into_bytes();
+    img.resize(2048, b'b');
+    img
+}
+
+fn batch_public_pem(f: &Fixture) -> String {
+    let rec = f
+        .pki
+        .index()
+        .batches
+        .iter()
+        .find(|b| b.name == BATCH)
+        .expect("batch key made at provisioning");
+    String::from_utf8(f.pki.file(&rec.public).unwrap().to_vec()).unwrap()
+}
+
+async fn upload_batch_ta(f: &Fixture, api: &Api, sp: &str, seq: u64) {
+    let env = publish::ta_envelope_for_batch(
+        provider(),
+        &f.sp_key(),
+        "sd1/batch-ta",
+        seq,
+        &image(seq),
+        BATCH,
+        &batch_public_pem(f),
+    )
+    .unwrap();
+    api.ok(
+        StatusCode::CREATED,
+        api.post(
+            "/api/v1/components",
+            sp,
+            publish::upload_body(&env, &f.sp_chain_pem(), Some("batch TA")),
+        )
+        .await,
+    )
+    .await;
+}
+
+fn installed_version(dev: &otrp_fleet::FleetDevice) -> Option<u64> {
+    let st = dev.status().unwrap();
+    st.manifests
+        .iter()
+        .find(|m| m.id.contains("batch-ta"))
+        .map(|m| m.sequence_number)
+}
+
+async fn batch_flow(backend: Backend) {
+    let mut f = Fixture::new("batch", backend);
+    f.config
+        .reference
+        .push(otrp_tam_server::config::ReferenceConfig {
+            model: BATCH_MODEL.into(),
+            measurements: vec![hex::encode(otrp_tee_daemon::tee_measurement())],
+            hwversions: Vec::new(),
+        });
+    let server = f.start().await;
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+
+    // Devices of one batch (the OEM provisions the batch key with them).
+    // The TAM is the OEM's (it signs the SD manifests); approved SPs manage TAs in SDs.
+    let mut opts = FleetOptions::new(BATCH_MODEL, MgmtConfig::OemOwnedSd);
+    opts.batch = Some(BATCH.into());
+    opts.tams = otrp_fleet::pki_tam_certs(&f.pki)
+        .unwrap()
+        .into_iter()
+        .map(|mut t| {
+            t.oem = true;
+            t
+        })
+        .collect();
+    let fleet = Fleet::provision_with(&mut f.pki, DEVICES, &opts, None).unwrap();
+    let root = f
+        .pki
+        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
+        .unwrap();
+    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
+    let http = Http::new(
+        Some(root_pem.as_bytes()),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    // First contact: one attested TEEP session each binds the Agent keys reports are
+    // checked with.
+    let s = fleet
+        .run_with(&http, &server.tam_url(), &Default::default(), None)
+        .await;
+    assert!(s.all_converged(), "{s}");
+
+    // Nothing published yet: 404, and a Broker round does nothing.
+    let url = batch_url(&server.tam_url(), BATCH);
+    let web = client(&f.pki);
+    assert_eq!(
+        web.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The SP publishes the TA (encrypted to the batch key) and one package of it.
+    upload_batch_ta(&f, &api, &t.sp, 1).await;
+    let pkg = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                &format!("/api/v1/batches/{BATCH}/packages"),
+                &t.sp,
+                json!({"components": ["sd1/batch-ta"]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(pkg["seq"], 1, "{pkg}");
+    assert_eq!(
+        pkg["tam_signatures"], 1,
+        "one TAM signature per package: {pkg}"
+    );
+    assert!(
+        pkg["contents"].as_str().unwrap().contains("sd1/sd#"),
+        "{pkg}"
+    );
+
+    // HTTP: 200 with ETag and a public Cache-Control, then 304 for that ETag.
+    let r = web.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(etag, pkg["etag"].as_str().unwrap());
+    assert!(r.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .starts_with("public"));
+    let v1 = r.bytes().await.unwrap().to_vec();
+    assert_eq!(v1.len() as u64, pkg["size"].as_u64().unwrap());
+    let r = web
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // Every device's Broker fetches the same bytes, its TEE applies them, reports go back.
+    let mut states = Vec::new();
+    for d in fleet.devices() {
+        let mut tee = d.tee().clone();
+        let mut st = BatchState::default();
+        let round = batch_round(&http, &server.tam_url(), &mut tee, &mut st)
+            .await
+            .unwrap();
+        assert_eq!(round.batch.as_deref(), Some(BATCH));
+        assert_eq!(round.fetch_status, Some(200));
+        assert_eq!(round.package_bytes, v1.len());
+        let applied = round.applied.clone().unwrap();
+        assert_eq!(applied.outcome, "applied", "{applied:?}");
+        assert_eq!(round.reports_sent, 1, "{round:?}");
+        assert_eq!(installed_version(d), Some(1));
+        // Next round: 304, nothing applied, nothing to report.
+        let again = batch_round(&http, &server.tam_url(), &mut tee, &mut st)
+            .await
+            .unwrap();
+        assert_eq!(again.fetch_status, Some(304));
+        assert!(again.applied.is_none() && again.reports_sent == 0);
+        states.push(st);
+    }
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
+    assert_eq!(b["packages"][0]["failed"], 0, "{b}");
+    assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
+
+    // Version 2: a new package; devices move to it; then the old package is a rollback.
+    upload_batch_ta(&f, &api, &t.sp, 2).await;
+    let pkg2 = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                &format!("/api/v1/batches/{BATCH}/packages"),
+                &t.sp,
+                json!({"components": ["sd1/batch-ta"]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(pkg2["seq"], 2, "{pkg2}");
+    for (d, st) in fleet.devices().iter().zip(states.iter_mut()) {
+        let mut tee = d.tee().clone();
+        let round = batch_round(&http, &server.tam_url(), &mut tee, st)
+            .await
+            .unwrap();
+        assert_eq!(round.fetch_status, Some(200));
+        assert_eq!(round.applied.unwrap().outcome, "applied");
+        assert_eq!(installed_version(d), Some(2));
+    }
+    let d0 = &fleet.devices()[0];
+    let old = d0
+        .tee()
+        .0
+        .lock()
+        .unwrap()
+        .apply_batch(&v1, None, now())
+        .unwrap();
+    assert_eq!(old.outcome, "rollback", "{old:?}");
+    assert_eq!(installed_version(d0), Some(2));
+
+    // A report signed by a key the TAM never saw attested is refused.
+    let r = web
+        .post(format!("{url}/reports?seq=1"))
+        .body(v1.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Tenancy: another SP cannot use sp1's component, nor publish into sp1's batch.
+    let sp2 = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                "/api/v1/accounts",
+                &t.oem,
+                json!({"id": "sp2", "kind": "sp"}),
+            )
+            .await,
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.ok(
+        StatusCode::OK,
+        api.post("/api/v1/sps/sp2/approve", &t.oem, json!({})).await,
+    )
+    .await;
+    let (st, body) = api
+        .post(
+            "/api/v1/batches/lot-x/packages",
+            &sp2,
+            json!({"components": ["sd1/batch-ta"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    let (st, body) = api
+        .post(
+            &format!("/api/v1/batches/{BATCH}/packages"),
+            &sp2,
+            json!({"components": ["sd1/batch-ta"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (st, _) = api.get(&format!("/api/v1/batches/{BATCH}"), &sp2).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Every attempt is audited.
+    let audit = api
+        .ok(StatusCode::OK, api.get("/api/v1/audit", &t.oem).await)
+        .await;
+    let publishes = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "batch.publish")
+        .count();
+    assert_eq!(publishes, 4, "{audit}");
+    // The OpenAPI document lists the batch API.
+    let doc: serde_json::Value = web
+        .get(format!("{}/openapi.json", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/batches/{batch_id}/packages"].is_object());
+
+    drop(server);
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_package_published_fetched_applied_and_reported_sqlite() {
+    batch_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_package_published_fetched_applied_and_reported_postgres() {
+    if pg_url().is_none() {
+        println!("SKIPPED batch postgres: OTRP_TEST_DATABASE_URL is not set");
+        return;
+    }
+    batch_flow(Backend::Postgres).await;
+}
