@@ -258,6 +258,18 @@ impl EatVerifier {
         self.reference.insert(model.into(), values);
     }
 
+    /// Replaces the reference values of every model at once (a fresh copy from a store
+    /// shared by several TAMs); models absent from `refs` become unknown.
+    pub fn replace_references(&mut self, refs: HashMap<String, ReferenceValues>) {
+        self.reference = refs;
+    }
+
+    /// Removes the reference values of a model: its evidence is then refused as
+    /// [`AttestationError::UnknownModel`]. Returns what was removed.
+    pub fn remove_reference(&mut self, model: &str) -> Option<ReferenceValues> {
+        self.reference.remove(model)
+    }
+
     /// Puts a UEID on the revoked list.
     pub fn revoke(&mut self, ueid: &[u8]) {
         self.revoked.insert(ueid.to_vec());

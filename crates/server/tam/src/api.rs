@@ -567,6 +567,183 @@ async fn list_sds(State(s): State<Arc<AppState>>, h: HeaderMap) -> ApiResult<Jso
     Ok(Json(out))
 }
 
+// --- SD signer rotation ------------------------------------------------------------------
+
+/// `POST /api/v1/sds/{name}/rotate-signer`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotateSigner {
+    /// The new TA-signer certificate chain (PEM, leaf first), chained to the SP root.
+    pub signer_chain_pem: String,
+    /// Thumbprints (hex, as `GET /api/v1/sds` lists them) of the signers to retire;
+    /// default: every current signer other than the new one.
+    #[serde(default)]
+    pub retire: Option<Vec<String>>,
+}
+
+/// The SD after a signer rotation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotatedSigner {
+    /// The SD (its signers and new SD manifest sequence number).
+    pub sd: SdOut,
+    /// Thumbprint of the added signer (hex).
+    pub added: String,
+    /// Thumbprints of the retired signers (hex).
+    pub retired: Vec<String>,
+}
+
+/// Who may change the signers of SD `sd`: the OEM always; the owning SP, approved, unless
+/// the policy is oem-owned-sd. Another SP's SD is "not found".
+async fn may_change_sd_signers(
+    s: &AppState,
+    c: &Caller,
+    name: &str,
+) -> ApiResult<otrp_store::SdRecord> {
+    if c.account.kind == AccountKind::DeviceAdmin {
+        return Err(AdminError::Forbidden(
+            "only the SD's SP or the OEM changes its signers".into(),
+        )
+        .into());
+    }
+    let Some(rec) = s.admin.sds(c).await?.into_iter().find(|x| x.name == name) else {
+        return Err(AdminError::NotFound(format!("SD {name}")).into());
+    };
+    match c.account.kind {
+        AccountKind::Oem | AccountKind::DeviceAdmin => Ok(rec),
+        AccountKind::Sp if !c.account.approved => {
+            Err(AdminError::NotApproved(c.account.id.clone()).into())
+        }
+        AccountKind::Sp if s.policy == otrp_tam::Policy::OemOwnedSd => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "under the oem-owned-sd policy only the OEM changes an SD's signers",
+            "ask the OEM to run `otrp sp sd rotate-signer` with its token",
+        )),
+        AccountKind::Sp => Ok(rec),
+    }
+}
+
+/// Rotates an SD's TA-signer keys: adds the new signer (its chain must lead to the SP root)
+/// and retires the old ones, in a new TAM-signed SD manifest (sequence number + 1).
+/// Uploads signed by a retired key are refused from now on; manifests already delivered
+/// stay installed on devices. Devices get the new SD manifest at their next TEEP session
+/// through the SD's deployment, before any TA signed by the new key.
+#[utoipa::path(post, path = "/api/v1/sds/{name}/rotate-signer", tag = "sds", request_body = RotateSigner,
+    params(("name" = String, Path, description = "SD name")),
+    responses((status = 200, body = RotatedSigner), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rotate_sd_signer(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    Json(req): Json<RotateSigner>,
+) -> ApiResult<Json<RotatedSigner>> {
+    let c = caller(&s, &h).await?;
+    let r = async {
+        let rec = may_change_sd_signers(&s, &c, &name).await?;
+        let new_key = sp_signer(&s, &req.signer_chain_pem)?;
+        let new_thumb = hex::encode(cose_key_thumbprint(&new_key, s.provider));
+        let (mut desc, seq) = sd::current_descriptor(s.store.as_ref(), &name)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("SD {name} has no SD manifest to rotate"),
+                    "create the SD with POST /api/v1/sds first",
+                )
+            })?;
+        let current: Vec<(String, PublicKey)> = desc
+            .signers
+            .iter()
+            .map(|k| (hex::encode(cose_key_thumbprint(k, s.provider)), k.clone()))
+            .collect();
+        let retire: Vec<String> = match &req.retire {
+            Some(list) => {
+                let list: Vec<String> = list.iter().map(|t| t.trim().to_lowercase()).collect();
+                if let Some(unknown) = list.iter().find(|t| !current.iter().any(|(c, _)| c == *t)) {
+                    return Err(ApiError::bad(
+                        format!("signer {unknown} is not a signer of SD {name}"),
+                        "name signers by the thumbprints `GET /api/v1/sds` lists",
+                    ));
+                }
+                if list.contains(&new_thumb) {
+                    return Err(ApiError::bad(
+                        "the new signer cannot also be retired",
+                        "retire the old signers only",
+                    ));
+                }
+                list
+            }
+            None => current
+                .iter()
+                .map(|(t, _)| t.clone())
+                .filter(|t| *t != new_thumb)
+                .collect(),
+        };
+        let mut signers: Vec<PublicKey> = current
+            .iter()
+            .filter(|(t, _)| !retire.contains(t))
+            .map(|(_, k)| k.clone())
+            .collect();
+        if !signers.contains(&new_key) {
+            signers.push(new_key.clone());
+        } else if retire.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("signer {new_thumb} is already authorized for SD {name} and nothing is retired"),
+                "nothing to rotate; pass a new certificate, or name the signers to retire",
+            ));
+        }
+        desc.signers = signers;
+        let next = seq + 1;
+        let env = sd::sd_manifest(s.provider, &s.identity.signing_key, &desc, next)
+            .map_err(ApiError::internal)?;
+        let payload = desc.to_cbor().map_err(ApiError::internal)?;
+        s.store
+            .add_manifest(&ManifestRecord {
+                component: sd::sd_component_key(&name),
+                seq: next,
+                envelope: env,
+                image_digest: otrp_suit::Digest::sha256(&payload).to_cbor().ok(),
+                status: ManifestStatus::Ready,
+                created_at: now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::SequenceNotGrowing { .. } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("SD {name} changed meanwhile: {e}"),
+                    "list the SD's signers again (`GET /api/v1/sds`) and retry",
+                ),
+                other => other.into(),
+            })?;
+        tracing::info!(sd = %name, added = %new_thumb, retired = ?retire, seq = next, "SD signers rotated");
+        Ok(RotatedSigner {
+            sd: SdOut {
+                name: rec.name,
+                sp_id: rec.sp_id,
+                granted: rec.granted,
+                signers: thumbs(&s, &desc.signers),
+                manifest_seq: Some(next),
+            },
+            added: new_thumb,
+            retired: retire,
+        })
+    }
+    .await;
+    let detail = match &r {
+        Ok(o) => format!(
+            "ok: added {}, retired [{}], SD manifest #{}",
+            o.added,
+            o.retired.join(", "),
+            o.sd.manifest_seq.unwrap_or(0)
+        ),
+        Err(e) => format!("refused: {}", e.error),
+    };
+    audit(&s, &c.account.id, "sd.rotate-signer", &name, &detail).await;
+    Ok(Json(r?))
+}
+
 // --- devices -------------------------------------------------------------------------
 
 /// `POST /api/v1/devices`.
@@ -1451,6 +1628,249 @@ async fn personalize(
     ))
 }
 
+// --- reference values ------------------------------------------------------------------
+
+/// The verifier's reference values of one device model.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReferenceValuesOut {
+    /// Model (EAT `hwmodel`).
+    pub model: String,
+    /// Accepted TEE measurements (hex); empty: any.
+    pub measurements: Vec<String>,
+    /// Accepted hardware versions; empty: any.
+    pub hwversions: Vec<String>,
+    /// Last change (Unix seconds).
+    pub updated_at: u64,
+    /// Who made it (account id, or `config` when seeded from a TAM's config file).
+    pub updated_by: String,
+}
+
+/// `PUT /api/v1/reference-values/{model}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SetReferenceValues {
+    /// Accepted TEE measurements (hex digests of TEE images); empty: any.
+    #[serde(default)]
+    pub measurements: Vec<String>,
+    /// Accepted hardware versions; empty: any.
+    #[serde(default)]
+    pub hwversions: Vec<String>,
+    /// Add to the model's current values instead of replacing them.
+    #[serde(default)]
+    pub add: bool,
+}
+
+fn reference_out(r: &otrp_store::ReferenceValuesRecord) -> ReferenceValuesOut {
+    ReferenceValuesOut {
+        model: r.model.clone(),
+        measurements: r.measurements.iter().map(hex::encode).collect(),
+        hwversions: r.hwversions.clone(),
+        updated_at: r.updated_at,
+        updated_by: r.updated_by.clone(),
+    }
+}
+
+fn require_oem(c: &Caller, what: &str) -> ApiResult<()> {
+    if is_oem(c) {
+        Ok(())
+    } else {
+        Err(AdminError::Forbidden(format!("only the OEM {what}")).into())
+    }
+}
+
+/// A model name as devices report it (`hwmodel`): 1 to 128 bytes of text, no control
+/// characters.
+fn valid_model(m: &str) -> ApiResult<()> {
+    if m.is_empty() || m.len() > 128 || m.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            format!("invalid model name {m:?}"),
+            "name the model as its devices report it (EAT hwmodel), 1 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_measurements(list: &[String]) -> ApiResult<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for m in list {
+        let bytes = hex::decode(m.trim()).map_err(|_| {
+            ApiError::bad(
+                format!("measurement {m:?} is not hex"),
+                "give TEE measurements as hex digests (e.g. SHA-256: 64 hex digits)",
+            )
+        })?;
+        if bytes.is_empty() || bytes.len() > 64 {
+            return Err(ApiError::bad(
+                format!("measurement {m:?} is {} bytes long", bytes.len()),
+                "a measurement is a digest of 1 to 64 bytes",
+            ));
+        }
+        if !out.contains(&bytes) {
+            out.push(bytes);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_hwversions(list: &[String]) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for v in list {
+        if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+            return Err(ApiError::bad(
+                format!("invalid hardware version {v:?}"),
+                "a hardware version is 1 to 64 characters, as devices report it (EAT hwversion)",
+            ));
+        }
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the verifier's reference values per model (OEM and device admins). This is what
+/// every TAM replica appraises evidence with (each within `reference_refresh_secs`).
+#[utoipa::path(get, path = "/api/v1/reference-values", tag = "reference-values",
+    responses((status = 200, body = [ReferenceValuesOut]), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_reference_values(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+) -> ApiResult<Json<Vec<ReferenceValuesOut>>> {
+    let c = caller(&s, &h).await?;
+    if c.account.kind == AccountKind::Sp {
+        return Err(AdminError::Forbidden(
+            "reference values are the OEM's (SPs do not see them)".into(),
+        )
+        .into());
+    }
+    Ok(Json(
+        s.store
+            .all_reference_values()
+            .await?
+            .iter()
+            .filter(|r| !r.removed)
+            .map(reference_out)
+            .collect(),
+    ))
+}
+
+/// Sets (or, with `add`, extends) the reference values of a model (OEM only, audited).
+/// This replica appraises with them at once, the others within `reference_refresh_secs`.
+#[utoipa::path(put, path = "/api/v1/reference-values/{model}", tag = "reference-values",
+    request_body = SetReferenceValues,
+    params(("model" = String, Path, description = "device model (EAT hwmodel)")),
+    responses((status = 200, body = ReferenceValuesOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn put_reference_values(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(model): Path<String>,
+    Json(req): Json<SetReferenceValues>,
+) -> ApiResult<Json<ReferenceValuesOut>> {
+    let c = caller(&s, &h).await?;
+    let r = async {
+        require_oem(&c, "sets reference values")?;
+        valid_model(&model)?;
+        let mut measurements = parse_measurements(&req.measurements)?;
+        let mut hwversions = parse_hwversions(&req.hwversions)?;
+        if req.add {
+            if let Some(cur) = s
+                .store
+                .reference_values(&model)
+                .await?
+                .filter(|r| !r.removed)
+            {
+                for m in cur.measurements.into_iter().rev() {
+                    if !measurements.contains(&m) {
+                        measurements.insert(0, m);
+                    }
+                }
+                for v in cur.hwversions.into_iter().rev() {
+                    if !hwversions.contains(&v) {
+                        hwversions.insert(0, v);
+                    }
+                }
+            }
+        }
+        if measurements.len() > 256 || hwversions.len() > 256 {
+            return Err(ApiError::bad(
+                "more than 256 measurements or hardware versions for one model",
+                "remove the values no device runs any more",
+            ));
+        }
+        let rec = otrp_store::ReferenceValuesRecord {
+            model: model.clone(),
+            measurements,
+            hwversions,
+            removed: false,
+            updated_at: now(),
+            updated_by: c.account.id.clone(),
+        };
+        s.store.put_reference_values(&rec).await?;
+        s.verifier.apply(&rec);
+        Ok(rec)
+    }
+    .await;
+    let detail = match &r {
+        Ok(rec) => format!(
+            "ok: measurements [{}], hwversions [{}]",
+            rec.measurements
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(", "),
+            rec.hwversions.join(", ")
+        ),
+        Err(e) => format!("refused: {}", e.error),
+    };
+    audit(&s, &c.account.id, "reference.set", &model, &detail).await;
+    Ok(Json(reference_out(&r?)))
+}
+
+/// Removes the reference values of a model (OEM only, audited): its devices are refused
+/// (unless the TAM accepts unlisted models). The removal is kept, so a TAM's config file
+/// does not bring the model back at its next start.
+#[utoipa::path(delete, path = "/api/v1/reference-values/{model}", tag = "reference-values",
+    params(("model" = String, Path, description = "device model (EAT hwmodel)")),
+    responses((status = 200, body = ReferenceValuesOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_reference_values(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Path(model): Path<String>,
+) -> ApiResult<Json<ReferenceValuesOut>> {
+    let c = caller(&s, &h).await?;
+    let r = async {
+        require_oem(&c, "removes reference values")?;
+        let Some(old) = s
+            .store
+            .reference_values(&model)
+            .await?
+            .filter(|r| !r.removed)
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no reference values for model {model:?}"),
+                "list them with GET /api/v1/reference-values",
+            ));
+        };
+        let tomb = otrp_store::ReferenceValuesRecord {
+            model: model.clone(),
+            measurements: Vec::new(),
+            hwversions: Vec::new(),
+            removed: true,
+            updated_at: now(),
+            updated_by: c.account.id.clone(),
+        };
+        s.store.put_reference_values(&tomb).await?;
+        s.verifier.apply(&tomb);
+        Ok(old)
+    }
+    .await;
+    let out = audited(&s, &c, "reference.remove", &model, r).await?;
+    Ok(Json(reference_out(&out)))
+}
+
 // --- audit and status ------------------------------------------------------------------
 
 /// An audit entry.
@@ -1568,7 +1988,8 @@ impl Modify for BearerAuth {
         register_device, list_devices, set_tags, revoke_device,
         upload_component, list_components, get_component, cosign,
         create_deployment, list_deployments, get_deployment, pause, resume, abort,
-        personalize, audit_log, status),
+        personalize, audit_log, status,
+        rotate_sd_signer, list_reference_values, put_reference_values, delete_reference_values),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -1600,6 +2021,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/personalization", post(personalize))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/sds/{name}/rotate-signer", post(rotate_sd_signer))
+        .route("/api/v1/reference-values", get(list_reference_values))
+        .route(
+            "/api/v1/reference-values/{model}",
+            axum::routing::put(put_reference_values).delete(delete_reference_values),
+        )
 }
 
 /// How long a CLI waits between progress polls by default.

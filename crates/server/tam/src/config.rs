@@ -13,6 +13,7 @@
 //! max_teep_body_bytes = 1048576
 //! max_api_body_bytes = 16777216
 //! accept_unlisted_models = false
+//! reference_refresh_secs = 2              # reload reference values from the store
 //! coap_listen = "127.0.0.1:5683"         # optional TEEP over CoAP (UDP) at /teep
 //! coap_block_size = 1024                 # 16–1024 (power of two)
 //!
@@ -21,6 +22,10 @@
 //! measurements = ["5a5a…"]               # hex SHA-256 of accepted TEE images; empty: any
 //! hwversions = ["1.0"]                   # empty: any
 //! ```
+//!
+//! `[[reference]]` entries only **seed** the store: a model the store already has a record
+//! of (set or removed through `/api/v1/reference-values`) follows the store, which every
+//! replica shares (see [`crate::reference`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -109,8 +114,12 @@ pub struct ServerConfig {
     /// Require the trusted firmware's endorsement of the TEE measurement in the evidence
     /// (EAT claim -70001, chained to the PKI's TFW root; needs `pki`).
     pub require_tfw_endorsement: bool,
-    /// Reference values per model.
+    /// Reference values per model, seeded into the store at start for models the store
+    /// does not know yet (the store wins afterwards; see [`crate::reference`]).
     pub reference: Vec<ReferenceConfig>,
+    /// How often (seconds, at least 1) the reference values are reloaded from the store, so
+    /// a change made through another replica applies here without restart.
+    pub reference_refresh_secs: u64,
     /// Also serve TEEP over CoAP (UDP) at `/teep` on this address.
     pub coap_listen: Option<SocketAddr>,
     /// CoAP block size in bytes (16, 32, …, 1024; RFC 7959).
@@ -143,6 +152,7 @@ impl Default for ServerConfig {
             max_api_body_bytes: 16 * 1024 * 1024,
             accept_unlisted_models: false,
             reference: Vec::new(),
+            reference_refresh_secs: 2,
             coap_listen: None,
             coap_block_size: 1024,
         }

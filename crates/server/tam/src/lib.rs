@@ -9,7 +9,11 @@
 //! * **Admin REST API** under `/api/v1` ([`api`]) with bearer API tokens, tenancy from the
 //!   core, OpenAPI at `/openapi.json`.
 //! * **Security Domains** ([`sd`]): the TAM signs the SD manifests that create SDs on
-//!   devices; their descriptors list the SP signers a TA of the SD may be signed by.
+//!   devices; their descriptors list the SP signers a TA of the SD may be signed by (an SP
+//!   rotates them with `POST /api/v1/sds/{name}/rotate-signer`).
+//! * **Reference values** ([`reference`]): the verifier's accepted TEE measurements and
+//!   hardware versions per model live in the store (the OEM edits them through the API);
+//!   each replica caches them for at most `reference_refresh_secs`.
 //! * **Batch mode** ([`batch`]): one TAM-signed package per batch of devices, published
 //!   through the admin API, served (cacheable, ETag) at `GET /tam/batch/{id}` and over
 //!   CoAP at `/batch/{id}`, with asynchronous device reports.
@@ -29,6 +33,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod publish;
+pub mod reference;
 pub mod sd;
 pub mod serve;
 pub mod state;

@@ -1,15 +1,12 @@
 //! Shared server state: the TAM core, the admin side, the store, the identity.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use otrp_crypto::CryptoProvider;
 use otrp_store::{AccountKind, SqlStore, Store};
-use otrp_tam::{
-    Admin, AttestationError, AttestationResult, EatVerifier, Policy, ReferenceValues, Tam,
-    TamConfig, Verifier,
-};
+use otrp_tam::{Admin, EatVerifier, Policy, Tam, TamConfig};
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
@@ -22,56 +19,7 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The server's evidence verifier: [`EatVerifier`] over the TEE roots and the configured
-/// reference values; with `accept_unlisted_models`, a model without reference values is
-/// accepted with any measurement (its chain to the TEE root still has to hold).
-pub struct ServerVerifier {
-    inner: RwLock<EatVerifier>,
-    accept_unlisted: bool,
-}
-
-impl std::fmt::Debug for ServerVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerVerifier")
-            .field("accept_unlisted", &self.accept_unlisted)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServerVerifier {
-    /// Wraps `inner`.
-    pub fn new(inner: EatVerifier, accept_unlisted: bool) -> Self {
-        ServerVerifier {
-            inner: RwLock::new(inner),
-            accept_unlisted,
-        }
-    }
-}
-
-impl Verifier for ServerVerifier {
-    fn verify(
-        &self,
-        evidence: &[u8],
-        expected_nonce: &[u8],
-        now: u64,
-    ) -> Result<AttestationResult, AttestationError> {
-        let first = match self.inner.read() {
-            Ok(v) => v.verify(evidence, expected_nonce, now),
-            Err(_) => return Err(AttestationError::Malformed("verifier lock poisoned".into())),
-        };
-        match first {
-            Err(AttestationError::UnknownModel(model)) if self.accept_unlisted => {
-                let mut w = self
-                    .inner
-                    .write()
-                    .map_err(|_| AttestationError::Malformed("verifier lock poisoned".into()))?;
-                w.set_reference(model, ReferenceValues::default());
-                w.verify(evidence, expected_nonce, now)
-            }
-            other => other,
-        }
-    }
-}
+pub use crate::reference::ServerVerifier;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +66,8 @@ pub enum StartError {
 pub struct AppState {
     /// The TEEP session core.
     pub tam: Tam,
+    /// The evidence verifier (the cached reference values the admin API updates).
+    pub verifier: Arc<ServerVerifier>,
     /// The admin side (tenancy, catalog, deployments).
     pub admin: Admin,
     /// The store.
@@ -199,17 +149,24 @@ impl AppState {
             })?;
             eat = eat.with_tfw_roots(roots);
         }
-        for (model, values) in config.references()? {
-            eat.set_reference(model, values);
+        let references = config.references()?;
+        for (model, values) in &references {
+            eat.set_reference(model.clone(), values.clone());
         }
         let verifier = Arc::new(ServerVerifier::new(eat, config.accept_unlisted_models));
+        crate::reference::spawn_refresher(
+            store.clone(),
+            Arc::downgrade(&verifier),
+            crate::reference::config_records(&references, now()),
+            std::time::Duration::from_secs(config.reference_refresh_secs.max(1)),
+        );
         let tam_config = TamConfig {
             token_ttl: config.token_ttl_secs,
             ..TamConfig::default()
         };
         let tam = Tam::new(
             store.clone(),
-            verifier,
+            verifier.clone(),
             identity.keys.clone(),
             tam_config,
             provider,
@@ -218,6 +175,7 @@ impl AppState {
         let admin = Admin::new(store.clone(), provider, policy);
         Ok(AppState {
             tam,
+            verifier,
             admin,
             store,
             identity,
