@@ -163,7 +163,10 @@ impl TaManifestBuilder {
     /// payload, or a `#…` URI naming one). `image-size` is optional in SUIT; for bytes
     /// already in the envelope it bounds nothing, and `condition-image-match` checks the
     /// digest over the exact bytes (a payload of another length cannot match). Kept for
-    /// URIs (it bounds the download) and encrypted content. Sign with
+    /// URIs (it bounds the download) and encrypted content. A manifest with a
+    /// dependency and no vendor/class ids also drops the shared sequence that only
+    /// selects component index 0, and the same no-op at the start of `validate`
+    /// (every sequence starts at index 0). Conditions are never dropped. Sign with
     /// [`crate::auth::compact_sign_options`] (no kid) to complete the profile.
     pub fn compact(mut self, yes: bool) -> Self {
         self.compact = yes;
@@ -280,14 +283,26 @@ impl TaManifestBuilder {
                     shared.push(Command::OverrideParameters(Parameters(ids)));
                 }
                 id_checks(&mut shared);
-                common.shared_sequence = Some(Wrapped::new(CommandSequence(shared))?);
+                // Every command sequence starts at component index 0 (SUIT's abstract
+                // machine): a shared sequence that only selects index 0 does nothing,
+                // and neither does a section's leading "index 0" after it. The compact
+                // profile leaves both out.
+                let shared_is_noop = shared.len() == 1;
+                let compact_noop = self.compact && shared_is_noop;
+                if !compact_noop {
+                    common.shared_sequence = Some(Wrapped::new(CommandSequence(shared))?);
+                }
                 manifest = Manifest::new(self.sequence_number, Wrapped::new(common)?);
                 if self.image.is_some() {
-                    manifest.validate = Some(Wrapped::new(CommandSequence(vec![
-                        Command::SetComponentIndex(IndexArg::One(0)),
-                        Command::OverrideParameters(Parameters(self.image_params()?)),
-                        Command::Condition(Condition::ImageMatch, ALL),
-                    ]))?);
+                    let mut validate = Vec::new();
+                    if !compact_noop {
+                        validate.push(Command::SetComponentIndex(IndexArg::One(0)));
+                    }
+                    validate.push(Command::OverrideParameters(Parameters(
+                        self.image_params()?,
+                    )));
+                    validate.push(Command::Condition(Condition::ImageMatch, ALL));
+                    manifest.validate = Some(Wrapped::new(CommandSequence(validate))?);
                 }
                 manifest.dependency_resolution =
                     Some(Severable::Inline(Wrapped::new(CommandSequence(vec![

@@ -247,3 +247,61 @@ fn a_compact_manifest_without_image_size_refuses_a_payload_of_another_length() {
         assert_eq!(*w.d.agent.store(), before);
     }
 }
+
+#[test]
+fn compact_personalization_depending_on_a_compact_ta_installs() {
+    let mut w = world();
+    let image = b"ta for config".repeat(10);
+    let ta = compact_ta(b"sp-a", 1, &image, &w.signer_a);
+    let key_a = w.tam_a.key.clone();
+    let msg = compact_update(&mut w.tam_a, &key_a, vec![ta.clone()]);
+    w.d.success(&msg, 2);
+    let ta_env = Envelope::decode(&ta).unwrap();
+    let kek_pub = kek().public_key();
+    let mut rng =
+        <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(5);
+    let config = ComponentId::new([&b"sp-a"[..], b"config"]);
+    let build = |compact: bool, rng: &mut rand_chacha::ChaCha20Rng| {
+        let opts = if compact {
+            otrp_suit::compact_sign_options()
+        } else {
+            SignOptions::default()
+        };
+        TaManifestBuilder::new(config.clone(), 1)
+            .dependency(otrp_suit::ManifestDependency {
+                prefix: app_id(b"sp-a"),
+                digest: ta_env.authentication.value().digest.value().clone(),
+                size: ta.len() as u64,
+                uri: "https://tam.example/ta.suit".into(),
+            })
+            .compact(compact)
+            .encrypt_payload(
+                provider(),
+                rng,
+                CONFIG_PLAINTEXT,
+                otrp_cose::encrypt::Recipient::EcdhEs {
+                    recipient_public: &kek_pub,
+                    kid: None,
+                },
+                otrp_cose::encrypt::ContentAlg::A128Gcm,
+            )
+            .unwrap()
+            .build_signed(provider(), &w.signer_a, &opts)
+            .unwrap()
+            .encode()
+            .unwrap()
+    };
+    let standard = build(false, &mut rng);
+    let compact = build(true, &mut rng);
+    // kid (35 B), the shared sequence that only selects index 0 (5 B) and validate's
+    // leading index 0 (2 B).
+    assert_eq!(standard.len() - compact.len(), 42);
+    let parsed = Envelope::decode(&compact).unwrap();
+    assert!(parsed.manifest().common.value().shared_sequence.is_none());
+    let msg = compact_update(&mut w.tam_a, &key_a, vec![compact]);
+    w.d.success(&msg, 3);
+    assert_eq!(
+        w.d.agent.store().images.get(&config).map(Vec::as_slice),
+        Some(CONFIG_PLAINTEXT)
+    );
+}
