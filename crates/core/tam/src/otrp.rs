@@ -199,9 +199,12 @@ fn system_time(now: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(now)
 }
 
-/// The `(sdname, taid)` of an OTrP TA component id `[sdname, taid]`.
+/// The `(sdname, taid)` of an OTrP TA component id `[sdname, taid]`. An
+/// `[sdname, "sd"]` component is the TEEP SD manifest of that SD
+/// ([`otrp_agent::sd::SD_SEGMENT`]), not a TA: OTrP creates SDs with CreateSD.
 pub fn ta_of_component(id: &[Vec<u8>]) -> Option<(String, String)> {
     match id {
+        [_, ta] if ta.as_slice() == otrp_agent::sd::SD_SEGMENT => None,
         [sd, ta] => Some((
             String::from_utf8(sd.clone()).ok()?,
             String::from_utf8(ta.clone()).ok()?,
