@@ -58,7 +58,8 @@ Plays the OpenTrust use cases end to end, in this process, over HTTPS on loopbac
        zone is refused where it was accepted before.
     4. Management configurations: a device model under each of OEM-gated, OEM-owned SDs
        and dual control, with one refused and one allowed operation each.
-    5. Batch: one signed package to a batch of devices (when this build has batch mode).
+    5. Batch: one package signed once by the TAM for a batch of sensors; their Brokers
+       fetch it (HTTP, ETag), every TEE applies it and reports back.
   * ends with a summary table (scenario, devices, result, time).
 
 Exits 0 when every scenario passed; otherwise non-zero with the reason.
@@ -111,6 +112,7 @@ const MODELS: &[&str] = &[
     "gated-tablet",
     "oem-sd-kiosk",
     "dual-car",
+    "sensor",
 ];
 
 impl Harness {
@@ -204,8 +206,21 @@ impl Harness {
 
     /// Provisions `count` devices of `model` under `config`.
     pub fn provision(&mut self, count: usize, model: &str, config: MgmtConfig) -> Result<Fleet> {
+        self.provision_in(count, model, config, None)
+    }
+
+    /// Provisions `count` devices of `model` under `config`, in `batch` when given (one
+    /// batch key shared by all of them, made in the PKI on first use).
+    pub fn provision_in(
+        &mut self,
+        count: usize,
+        model: &str,
+        config: MgmtConfig,
+        batch: Option<&str>,
+    ) -> Result<Fleet> {
         self.fleets += 1;
         let mut opts = FleetOptions::new(model, config);
+        opts.batch = batch.map(str::to_owned);
         // The quickstart's TAM is the one the OEM operates (SPs have accounts on it).
         opts.tams = otrp_fleet::pki_tam_certs(&self.pki)
             .context("TAM certificates")?

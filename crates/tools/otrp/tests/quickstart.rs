@@ -36,7 +36,11 @@ fn quickstart_plays_every_scenario_and_exits_zero() {
         "tries to create its own SD `kiosk`: refused (403",
         "is `awaiting-cosign`; after a TEEP session the cars hold nothing",
         "1/1 cars install it",
-        "Batch mode: not available yet in this build (issue #7)",
+        "in batch `sensors-lot-1`: they share one batch key",
+        "the TA inside is encrypted to the batch key",
+        "every TEE checked the TAM signature and the batch sequence and installed the TA",
+        "A second round answered 304 Not Modified",
+        "TAM signatures: 1 for ",
         "Every scenario passed.",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

@@ -23,7 +23,7 @@ pub(crate) async fn all(h: &mut Harness, tam: &Tam, rows: &mut Vec<Row>) -> Resu
         super::mgmt::configurations(h),
     )
     .await?;
-    run_one(rows, "5. Batch", batch()).await?;
+    run_one(rows, "5. Batch", batch(h, tam)).await?;
     Ok(())
 }
 
@@ -387,8 +387,144 @@ async fn personalize(h: &Harness, tam: &Tam, sp: &str, zones: &str, seq: u64) ->
     Ok(())
 }
 
-/// 5. Batch mode: not in this build's TAM yet.
-async fn batch() -> Result<(usize, String)> {
-    println!("  Batch mode: not available yet in this build (issue #7)");
-    Ok((0, "not available (issue #7)".into()))
+/// The batch of scenario 5.
+const BATCH: &str = "sensors-lot-1";
+
+/// A counter of the TAM's Prometheus exposition (`/metrics`), 0 when not yet counted.
+async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
+    let text = h
+        .api
+        .get(format!("{}/metrics", tam.base))
+        .send()
+        .await
+        .context("GET /metrics")?
+        .text()
+        .await
+        .context("GET /metrics")?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// 5. Batch mode: one package, signed once by the TAM, for a batch of sensors that share
+/// a batch key; their Brokers fetch it, every TEE applies it, reports come back.
+async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
+    let sp = h.sp_account(tam, "sensorco", true).await?;
+    h.grant_sd(tam, "sensors", "sensorco").await?;
+    let n = h.count(50, 10);
+    let fleet = h.provision_in(n, "sensor", MgmtConfig::OemGated, Some(BATCH))?;
+    step(format!(
+        "The OEM provisioned {n} sensors in batch `{BATCH}`: they share one batch key (PKI batch/{BATCH}.key.pem)."
+    ));
+    let first = h.converge(&fleet, tam, "first contact").await?;
+    step(format!(
+        "Each sensor ran its first attested TEEP session ({} sessions, once per device lifetime): the TAM now knows the Agent key its reports are signed with.",
+        first.sessions
+    ));
+    let public = {
+        let rec = h
+            .pki
+            .index()
+            .batches
+            .iter()
+            .find(|b| b.name == BATCH)
+            .ok_or_else(|| anyhow!("no batch key {BATCH} in the PKI"))?;
+        String::from_utf8(h.pki.file(&rec.public)?.to_vec()).context("batch public key")?
+    };
+    let image = wasm("smart-lock")?;
+    let env = otrp_tam_server::publish::ta_envelope_for_batch(
+        otrp_crypto::default_provider(),
+        &h.sp_key,
+        "sensors/sensor-ta",
+        1,
+        &image,
+        BATCH,
+        &public,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let (st, v) = h.upload(tam, &sp, &env, "sensor TA").await?;
+    if st != StatusCode::CREATED {
+        bail!("uploading the sensor TA: the TAM answered {st}: {v}");
+    }
+    let sigs_before = tam_counter(h, tam, "otrp_batch_signatures_total").await?;
+    let pkg = h
+        .post_ok(
+            tam,
+            &format!("/api/v1/batches/{BATCH}/packages"),
+            &sp,
+            serde_json::json!({"components": ["sensors/sensor-ta"]}),
+            StatusCode::CREATED,
+        )
+        .await?;
+    let size = pkg["size"].as_u64().unwrap_or(0);
+    step(format!(
+        "sensorco published one batch package (seq {}, {size} bytes: {}); the TA inside is encrypted to the batch key.",
+        pkg["seq"],
+        pkg["contents"].as_str().unwrap_or("?")
+    ));
+    // Every sensor's Broker fetches the package, hands it to its TEE and posts the report.
+    let pb = super::bar(n, "batch round");
+    let mut tasks = tokio::task::JoinSet::new();
+    for d in fleet.devices() {
+        let mut tee = d.tee().clone();
+        let http = h.http.clone();
+        let url = tam.url.clone();
+        tasks.spawn(async move {
+            let mut state = otrp_broker::BatchState::default();
+            let first = otrp_broker::batch_round(&http, &url, &mut tee, &mut state).await;
+            let again = otrp_broker::batch_round(&http, &url, &mut tee, &mut state).await;
+            (first, again)
+        });
+    }
+    let (mut applied, mut reported, mut fetched_bytes, mut not_modified) = (0, 0, 0, 0);
+    while let Some(j) = tasks.join_next().await {
+        pb.inc(1);
+        let (first, again) = j.context("batch round task")?;
+        let first = first.context("batch round")?;
+        let again = again.context("second batch round")?;
+        if first
+            .applied
+            .as_ref()
+            .is_some_and(|a| a.outcome == "applied")
+        {
+            applied += 1;
+        } else {
+            bail!("a sensor did not apply the package: {first:?}");
+        }
+        reported += first.reports_sent;
+        fetched_bytes += first.package_bytes;
+        if again.fetch_status == Some(304) && again.package_bytes == 0 {
+            not_modified += 1;
+        }
+    }
+    pb.finish_and_clear();
+    let have = count_with(&fleet, "sensors:sensor-ta", &image)?;
+    if have != n || applied != n {
+        bail!("the batch package reached {have} of {n} sensors ({applied} applied)");
+    }
+    step(format!(
+        "All {n} Brokers fetched the same {size} bytes (GET /tam/batch/{BATCH}, {fetched_bytes} bytes in all); every TEE checked the TAM signature and the batch sequence and installed the TA: {have}/{n} run it."
+    ));
+    let b = h
+        .get_ok(tam, &format!("/api/v1/batches/{BATCH}"), &sp)
+        .await?;
+    let counted = b["packages"][0]["applied"].as_u64().unwrap_or(0);
+    let failed = b["packages"][0]["failed"].as_u64().unwrap_or(0);
+    step(format!(
+        "Reports came back asynchronously: {reported} sent, the TAM counts {counted} applied, {failed} failed. A second round answered 304 Not Modified to {not_modified}/{n} (ETag, no body)."
+    ));
+    if counted != n as u64 {
+        bail!("the TAM counted {counted} applied reports for {n} sensors");
+    }
+    let sigs = tam_counter(h, tam, "otrp_batch_signatures_total").await? - sigs_before;
+    let stored = pkg["tam_signatures"].as_u64().unwrap_or(0);
+    step(format!(
+        "TAM signatures: {sigs} for {n} devices (otrp_batch_signatures_total; the store says {stored} for this package). Per-device TEEP would sign at least one Update per device ({n})."
+    ));
+    if sigs != 1 || stored != 1 {
+        bail!("the package took {sigs} TAM signatures (store: {stored}), expected 1");
+    }
+    Ok((n, format!("{have}/{n} applied, 1 TAM signature")))
 }
