@@ -1113,7 +1113,7 @@ async fn check_envelope(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("the signer certificate's key is not authorized for SD {sd_name}"),
-            "sign with the SP key named when the SD was created, or ask the OEM to add it",
+            "sign with a key the SD lists (`otrp sp sd list`); add a new one with `otrp sp sd rotate-signer`",
         ));
     }
     let display = component_display(&component_key(segs));

@@ -1,5 +1,5 @@
 //! `otrp oem`: the OEM's (and device admins') side of a TAM: accounts, SP approval, SD
-//! grants, device registration, the audit log.
+//! grants, device registration, reference values, the audit log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,144 @@ enum OemCommand {
     Devices,
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// List, set or remove the verifier's reference values per device model.
+    #[command(long_about = REFERENCE_HELP)]
+    ReferenceValues(ReferenceArgs),
+}
+
+const REFERENCE_HELP: &str = "\
+Reference values are the TAM's appraisal policy per device model (the EAT hwmodel its
+devices report): the TEE measurements (digests of TEE images) and hardware versions it
+accepts. A device whose evidence names another measurement is refused at attestation.
+They live in the TAM's store, so every TAM replica on it applies a change, without
+restart: the replica you call at once, the others within their reference_refresh_secs
+(2 s by default). `[[reference]]` entries of tam.toml only seed models the store does not
+know yet; afterwards the store wins.
+
+Examples:
+  otrp oem --pki pki --token-file tam-data/oem-api-token reference-values list
+  # a new TEE image for door-lock: accept it too (keeps the current ones)
+  otrp oem ... reference-values set door-lock --add --measurement 5a5a...5a
+  # replace everything the model accepts
+  otrp oem ... reference-values set door-lock --measurement 6b6b...6b --hwversion 1.0
+  otrp oem ... reference-values remove door-lock
+
+An empty list accepts any value: `set MODEL` without --measurement accepts every TEE
+image of the model. Every change is in the audit log (`otrp oem audit`).";
+
+#[derive(Args, Debug)]
+struct ReferenceArgs {
+    #[command(subcommand)]
+    command: ReferenceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReferenceCommand {
+    /// List the reference values of every model.
+    List,
+    /// Set (replace, or with --add extend) the accepted values of a model.
+    Set(SetReferenceArgs),
+    /// Remove a model: its devices are refused (unless the TAM accepts unlisted models).
+    Remove(RemoveReferenceArgs),
+}
+
+#[derive(Args, Debug)]
+struct SetReferenceArgs {
+    /// Device model, as its devices report it (EAT hwmodel, e.g. door-lock).
+    model: String,
+    /// Accepted TEE measurement, hex (repeatable); none: any measurement.
+    #[arg(long = "measurement", value_name = "HEX")]
+    measurements: Vec<String>,
+    /// Accepted hardware version (repeatable); none: any version.
+    #[arg(long = "hwversion", value_name = "VERSION")]
+    hwversions: Vec<String>,
+    /// Add to the model's current values instead of replacing them.
+    #[arg(long)]
+    add: bool,
+}
+
+#[derive(Args, Debug)]
+struct RemoveReferenceArgs {
+    /// Device model.
+    model: String,
+}
+
+/// Percent-encodes a path segment (RFC 3986 unreserved characters stay).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn print_reference(v: &serde_json::Value) {
+    let list = |k: &str| {
+        let items: Vec<&str> = v[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .collect();
+        if items.is_empty() {
+            "any".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    println!("{}", v["model"].as_str().unwrap_or("?"));
+    println!("  measurements: {}", list("measurements"));
+    println!("  hwversions:   {}", list("hwversions"));
+    println!(
+        "  updated {} by {}",
+        otrp_pki::rfc3339(v["updated_at"].as_u64().unwrap_or(0)),
+        v["updated_by"].as_str().unwrap_or("?")
+    );
+}
+
+fn reference_values(client: &ApiClient, cmd: &ReferenceCommand) -> Result<(), CliError> {
+    match cmd {
+        ReferenceCommand::List => {
+            let v = block_on(client.get("/api/v1/reference-values"))??;
+            let items = v.as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no reference values: every device is refused unless the TAM accepts unlisted models");
+                println!("next: otrp oem reference-values set MODEL --measurement HEX");
+            }
+            for r in &items {
+                print_reference(r);
+            }
+        }
+        ReferenceCommand::Set(a) => {
+            let v = block_on(client.call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/reference-values/{}", path_segment(&a.model)),
+                Some(&json!({
+                    "measurements": a.measurements,
+                    "hwversions": a.hwversions,
+                    "add": a.add,
+                })),
+            ))??;
+            print_reference(&v);
+            println!("every TAM replica applies it within its reference_refresh_secs");
+        }
+        ReferenceCommand::Remove(a) => {
+            block_on(client.call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/reference-values/{}", path_segment(&a.model)),
+                None,
+            ))??;
+            println!(
+                "model {} removed: its devices are refused at attestation (unless the TAM accepts unlisted models)",
+                a.model
+            );
+        }
+    }
+    Ok(())
 }
 
 const CREATE_HELP: &str = "\
@@ -245,6 +383,7 @@ fn run_inner(args: &OemArgs) -> Result<(), CliError> {
             );
         }
         OemCommand::Devices => print_json(&block_on(client.get("/api/v1/devices"))??),
+        OemCommand::ReferenceValues(a) => reference_values(&client, &a.command)?,
         OemCommand::Audit(a) => {
             let v = block_on(client.get(&format!("/api/v1/audit?limit={}", a.limit)))??;
             for e in v.as_array().into_iter().flatten() {

@@ -38,6 +38,98 @@ enum SpCommand {
     Rollout(RolloutArgs),
     /// List your components.
     Components,
+    /// Your Security Domains: list them, rotate their TA-signer keys.
+    Sd(SdArgs),
+}
+
+#[derive(Args, Debug)]
+struct SdArgs {
+    #[command(subcommand)]
+    command: SdCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SdCommand {
+    /// List your SDs and the thumbprints of their authorized signer keys.
+    List,
+    /// Authorize a new TA-signer key for an SD and retire the old one(s).
+    #[command(long_about = ROTATE_HELP)]
+    RotateSigner(RotateSignerArgs),
+}
+
+const ROTATE_HELP: &str = "\
+Rotate the key that signs your TAs in a Security Domain: the TAM adds the new signer
+(its certificate chain must lead to the SP root) and retires the old ones (all others by
+default, or only those named with --retire), in a new SD manifest it signs.
+
+From then on the TAM refuses uploads signed by a retired key and accepts the new one.
+TAs already delivered stay installed on devices. Devices learn the new signer list
+through the SD manifest, which the TAM sends at their next TEEP session (before any TA
+of the SD signed by the new key), because the TEE checks the same list when it installs.
+Publish new TAs with the new key and a higher --seq.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN sd rotate-signer sd1 \\
+      --cert pki/issued/sp/sp1-2027.chain.pem
+
+Next: `otrp sp publish TA.wasm --component sd1/NAME --key NEW_KEY --cert NEW_CHAIN --seq N`.
+Under the oem-owned-sd policy only the OEM may do this (with its token).";
+
+#[derive(Args, Debug)]
+struct RotateSignerArgs {
+    /// The SD name.
+    sd: String,
+    /// The new signer's certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "NEW_CHAIN")]
+    cert: PathBuf,
+    /// Retire only this signer (thumbprint from `otrp sp sd list`; repeatable). Default:
+    /// every signer other than the new one.
+    #[arg(long, value_name = "THUMBPRINT")]
+    retire: Vec<String>,
+}
+
+fn sd_command(client: &ApiClient, cmd: &SdCommand) -> Result<(), CliError> {
+    match cmd {
+        SdCommand::List => {
+            let v = block_on(client.get("/api/v1/sds"))??;
+            for sd in v.as_array().into_iter().flatten() {
+                println!(
+                    "{} (SP {}, SD manifest #{})",
+                    sd["name"].as_str().unwrap_or("?"),
+                    sd["sp_id"].as_str().unwrap_or("?"),
+                    sd["manifest_seq"]
+                );
+                for t in sd["signers"].as_array().into_iter().flatten() {
+                    println!("  signer {}", t.as_str().unwrap_or("?"));
+                }
+            }
+        }
+        SdCommand::RotateSigner(a) => {
+            let chain = String::from_utf8(read_bytes(&a.cert, "signer chain")?).map_err(|_| {
+                CliError::new("the signer chain is not PEM text", "pass a PEM chain")
+            })?;
+            let retire = (!a.retire.is_empty()).then(|| a.retire.clone());
+            let v = block_on(client.post(
+                &format!("/api/v1/sds/{}/rotate-signer", a.sd),
+                &json!({"signer_chain_pem": chain, "retire": retire}),
+            ))??;
+            println!(
+                "SD {}: signer {} added (SD manifest #{})",
+                a.sd,
+                v["added"].as_str().unwrap_or("?"),
+                v["sd"]["manifest_seq"]
+            );
+            for t in v["retired"].as_array().into_iter().flatten() {
+                println!("  retired {}", t.as_str().unwrap_or("?"));
+            }
+            println!(
+                "next: publish with the new key (`otrp sp publish ... --component {}/NAME --key NEW_KEY --cert {}`); devices get the new signer list at their next TEEP session",
+                a.sd,
+                a.cert.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 const PUBLISH_HELP: &str = "\
@@ -264,6 +356,7 @@ fn run_inner(args: &SpArgs) -> Result<(), CliError> {
             print_json(&block_on(client.get("/api/v1/components"))??);
             Ok(())
         }
+        SpCommand::Sd(a) => sd_command(&client, &a.command),
     }
 }
 
