@@ -15,6 +15,7 @@ mod oem;
 mod pki;
 mod quickstart;
 mod sp;
+mod sp_batch;
 mod tam;
 mod tee;
 

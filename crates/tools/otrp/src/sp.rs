@@ -38,6 +38,8 @@ enum SpCommand {
     Rollout(RolloutArgs),
     /// List your components.
     Components,
+    /// Batch mode: publish one package for a whole batch of devices, follow its reports.
+    Batch(crate::sp_batch::BatchArgs),
     /// Your Security Domains: list them, rotate their TA-signer keys.
     Sd(SdArgs),
 }
@@ -352,6 +354,7 @@ fn run_inner(args: &SpArgs) -> Result<(), CliError> {
         SpCommand::Rollout(r) => match &r.command {
             RolloutCommand::Status(s) => block_on(rollout_status(&client, s))?,
         },
+        SpCommand::Batch(b) => crate::sp_batch::run(&client, b),
         SpCommand::Components => {
             print_json(&block_on(client.get("/api/v1/components"))??);
             Ok(())
