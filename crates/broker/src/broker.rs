@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub http_timeout: Duration,
     /// CoAP block size in bytes (16–1024) when `tam` is a `coap://` URL.
     pub coap_block_size: usize,
+    /// The protocol spoken with the TAM (TEEP by default; OTrP over HTTP(S) only).
+    pub profile: crate::Profile,
 }
 
 impl BrokerConfig {
@@ -46,6 +48,7 @@ impl BrokerConfig {
             backoff_max: Duration::from_secs(300),
             http_timeout: Duration::from_secs(30),
             coap_block_size: 1024,
+            profile: crate::Profile::Teep,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Broker {
     pub async fn session(&mut self) -> Result<SessionReport, BrokerError> {
         let http = self.http.clone();
         let tam = self.config.tam.clone();
+        let profile = self.config.profile;
         let result = async {
             let tee = self.tee().await?;
             // Work asked for up to now is covered by this session.
@@ -109,7 +113,10 @@ impl Broker {
                 .request_policy_check(u64::MAX, 0)
                 .await
                 .map_err(BrokerError::Tee)?;
-            let report = run_session(&http, &tam, tee).await?;
+            let report = match profile {
+                crate::Profile::Teep => run_session(&http, &tam, tee).await?,
+                crate::Profile::Otrp => crate::run_otrp_session(&http, &tam, tee).await?,
+            };
             Ok::<_, BrokerError>((seq, report))
         }
         .await;
@@ -124,7 +131,8 @@ impl Broker {
                     installed = report.count("installed"),
                     removed = report.count("removed"),
                     refused = report.count("refused"),
-                    "TEEP session complete"
+                    profile = ?self.config.profile,
+                    "session complete"
                 );
                 Ok(report)
             }

@@ -18,15 +18,19 @@
 //!   batch package (`GET /tam/batch/<id>`, If-None-Match), hands a new one to the TEE and
 //!   POSTs the Agent's queued reports, after every session.
 //! * [`mini_tam`] is a minimal TAM for tests and demos.
+//! * With [`Profile::Otrp`] ([`BrokerConfig::profile`]) the Broker speaks OTrP JSON
+//!   (`application/otrp+json`) over HTTP(S) instead: [`run_otrp_session`] ([`otrp`]).
 #![forbid(unsafe_code)]
 
 pub mod batch;
 mod broker;
 pub mod mini_tam;
+pub mod otrp;
 mod session;
 
 pub use batch::{batch_round, batch_url, BatchLink, BatchRound, BatchState};
 pub use broker::{Broker, BrokerConfig};
+pub use otrp::{run_otrp_session, OtrpLink, Profile, OTRP_JSON};
 pub use session::{
     is_coap_url, run_session, Backoff, Http, LocalTee, NetSim, SessionReport, TeeLink, MAX_BODY,
     MAX_ROUND_TRIPS, TEEP_CBOR,

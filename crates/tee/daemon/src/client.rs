@@ -73,6 +73,12 @@ impl TeeClient {
         self.teep(Request::ProcessTeepMessage { message }).await
     }
 
+    /// ProcessOtrpMessage: an OTrP request from the TAM; the reply's `send` is the
+    /// TEE-signed OTrP response.
+    pub async fn process_otrp_message(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
+        self.teep(Request::ProcessOtrpMessage { message }).await
+    }
+
     /// Hands over fetched bytes.
     pub async fn provide_fetch(
         &mut self,

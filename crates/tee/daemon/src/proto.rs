@@ -13,6 +13,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `ProcessTeepMessage { message }` — bytes from the TAM, untouched | `Teep(TeepReply)`: the bytes to relay back, or `need_fetch`, or nothing (session over) |
+//! | `ProcessOtrpMessage { message }` — an OTrP JSON request from the TAM, untouched | `Teep(TeepReply)`: the TEE-signed OTrP response to relay (`send`), and events |
 //! | `ProvideFetch { uri, bytes }` / `FetchFailed { uri }` | `Teep(TeepReply)` |
 //! | `RequestTa { component }` / `UnrequestTa { component }` | `Ok` |
 //! | `RequestPolicyCheck { after, timeout_ms }` — wait until RequestTA/UnrequestTA moved the work generation past `after` (or the timeout) | `Work { seq }` |
@@ -42,6 +43,13 @@ pub type WireComponentId = Vec<serde_bytes::ByteBuf>;
 pub enum Request {
     /// A TEEP message from the TAM (ProcessTeepMessage).
     ProcessTeepMessage {
+        /// The bytes, exactly as received.
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
+    /// An OTrP request from the TAM (`application/otrp+json`), answered with
+    /// [`Response::Teep`] carrying the TEE-signed OTrP response.
+    ProcessOtrpMessage {
         /// The bytes, exactly as received.
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,

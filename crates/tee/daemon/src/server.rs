@@ -35,6 +35,9 @@ pub fn handle(tee: &mut Tee, req: Request, sessions: &mut Vec<u64>) -> Response 
         Request::ProcessTeepMessage { message } => {
             Ok(Response::Teep(tee.process_teep_message(&message, now)))
         }
+        Request::ProcessOtrpMessage { message } => {
+            tee.process_otrp_message(&message, now).map(Response::Teep)
+        }
         Request::ProvideFetch { uri, bytes } => {
             Ok(Response::Teep(tee.provide_fetch(&uri, bytes, now)))
         }

@@ -27,6 +27,9 @@ use crate::TeeError;
 mod batch;
 pub use batch::{BatchApplied, BatchStatus, PendingBatchReport};
 
+mod otrp;
+pub use otrp::OTRP_TEE_NAME;
+
 /// The simulated TEE firmware image; its SHA-256 is the TFW measurement every simulated
 /// device reports (a TAM's reference value for the models it serves).
 pub const TEE_IMAGE: &[u8] = b"OpenTrust simulated TEE OS 0.1 (otrp-tee-daemon)";
@@ -198,6 +201,10 @@ pub struct Tee {
     requested: BTreeSet<ComponentId>,
     unrequested: BTreeSet<ComponentId>,
     work: watch::Sender<u64>,
+    /// The trusted TAM certificates (the OTrP Agent takes their `tamid`s).
+    tam_certs: Vec<TamCert>,
+    /// The OTrP Agent, built at the first OTrP message ([`otrp`]).
+    otrp: Option<otrp_agent::OtrpAgent>,
 }
 
 impl std::fmt::Debug for Tee {
@@ -470,6 +477,8 @@ impl Tee {
             requested,
             unrequested,
             work,
+            tam_certs: options.tams.clone(),
+            otrp: None,
         })
     }
 

@@ -31,7 +31,23 @@ when a Client App calls `otrp client request-ta` / `unrequest-ta`. Failures back
 exponentially up to --backoff-max; TAM and TEE restarts are survived. Nothing is ever
 resent: TEEP tokens are one-time at both ends, so an Update cannot apply twice.
 
+With --profile otrp the Broker speaks OTrP (JSON/JOSE, application/otrp+json) instead of
+TEEP, over HTTP(S): the empty POST opens an OTrP session, the TAM's signed requests
+(GetDeviceState, CreateSD, InstallTA, ...) go to the TEE daemon untouched
+(ProcessOtrpMessage) and its signed responses go back (the GetDeviceTEEStateResponse
+wrapped in the GetDeviceStateResponse array) until 204. The TEE must trust the TAM's
+certificate (`otrp tee run --tam-cert`), which carries the TAM's tamid.
+
 With --once, one session runs and the exit code tells whether it succeeded.";
+
+/// The protocol a Broker speaks with its TAM.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ProfileArg {
+    /// TEEP: CBOR/COSE, application/teep+cbor, over HTTP(S) or CoAP.
+    Teep,
+    /// OTrP: JSON/JOSE, application/otrp+json, over HTTP(S).
+    Otrp,
+}
 
 #[derive(Args, Debug)]
 struct RunArgs {
@@ -66,6 +82,10 @@ struct RunArgs {
     /// Run one session and exit (0 on success).
     #[arg(long)]
     once: bool,
+    /// The protocol spoken with the TAM: teep (CBOR/COSE) or otrp (JSON/JOSE, HTTP(S)
+    /// only; the TAM must serve application/otrp+json).
+    #[arg(long, value_enum, default_value = "teep")]
+    profile: ProfileArg,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -98,6 +118,15 @@ fn run_broker(a: &RunArgs) -> Result<ExitCode, String> {
     cfg.backoff_max = secs(a.backoff_max, "backoff-max")?;
     cfg.http_timeout = secs(a.http_timeout, "http-timeout")?;
     cfg.coap_block_size = a.coap_block_size;
+    cfg.profile = match a.profile {
+        ProfileArg::Teep => otrp_broker::Profile::Teep,
+        ProfileArg::Otrp => {
+            if otrp_broker::is_coap_url(&a.tam) {
+                return Err("--profile otrp runs over HTTP(S) only, not coap://".into());
+            }
+            otrp_broker::Profile::Otrp
+        }
+    };
     let mut broker = Broker::new(cfg).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
