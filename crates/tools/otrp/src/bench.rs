@@ -7,7 +7,10 @@
 //!   datagrams are counted by running `otrp-coap`'s sans-IO client and server cores
 //!   against each other in memory (Block2 download of the message at the largest block
 //!   size whose datagrams fit the LoRaWAN frame) — and counts LoRaWAN frames at DR0 (51 B
-//!   payload) and DR5 (222 B).
+//!   payload) and DR5 (222 B). TEEP is built in both wire profiles (standard and compact,
+//!   docs/CONSTRAINED.md), over incompressible images and over the real sample TAs
+//!   (`tas/dist/*.wasm`) published compressed; the overhead of a signed Update is its
+//!   size minus its payload.
 //! * `batch` compares the TAM's CPU time and signatures per device in batch mode (one
 //!   package per batch, then one verified report per device) and per-device mode (a whole
 //!   TEEP session per device on the TAM core over a SQLite temp store).
@@ -31,7 +34,7 @@ use otrp_suit::{ComponentId, Envelope, ManifestDependency, TaManifestBuilder};
 use otrp_suit_processor::delta::{DELTA_KEY, FULL_KEY};
 use otrp_tam::batch::{build_package, encrypt_for_batch, verify_report, CountingProvider};
 use otrp_tam::{Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys};
-use otrp_teep::{TeepMessage, Update};
+use otrp_teep::{TeepMessage, Update, WireProfile};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::{json, Value};
@@ -191,37 +194,52 @@ struct Keys {
     device: PrivateKey,
 }
 
-fn sign_update(keys: &Keys, up: Update) -> Result<Vec<u8>> {
-    otrp_teep::signed::sign1(
+fn sign_update(keys: &Keys, up: Update, profile: WireProfile) -> Result<Vec<u8>> {
+    otrp_teep::signed::sign1_profile(
         provider(),
         &keys.tam,
         &TeepMessage::Update(up),
         AlgIdGeneration::New,
+        profile,
     )
     .map_err(|e| anyhow!("TEEP signing: {e}"))
 }
 
-fn token() -> Vec<u8> {
-    vec![0x5a; 16]
+/// A token of the profile's length (the TAM draws it at random; its value does not
+/// change the size).
+fn token(profile: WireProfile) -> Vec<u8> {
+    vec![0x5a; profile.token_len()]
+}
+
+/// The SUIT signing options of a profile (compact: no kid).
+fn suit_opts(profile: WireProfile) -> SignOptions {
+    match profile {
+        WireProfile::Standard => SignOptions::default(),
+        WireProfile::Compact => otrp_suit::compact_sign_options(),
+    }
 }
 
 /// A delta-capable SP-signed envelope of `image` (bases: images it can patch), with the
-/// given integrated payload variant.
+/// given integrated payload variant; `#tc` compressed when `compress`, as `otrp sp
+/// publish --compress` signs it (the TAM forwards the SP's envelope as registered).
 fn ta_envelope(
     keys: &Keys,
     seq: u64,
     image: &[u8],
     bases: &[&[u8]],
     delta: Option<&[u8]>,
+    compress: bool,
+    profile: WireProfile,
 ) -> Result<Vec<u8>> {
-    let full = otrp_tam::delta::delta_capable_envelope(
+    let full = otrp_tam::delta::delta_capable_envelope_profile(
         provider(),
         &keys.sp,
         &component(),
         seq,
         image,
         bases,
-        true,
+        compress,
+        profile,
     )
     .map_err(|e| anyhow!("SUIT: {e}"))?;
     let Some(base) = delta else { return Ok(full) };
@@ -233,18 +251,24 @@ fn ta_envelope(
 }
 
 /// A plain (uncompressed, integrated) SP-signed envelope: the payload-overhead baseline.
-fn plain_envelope(keys: &Keys, image: &[u8]) -> Result<Vec<u8>> {
+fn plain_envelope(keys: &Keys, image: &[u8], profile: WireProfile) -> Result<Vec<u8>> {
     TaManifestBuilder::new(component(), 1)
         .image_of(image)
         .integrated_payload(FULL_KEY, image.to_vec())
-        .build_signed(provider(), &keys.sp, &SignOptions::default())
+        .compact(profile == WireProfile::Compact)
+        .build_signed(provider(), &keys.sp, &suit_opts(profile))
         .and_then(|e| e.encode())
         .map_err(|e| anyhow!("SUIT: {e}"))
 }
 
 /// The personalization manifest of TEEP App. E example 3: data encrypted to the device
 /// (ECDH-ES+A128KW, A128GCM), depending on the TA's manifest.
-fn pdata_envelope(keys: &Keys, ta_env: &[u8], pdata: &[u8]) -> Result<Vec<u8>> {
+fn pdata_envelope(
+    keys: &Keys,
+    ta_env: &[u8],
+    pdata: &[u8],
+    profile: WireProfile,
+) -> Result<Vec<u8>> {
     let ta = Envelope::decode(ta_env).map_err(|e| anyhow!("SUIT: {e}"))?;
     let PrivateKey::P256(sk) = &keys.device else {
         bail!("the device key is P-256")
@@ -258,6 +282,7 @@ fn pdata_envelope(keys: &Keys, ta_env: &[u8], pdata: &[u8]) -> Result<Vec<u8>> {
             size: ta_env.len() as u64,
             uri: "https://tam.example/ta.suit".into(),
         })
+        .compact(profile == WireProfile::Compact)
         .encrypt_payload(
             provider(),
             &mut rng,
@@ -268,24 +293,28 @@ fn pdata_envelope(keys: &Keys, ta_env: &[u8], pdata: &[u8]) -> Result<Vec<u8>> {
             },
             otrp_cose::encrypt::ContentAlg::A128Gcm,
         )
-        .and_then(|b| b.build_signed(provider(), &keys.sp, &SignOptions::default()))
+        .and_then(|b| b.build_signed(provider(), &keys.sp, &suit_opts(profile)))
         .and_then(|e| e.encode())
         .map_err(|e| anyhow!("SUIT: {e}"))
 }
 
-fn teep_install(keys: &Keys, env: Vec<u8>) -> Result<Vec<u8>> {
-    sign_update(
-        keys,
-        Update::new().with_token(token()).with_manifests(vec![env]),
-    )
-}
-
-fn teep_delete(keys: &Keys) -> Result<Vec<u8>> {
+fn teep_install(keys: &Keys, env: Vec<u8>, profile: WireProfile) -> Result<Vec<u8>> {
     sign_update(
         keys,
         Update::new()
-            .with_token(token())
+            .with_token(token(profile))
+            .with_manifests(vec![env]),
+        profile,
+    )
+}
+
+fn teep_delete(keys: &Keys, profile: WireProfile) -> Result<Vec<u8>> {
+    sign_update(
+        keys,
+        Update::new()
+            .with_token(token(profile))
             .with_unneeded_manifest_list(vec![otrp_teep::ComponentId(component().0)]),
+        profile,
     )
 }
 
@@ -472,11 +501,65 @@ fn coap_for_frame(message: &[u8], frame: usize) -> Result<Option<CoapCost>> {
 // ---------------------------------------------------------------------------------------
 // bench wire
 
-/// (operation, OTrP message, TEEP message, payload bytes).
-type Case = (&'static str, Option<Vec<u8>>, Vec<u8>, usize);
+/// Where the TA image of a row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Random bytes: incompressible. The SP publishes them uncompressed (DEFLATE would
+    /// only add its chunk framing).
+    Random,
+    /// The real sample TAs (`tas/dist/*.wasm`, 86,872 B), concatenated and cycled to the
+    /// size; the SP publishes the image DEFLATE-compressed (`otrp sp publish --compress`).
+    Wasm,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Random => "random",
+            Source::Wasm => "wasm",
+        }
+    }
+    fn compress(self) -> bool {
+        self == Source::Wasm
+    }
+    fn image(self, seed: u64, size: usize) -> Vec<u8> {
+        match self {
+            Source::Random => {
+                let mut v = vec![0u8; size];
+                ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut v);
+                v
+            }
+            Source::Wasm => real_tas().iter().copied().cycle().take(size).collect(),
+        }
+    }
+}
+
+/// The three sample TAs as built and committed (`scripts/build-tas.sh`), concatenated.
+/// Each 4 KiB chunk is compressed on its own, so the repeats beyond 86,872 B (at 256 KiB)
+/// compress no better than the first copy.
+fn real_tas() -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(include_bytes!("../../../../tas/dist/drone-geofence.wasm"));
+    v.extend_from_slice(include_bytes!("../../../../tas/dist/smart-lock.wasm"));
+    v.extend_from_slice(include_bytes!("../../../../tas/dist/payment-signer.wasm"));
+    v
+}
+
+/// One operation's messages in both TEEP profiles: (TEEP standard, TEEP compact), and
+/// the OTrP messages carrying the same SUIT envelopes as each.
+struct Case {
+    op: &'static str,
+    otrp: Option<(Vec<u8>, Vec<u8>)>,
+    /// OTrP carrying the uncompressed image (OTrP itself defines no compression).
+    otrp_raw: Option<usize>,
+    teep: Vec<u8>,
+    compact: Vec<u8>,
+    payload: usize,
+}
 
 struct Overhead {
     size: usize,
+    profile: WireProfile,
     total: usize,
     teep_cose: usize,
     suit: usize,
@@ -484,17 +567,126 @@ struct Overhead {
 
 struct Row {
     op: &'static str,
+    source: Source,
     size: usize,
     otrp: Option<usize>,
+    otrp_compact: Option<usize>,
+    otrp_raw: Option<usize>,
     teep: usize,
+    compact: usize,
     payload: usize,
     dr0: Option<CoapCost>,
     dr5: Option<CoapCost>,
+    dr0_compact: Option<CoapCost>,
+    dr5_compact: Option<CoapCost>,
 }
 
 fn frames(bytes: usize, frame: usize) -> usize {
     bytes.div_ceil(frame)
 }
+
+fn profile_name(p: WireProfile) -> &'static str {
+    match p {
+        WireProfile::Standard => "standard",
+        WireProfile::Compact => "compact",
+    }
+}
+
+fn payload_len(env: &[u8], key: &str) -> usize {
+    Envelope::decode(env)
+        .ok()
+        .and_then(|e| e.integrated_payload(key).map(<[u8]>::len))
+        .unwrap_or(0)
+}
+
+fn cases(keys: &Keys, source: Source, i: usize, size: usize, pdata: &[u8]) -> Result<Vec<Case>> {
+    use WireProfile::{Compact, Standard};
+    let seed = 10 + i as u64 + if source == Source::Random { 100 } else { 0 };
+    let v1 = source.image(seed, size);
+    let v2 = five_percent_changed(&v1, 20 + i as u64);
+    let c = source.compress();
+    let env1 = |p| ta_envelope(keys, 1, &v1, &[], None, c, p);
+    let env2_full = |p| ta_envelope(keys, 2, &v2, &[&v1], None, c, p);
+    let env2_delta = |p| ta_envelope(keys, 2, &v2, &[&v1], Some(&v1), c, p);
+    let (e1s, e1c) = (env1(Standard)?, env1(Compact)?);
+    let (e2s, e2c) = (env2_full(Standard)?, env2_full(Compact)?);
+    let (pds, pdc) = (
+        pdata_envelope(keys, &e1s, pdata, Standard)?,
+        pdata_envelope(keys, &e1c, pdata, Compact)?,
+    );
+    // OTrP has no compression of its own: what it would carry for the plain image.
+    let raw = |seq, img: &[u8], bases: &[&[u8]]| -> Result<Option<Vec<u8>>> {
+        if !c {
+            return Ok(None);
+        }
+        ta_envelope(keys, seq, img, bases, None, false, Standard).map(Some)
+    };
+    let raw1 = raw(1, &v1, &[])?;
+    let raw2 = raw(2, &v2, &[&v1])?;
+    Ok(vec![
+        Case {
+            op: "install",
+            otrp: Some((otrp_install(keys, &e1s)?, otrp_install(keys, &e1c)?)),
+            otrp_raw: raw1
+                .as_deref()
+                .map(|e| otrp_install(keys, e).map(|m| m.len()))
+                .transpose()?,
+            payload: payload_len(&e1s, FULL_KEY),
+            teep: teep_install(keys, e1s, Standard)?,
+            compact: teep_install(keys, e1c, Compact)?,
+        },
+        Case {
+            op: "update (full)",
+            otrp: Some((
+                otrp_update(keys, Some(&e2s), None)?,
+                otrp_update(keys, Some(&e2c), None)?,
+            )),
+            otrp_raw: raw2
+                .as_deref()
+                .map(|e| otrp_update(keys, Some(e), None).map(|m| m.len()))
+                .transpose()?,
+            payload: payload_len(&e2s, FULL_KEY),
+            teep: teep_install(keys, e2s, Standard)?,
+            compact: teep_install(keys, e2c, Compact)?,
+        },
+        {
+            let (ds, dc) = (env2_delta(Standard)?, env2_delta(Compact)?);
+            Case {
+                op: "update (delta 5%)",
+                otrp: None,
+                otrp_raw: None,
+                payload: payload_len(&ds, DELTA_KEY),
+                teep: teep_install(keys, ds, Standard)?,
+                compact: teep_install(keys, dc, Compact)?,
+            }
+        },
+        Case {
+            op: "personalization",
+            otrp: Some((
+                otrp_update(keys, None, Some(pdata))?,
+                otrp_update(keys, None, Some(pdata))?,
+            )),
+            otrp_raw: None,
+            payload: pdata.len(),
+            teep: teep_install(keys, pds, Standard)?,
+            compact: teep_install(keys, pdc, Compact)?,
+        },
+        Case {
+            op: "delete",
+            otrp: Some((otrp_delete(keys)?, otrp_delete(keys)?)),
+            otrp_raw: None,
+            payload: 0,
+            teep: teep_delete(keys, Standard)?,
+            compact: teep_delete(keys, Compact)?,
+        },
+    ])
+}
+
+/// The limit of TEEP/OTrP for a large payload carried by both: OTrP encrypts it
+/// (AES-CBC, +≤16 B), base64-encodes it into the TA package, and the package travels
+/// inside the base64url JWS payload: 4/3 · 4/3 = 16/9 bytes per payload byte, where
+/// CBOR carries the bytes once. 9/16 = 0.5625.
+const STRUCTURAL_FLOOR: f64 = 9.0 / 16.0;
 
 fn wire(args: &WireArgs) -> Result<()> {
     let keys = Keys {
@@ -507,149 +699,150 @@ fn wire(args: &WireArgs) -> Result<()> {
     let mut pdata = vec![0u8; PDATA_LEN];
     ChaCha20Rng::seed_from_u64(4).fill_bytes(&mut pdata);
     for (i, &size) in SIZES.iter().enumerate() {
-        let v1 = ta_image(10 + i as u64, size);
-        let v2 = five_percent_changed(&v1, 20 + i as u64);
         // Overhead of a signed TEEP Update beyond its payload: plain integrated image.
-        let plain_env = plain_envelope(&keys, &v1)?;
-        let plain = teep_install(&keys, plain_env.clone())?;
-        overheads.push(Overhead {
-            size,
-            total: plain.len() - size,
-            teep_cose: plain.len() - plain_env.len(),
-            suit: plain_env.len() - size,
-        });
-
-        let env1 = ta_envelope(&keys, 1, &v1, &[], None)?;
-        let env2_full = ta_envelope(&keys, 2, &v2, &[&v1], None)?;
-        let env2_delta = ta_envelope(&keys, 2, &v2, &[&v1], Some(&v1))?;
-        let delta_len = Envelope::decode(&env2_delta)
-            .ok()
-            .and_then(|e| e.integrated_payload(DELTA_KEY).map(<[u8]>::len))
-            .unwrap_or(0);
-        let full_len = Envelope::decode(&env2_full)
-            .ok()
-            .and_then(|e| e.integrated_payload(FULL_KEY).map(<[u8]>::len))
-            .unwrap_or(0);
-        let env1_len = Envelope::decode(&env1)
-            .ok()
-            .and_then(|e| e.integrated_payload(FULL_KEY).map(<[u8]>::len))
-            .unwrap_or(0);
-        let pd_env = pdata_envelope(&keys, &env1, &pdata)?;
-        let cases: Vec<Case> = vec![
-            (
-                "install",
-                Some(otrp_install(&keys, &env1)?),
-                teep_install(&keys, env1.clone())?,
-                env1_len,
-            ),
-            (
-                "update (full)",
-                Some(otrp_update(&keys, Some(&env2_full), None)?),
-                teep_install(&keys, env2_full.clone())?,
-                full_len,
-            ),
-            (
-                "update (delta 5%)",
-                None,
-                teep_install(&keys, env2_delta)?,
-                delta_len,
-            ),
-            (
-                "personalization",
-                Some(otrp_update(&keys, None, Some(&pdata))?),
-                teep_install(&keys, pd_env)?,
-                PDATA_LEN,
-            ),
-            ("delete", Some(otrp_delete(&keys)?), teep_delete(&keys)?, 0),
-        ];
-        for (op, otrp, teep, payload) in cases {
-            rows.push(Row {
-                op,
+        let v1 = Source::Random.image(10 + i as u64, size);
+        for profile in [WireProfile::Standard, WireProfile::Compact] {
+            let plain_env = plain_envelope(&keys, &v1, profile)?;
+            let plain = teep_install(&keys, plain_env.clone(), profile)?;
+            overheads.push(Overhead {
                 size,
-                otrp: otrp.map(|o| o.len()),
-                dr0: coap_for_frame(&teep, DR0)?,
-                dr5: coap_for_frame(&teep, DR5)?,
-                teep: teep.len(),
-                payload,
+                profile,
+                total: plain.len() - size,
+                teep_cose: plain.len() - plain_env.len(),
+                suit: plain_env.len() - size,
             });
         }
     }
+    for source in [Source::Random, Source::Wasm] {
+        for (i, &size) in SIZES.iter().enumerate() {
+            for c in cases(&keys, source, i, size, &pdata)? {
+                rows.push(Row {
+                    op: c.op,
+                    source,
+                    size,
+                    otrp: c.otrp.as_ref().map(|o| o.0.len()),
+                    otrp_compact: c.otrp.as_ref().map(|o| o.1.len()),
+                    otrp_raw: c.otrp_raw,
+                    dr0: coap_for_frame(&c.teep, DR0)?,
+                    dr5: coap_for_frame(&c.teep, DR5)?,
+                    dr0_compact: coap_for_frame(&c.compact, DR0)?,
+                    dr5_compact: coap_for_frame(&c.compact, DR5)?,
+                    teep: c.teep.len(),
+                    compact: c.compact.len(),
+                    payload: c.payload,
+                });
+            }
+        }
+    }
+    let ratio = |t: usize, o: Option<usize>| o.map(|o| t as f64 / o as f64);
     if args.json {
+        let coap = |c: Option<CoapCost>| {
+            c.map(|c| json!({"block": c.block, "bytes": c.bytes, "frames": c.datagrams, "largest_datagram": c.largest}))
+        };
         let out = json!({
             "frame_payload": {"DR0": DR0, "DR5": DR5},
-            "teep_update_overhead_beyond_payload": overheads.iter().map(|o| json!({"ta_size": o.size, "bytes": o.total, "teep_update_cose_sign1": o.teep_cose, "suit_envelope": o.suit})).collect::<Vec<_>>(),
+            "structural_floor_teep_vs_otrp": STRUCTURAL_FLOOR,
+            "teep_update_overhead_beyond_payload": overheads.iter().map(|o| json!({"ta_size": o.size, "profile": profile_name(o.profile), "bytes": o.total, "teep_update_cose_sign1": o.teep_cose, "suit_envelope": o.suit})).collect::<Vec<_>>(),
             "rows": rows.iter().map(|r| json!({
                 "operation": r.op,
+                "image": r.source.name(),
                 "ta_size": r.size,
                 "payload_bytes": r.payload,
                 "otrp_json_bytes": r.otrp,
+                "otrp_json_bytes_compact_envelope": r.otrp_compact,
+                "otrp_json_bytes_uncompressed_image": r.otrp_raw,
                 "teep_cbor_bytes": r.teep,
-                "teep_cbor_vs_otrp": r.otrp.map(|o| r.teep as f64 / o as f64),
+                "teep_compact_bytes": r.compact,
+                "teep_cbor_vs_otrp": ratio(r.teep, r.otrp),
+                "teep_compact_vs_otrp": ratio(r.compact, r.otrp_compact),
+                "teep_compact_vs_otrp_uncompressed_image": ratio(r.compact, r.otrp_raw),
                 "frames_raw": {
                     "otrp_DR0": r.otrp.map(|o| frames(o, DR0)),
                     "otrp_DR5": r.otrp.map(|o| frames(o, DR5)),
                     "teep_DR0": frames(r.teep, DR0),
                     "teep_DR5": frames(r.teep, DR5),
+                    "teep_compact_DR0": frames(r.compact, DR0),
+                    "teep_compact_DR5": frames(r.compact, DR5),
                 },
-                "coap": {
-                    "DR0": r.dr0.map(|c| json!({"block": c.block, "bytes": c.bytes, "frames": c.datagrams, "largest_datagram": c.largest})),
-                    "DR5": r.dr5.map(|c| json!({"block": c.block, "bytes": c.bytes, "frames": c.datagrams, "largest_datagram": c.largest})),
-                },
+                "coap": { "DR0": coap(r.dr0), "DR5": coap(r.dr5) },
+                "coap_compact": { "DR0": coap(r.dr0_compact), "DR5": coap(r.dr5_compact) },
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("Bytes TAM -> device per operation (real encoders and signers; SUIT payload compressed; OTrP signed with kid, no x5c)");
-    println!("frames: OTrP/TEEP = ceil(bytes / frame payload) (ideal fragmentation); CoAP = datagrams both ways at the largest block that fits the frame\n");
+    println!("Signed TEEP Update overhead beyond its payload (plain integrated image, ESP256 TAM and SP signatures):");
     println!(
-        "{:<18} {:>7} {:>8} {:>9} {:>9} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>17} {:>17}",
-        "operation",
-        "TA",
-        "payload",
-        "OTrP",
-        "TEEP",
-        "T/O",
-        "OTrP@0",
-        "TEEP@0",
-        "OTrP@5",
-        "TEEP@5",
-        "CoAP DR0 B/fr(blk)",
-        "CoAP DR5 B/fr(blk)"
+        "{:<8} {:>9} {:>9} {:>18} {:>14}",
+        "TA", "profile", "overhead", "TEEP COSE_Sign1", "SUIT envelope"
     );
-    for r in &rows {
-        let coap = |c: Option<CoapCost>| {
-            c.map(|c| format!("{}/{}({})", c.bytes, c.datagrams, c.block))
-                .unwrap_or_else(|| "does not fit".into())
-        };
-        let o = |f: &dyn Fn(usize) -> String| r.otrp.map(f).unwrap_or_else(|| "-".into());
-        println!(
-            "{:<18} {:>7} {:>8} {:>9} {:>9} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>17} {:>17}",
-            r.op,
-            kib(r.size),
-            r.payload,
-            o(&|x| x.to_string()),
-            r.teep,
-            o(&|x| format!("{:.2}", r.teep as f64 / x as f64)),
-            o(&|x| frames(x, DR0).to_string()),
-            frames(r.teep, DR0),
-            o(&|x| frames(x, DR5).to_string()),
-            frames(r.teep, DR5),
-            coap(r.dr0),
-            coap(r.dr5),
-        );
-    }
-    println!();
     for o in &overheads {
         println!(
-            "signed TEEP Update overhead beyond a plain {} payload: {} B = {} B TEEP Update in COSE_Sign1 (token, kid, signature) + {} B SUIT envelope (manifest, SP COSE_Sign1)",
+            "{:<8} {:>9} {:>7} B {:>16} B {:>12} B",
             kib(o.size),
+            profile_name(o.profile),
             o.total,
             o.teep_cose,
             o.suit
         );
     }
-    println!("payload = bytes the operation carries (install/update: compressed image; delta: patch; personalization: plaintext data)");
+    println!("(bound: 300 B; standard = thumbprint kids, 16-byte token; compact = no kids, 8-byte token, no image-size for an integrated payload)\n");
+    println!("Bytes TAM -> device per operation (real encoders and signers; OTrP signed with kid, no x5c, carrying the same SUIT envelope as the TEEP message it is compared with)");
+    println!("image: random = incompressible, published uncompressed; wasm = tas/dist/*.wasm cycled, published DEFLATE-compressed (sp publish --compress)");
+    println!("T/O = TEEP standard / OTrP; C/O = TEEP compact / OTrP; C/Ou = TEEP compact / OTrP carrying the uncompressed image (OTrP has no compression)");
+    println!("frames: ceil(bytes / frame payload); CoAP = datagrams both ways at the largest block that fits the frame (TEEP standard | compact)\n");
+    println!(
+        "{:<18} {:<6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>5} {:>5} {:>5} | {:>6} {:>6} {:>6} | {:>16} {:>16} | {:>16} {:>16}",
+        "operation",
+        "image",
+        "TA",
+        "payload",
+        "OTrP",
+        "TEEP",
+        "compact",
+        "T/O",
+        "C/O",
+        "C/Ou",
+        "OTrP@0",
+        "TEEP@0",
+        "cmp@0",
+        "CoAP DR0 std",
+        "CoAP DR0 cmp",
+        "CoAP DR5 std",
+        "CoAP DR5 cmp"
+    );
+    let coap = |c: Option<CoapCost>| {
+        c.map(|c| format!("{}/{}({})", c.bytes, c.datagrams, c.block))
+            .unwrap_or_else(|| "does not fit".into())
+    };
+    let r2 = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
+    for r in &rows {
+        println!(
+            "{:<18} {:<6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>5} {:>5} {:>5} | {:>6} {:>6} {:>6} | {:>16} {:>16} | {:>16} {:>16}",
+            r.op,
+            r.source.name(),
+            kib(r.size),
+            r.payload,
+            r.otrp.map_or_else(|| "-".into(), |x| x.to_string()),
+            r.teep,
+            r.compact,
+            r2(ratio(r.teep, r.otrp)),
+            r2(ratio(r.compact, r.otrp_compact)),
+            r2(ratio(r.compact, r.otrp_raw)),
+            r.otrp.map_or_else(|| "-".into(), |x| frames(x, DR0).to_string()),
+            frames(r.teep, DR0),
+            frames(r.compact, DR0),
+            coap(r.dr0),
+            coap(r.dr0_compact),
+            coap(r.dr5),
+            coap(r.dr5_compact),
+        );
+    }
+    println!();
+    println!("payload = bytes the operation carries (install/update: the image as published, compressed for wasm; delta: patch; personalization: plaintext data)");
+    println!(
+        "structural floor of TEEP/OTrP when both carry the same large payload: 9/16 = {STRUCTURAL_FLOOR:.4} (OTrP base64-encodes it twice, 4/3 * 4/3)"
+    );
     Ok(())
 }
 
