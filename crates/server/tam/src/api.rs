@@ -493,6 +493,10 @@ async fn create_sd(
         Err(e) => return audited(&s, &c, "sd.create", &req.name, Err(e)).await,
     };
     let rec = s.admin.create_sd(&c, &req.name, &req.sp_id, now()).await?;
+    // The same signer is the SP's OTrP `spcert` (CreateSD content).
+    if let Some(leaf) = pem_chain(&req.signer_chain_pem, "SP signer chain")?.first() {
+        crate::otrp::register_sp_cert(&s, &req.sp_id, leaf).await?;
+    }
     let r = async {
         let desc = SdDescriptor {
             name: req.name.as_bytes().to_vec(),
@@ -540,6 +544,87 @@ async fn create_sd(
     }
     .await;
     let out = audited(&s, &c, "sd.manifest", &req.name, r).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `POST /api/v1/sp/certs`: an SP's TA-signer certificate for OTrP.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpCertIn {
+    /// The SP (default: the caller; only the OEM may name another SP).
+    #[serde(default)]
+    pub sp_id: Option<String>,
+    /// The TA-signer certificate chain (PEM, leaf first), chained to the SP root; the
+    /// leaf is sent as `spcert` in the OTrP CreateSD of the SP's SDs.
+    pub cert_pem: String,
+}
+
+/// A registered SP certificate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpCertOut {
+    /// The SP.
+    pub sp_id: String,
+    /// Subject of the certificate.
+    pub subject: String,
+    /// RFC 9679 thumbprint of its key (hex).
+    pub key_thumbprint: String,
+}
+
+/// Registers an SP's TA-signer certificate as its OTrP `spcert` (CreateSD). The chain
+/// must lead to the SP root. Idempotent; the newest registration is used.
+#[utoipa::path(post, path = "/api/v1/sp/certs", tag = "sds", request_body = SpCertIn,
+    responses((status = 201, body = SpCertOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn register_sp_cert(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    Json(req): Json<SpCertIn>,
+) -> ApiResult<(StatusCode, Json<SpCertOut>)> {
+    let c = caller(&s, &h).await?;
+    let sp_id = match (&req.sp_id, c.account.kind) {
+        (Some(id), AccountKind::Oem) => id.clone(),
+        (None, AccountKind::Sp) => c.account.id.clone(),
+        (Some(id), AccountKind::Sp) if *id == c.account.id => id.clone(),
+        (None, _) => {
+            return Err(ApiError::bad(
+                "sp_id missing",
+                "the OEM names the SP the certificate is for (`sp_id`)",
+            ))
+        }
+        _ => {
+            return audited(
+                &s,
+                &c,
+                "sp.cert",
+                req.sp_id.as_deref().unwrap_or(""),
+                Err(
+                    AdminError::Forbidden("an SP registers certificates for itself only".into())
+                        .into(),
+                ),
+            )
+            .await
+        }
+    };
+    let r = async {
+        let key = sp_signer(&s, &req.cert_pem)?;
+        let chain = pem_chain(&req.cert_pem, "SP signer chain")?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| ApiError::bad("empty chain", "send the chain, leaf first"))?;
+        let info = otrp_pki::cert::CertInfo::from_der(leaf).map_err(|e| {
+            ApiError::bad(
+                format!("SP certificate: {e}"),
+                "send a DER/PEM X.509 certificate",
+            )
+        })?;
+        crate::otrp::register_sp_cert(&s, &sp_id, leaf).await?;
+        Ok(SpCertOut {
+            sp_id: sp_id.clone(),
+            subject: info.subject,
+            key_thumbprint: hex::encode(cose_key_thumbprint(&key, s.provider)),
+        })
+    }
+    .await;
+    let out = audited(&s, &c, "sp.cert", &sp_id, r).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -1983,8 +2068,8 @@ impl Modify for BearerAuth {
 /// The OpenAPI document of the admin API (served at `/openapi.json`).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "OpenTrust TAM admin API", description = "Accounts, SDs, devices, the TA catalog, deployments and the audit log of an OpenTrust TAM. TEEP itself is served at POST /tam (application/teep+cbor)."),
-    paths(whoami, create_account, list_accounts, approve_sp, create_sd, list_sds,
+    info(title = "OpenTrust TAM admin API", description = "Accounts, SDs, devices, the TA catalog, deployments and the audit log of an OpenTrust TAM. TEEP itself is served at POST /tam (application/teep+cbor), and OTrP at the same URI (application/otrp+json)."),
+    paths(whoami, create_account, list_accounts, approve_sp, create_sd, list_sds, register_sp_cert,
         register_device, list_devices, set_tags, revoke_device,
         upload_component, list_components, get_component, cosign,
         create_deployment, list_deployments, get_deployment, pause, resume, abort,
@@ -2001,6 +2086,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/accounts", post(create_account).get(list_accounts))
         .route("/api/v1/sps/{id}/approve", post(approve_sp))
         .route("/api/v1/sds", post(create_sd).get(list_sds))
+        .route("/api/v1/sp/certs", post(register_sp_cert))
         .route("/api/v1/devices", post(register_device).get(list_devices))
         .route("/api/v1/devices/{id}/tags", post(set_tags))
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))

@@ -16,6 +16,11 @@
 //! reference_refresh_secs = 2              # reload reference values from the store
 //! coap_listen = "127.0.0.1:5683"         # optional TEEP over CoAP (UDP) at /teep
 //! coap_block_size = 1024                 # 16–1024 (power of two)
+//! signing_cert = "/etc/otrp/tam-chain.pem" # TAM certificate chain of signing_key (OTrP)
+//!
+//! [[otrp_oem_authorization]]             # OTrP CreateSD on OEM-gated devices
+//! sp = "bank"
+//! file = "/etc/otrp/oemauth-bank.cose"   # the OEM's OemAuthorization (COSE_Sign1)
 //!
 //! [[reference]]
 //! model = "door-lock"
@@ -45,6 +50,17 @@ pub struct ReferenceConfig {
     /// Accepted hardware versions; empty accepts any.
     #[serde(default)]
     pub hwversions: Vec<String>,
+}
+
+/// An OEM authorization of this TAM for one SP (OTrP, OEM-gated devices): the OEM's
+/// `OemAuthorization` COSE_Sign1 over (SP, TAM key), sent with that SP's CreateSD.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OemAuthorizationConfig {
+    /// The SP account id.
+    pub sp: String,
+    /// File holding the COSE_Sign1 bytes (binary).
+    pub file: PathBuf,
 }
 
 /// The management configuration, as spelled in the config file and on the command line.
@@ -88,6 +104,10 @@ pub struct ServerConfig {
     pub key: Option<PathBuf>,
     /// TAM signing key (PKCS#8 PEM), when not taken from `pki`.
     pub signing_key: Option<PathBuf>,
+    /// TAM certificate chain (PEM, leaf first) of `signing_key`, when not taken from
+    /// `pki`: OTrP sends it as `x5c` and takes the TAM's `tamid` from its SAN. Without it
+    /// (and without `pki`) OTrP JSON is answered 415.
+    pub signing_cert: Option<PathBuf>,
     /// Second TAM signing key of the other mandatory algorithm (PKCS#8 PEM); default:
     /// derived from `signing_key` with HKDF so every replica holds the same one.
     pub second_signing_key: Option<PathBuf>,
@@ -124,6 +144,8 @@ pub struct ServerConfig {
     pub coap_listen: Option<SocketAddr>,
     /// CoAP block size in bytes (16, 32, …, 1024; RFC 7959).
     pub coap_block_size: usize,
+    /// OEM authorizations of this TAM per SP for OTrP CreateSD on OEM-gated devices.
+    pub otrp_oem_authorization: Vec<OemAuthorizationConfig>,
 }
 
 /// Default listen address.
@@ -139,6 +161,7 @@ impl Default for ServerConfig {
             cert: None,
             key: None,
             signing_key: None,
+            signing_cert: None,
             second_signing_key: None,
             tee_roots: None,
             require_tfw_endorsement: false,
@@ -155,6 +178,7 @@ impl Default for ServerConfig {
             reference_refresh_secs: 2,
             coap_listen: None,
             coap_block_size: 1024,
+            otrp_oem_authorization: Vec::new(),
         }
     }
 }
@@ -215,6 +239,21 @@ impl ServerConfig {
             Some(u) => u.clone(),
             None => format!("sqlite:{}", self.data_dir.join("tam.db").display()),
         }
+    }
+
+    /// The OTrP OEM authorizations, read from their files (`(sp, COSE bytes)`).
+    pub fn otrp_oem_authorizations(&self) -> Result<Vec<(String, Vec<u8>)>, ConfigError> {
+        self.otrp_oem_authorization
+            .iter()
+            .map(|a| {
+                std::fs::read(&a.file)
+                    .map(|bytes| (a.sp.clone(), bytes))
+                    .map_err(|source| ConfigError::Read {
+                        path: a.file.clone(),
+                        source,
+                    })
+            })
+            .collect()
     }
 
     /// The reference values, decoded.

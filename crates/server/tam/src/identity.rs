@@ -61,6 +61,9 @@ pub struct Identity {
     pub signing_key: PrivateKey,
     /// Both TEEP keys (P-256 and Ed25519).
     pub keys: TamKeys,
+    /// The certificate chain of `signing_key` (DER, leaf first; empty when unknown): OTrP
+    /// sends it as `x5c` and its leaf carries the `tamid`.
+    pub tam_chain: Vec<Vec<u8>>,
     /// Roots for TEE attestation certificates.
     pub tee_roots: Option<TrustStore>,
     /// Roots for trusted-firmware (TFW) certificates, which endorse the TEE measurement.
@@ -76,6 +79,7 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("tls", &self.tls.as_ref().map(|(c, _)| c.len()))
             .field("signing_key", &self.signing_key.key_type())
+            .field("tam_chain", &self.tam_chain.len())
             .field("tee_roots", &self.tee_roots.as_ref().map(TrustStore::len))
             .field("sp_roots", &self.sp_roots.as_ref().map(TrustStore::len))
             .finish_non_exhaustive()
@@ -185,10 +189,15 @@ impl Identity {
         let tam = pki.first_issued(CertKind::Tam)?;
         let signing = pki.private_key(&tam.key)?;
         let keys = tam_keys(&signing, None)?;
+        let tam_chain = certs(pki.file(&tam.chain)?, &tam.chain)?
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect();
         Ok(Identity {
             tls: Some((chain, Arc::new(key))),
             signing_key: signing,
             keys,
+            tam_chain,
             tee_roots: Some(pki.trust_store(CaRole::Tee)?),
             tfw_roots: Some(pki.trust_store(CaRole::Tfw)?),
             sp_roots: Some(pki.trust_store(CaRole::Sp)?),
@@ -214,6 +223,8 @@ impl Identity {
             (Some(mut id), Some(s)) => {
                 id.keys = tam_keys(&s, second)?;
                 id.signing_key = s;
+                // The PKI's TAM certificate is another key's now.
+                id.tam_chain = Vec::new();
                 id
             }
             (Some(mut id), None) => {
@@ -226,6 +237,7 @@ impl Identity {
                 tls: None,
                 keys: tam_keys(&s, second)?,
                 signing_key: s,
+                tam_chain: Vec::new(),
                 tee_roots: None,
                 tfw_roots: None,
                 sp_roots: None,
@@ -236,6 +248,12 @@ impl Identity {
                     .into(),
             )),
         };
+        if let Some(p) = &config.signing_cert {
+            id.tam_chain = certs(&read(p)?, &p.display().to_string())?
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect();
+        }
         match (&config.cert, &config.key) {
             (Some(c), Some(k)) => {
                 let chain = certs(&read(c)?, &c.display().to_string())?;

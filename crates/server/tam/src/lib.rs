@@ -2,8 +2,11 @@
 //!
 //! * **TEEP over HTTP** at `POST /tam`, per draft-ietf-teep-otrp-over-http-15 ([`teep`]):
 //!   `application/teep+cbor`, an empty body opens a session, 200 with a message, 204 when
-//!   done, 415 / 406 / 413, the §4 response headers. OTrP JSON is answered 415 (the core
-//!   runs TEEP sessions only).
+//!   done, 415 / 406 / 413, the §4 response headers.
+//! * **OTrP JSON over HTTP** at the same `POST /tam` ([`otrp`]): `application/otrp+json`
+//!   runs the OTrP session core (GetDeviceState, CreateSD, InstallTA, …) over the same
+//!   catalog and deployments; answered 415 with the reason when the TAM key cannot do
+//!   OTrP (Ed25519, or no TAM certificate).
 //! * **TEEP over CoAP** (optional, `coap_listen`) at `/teep` ([`coap`]): the same session
 //!   processing over UDP with block-wise transfer (2.04 with or without payload, 4.xx/5.xx).
 //! * **Admin REST API** under `/api/v1` ([`api`]) with bearer API tokens, tenancy from the
@@ -32,6 +35,7 @@ pub mod coap;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod otrp;
 pub mod publish;
 pub mod reference;
 pub mod sd;

@@ -6,6 +6,8 @@
 //! | `otrp_http_request_duration_seconds` | histogram | `route` |
 //! | `otrp_teep_exchanges_total` | counter | `outcome` = `query_request` \| `update` \| `done` \| `refused` \| `failed` |
 //! | `otrp_teep_processing_seconds` | histogram | `outcome` |
+//! | `otrp_otrp_exchanges_total` | counter | `outcome` = `get_device_state` \| `create_sd` \| `update_sd` \| `delete_sd` \| `install_ta` \| `update_ta` \| `delete_ta` \| `done` \| `refused` \| `failed` |
+//! | `otrp_otrp_processing_seconds` | histogram | `outcome` |
 //! | `otrp_attestation_failures_total` | counter | `reason` |
 //! | `otrp_admin_actions_total` | counter | `action`, `result` |
 //!
@@ -24,6 +26,10 @@ pub const HTTP_DURATION: &str = "otrp_http_request_duration_seconds";
 pub const TEEP_EXCHANGES: &str = "otrp_teep_exchanges_total";
 /// TEEP core processing latency.
 pub const TEEP_PROCESSING: &str = "otrp_teep_processing_seconds";
+/// OTrP JSON exchange counter.
+pub const OTRP_EXCHANGES: &str = "otrp_otrp_exchanges_total";
+/// OTrP session core processing latency.
+pub const OTRP_PROCESSING: &str = "otrp_otrp_processing_seconds";
 /// Attestation failures.
 pub const ATTESTATION_FAILURES: &str = "otrp_attestation_failures_total";
 /// Admin actions.
@@ -56,6 +62,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 TEEP_PROCESSING,
                 metrics::Unit::Seconds,
                 "TAM core processing time of one TEEP message"
+            );
+            metrics::describe_counter!(OTRP_EXCHANGES, "OTrP JSON messages processed by outcome");
+            metrics::describe_histogram!(
+                OTRP_PROCESSING,
+                metrics::Unit::Seconds,
+                "TAM core processing time of one OTrP message"
             );
             metrics::describe_counter!(ATTESTATION_FAILURES, "refused evidence by reason");
             metrics::describe_counter!(ADMIN_ACTIONS, "admin API actions by result");

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use otrp_crypto::CryptoProvider;
 use otrp_store::{AccountKind, SqlStore, Store};
-use otrp_tam::{Admin, EatVerifier, Policy, Tam, TamConfig};
+use otrp_tam::{Admin, EatVerifier, OtrpSession, Policy, Tam, TamConfig};
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
@@ -68,6 +68,9 @@ pub struct AppState {
     pub tam: Tam,
     /// The evidence verifier (the cached reference values the admin API updates).
     pub verifier: Arc<ServerVerifier>,
+    /// The OTrP session core over the same store, or why this TAM's identity cannot serve
+    /// OTrP (then `application/otrp+json` is answered 415 with that reason).
+    pub otrp: Result<OtrpSession, String>,
     /// The admin side (tenancy, catalog, deployments).
     pub admin: Admin,
     /// The store.
@@ -171,11 +174,19 @@ impl AppState {
             tam_config,
             provider,
         );
+        let oem_authorizations = config.otrp_oem_authorizations()?;
+        let otrp = crate::otrp::session_config(&identity, &config, oem_authorizations)
+            .map(|c| OtrpSession::new(store.clone(), c, provider));
+        match &otrp {
+            Ok(_) => tracing::debug!("OTrP JSON served at POST /tam"),
+            Err(why) => tracing::info!(%why, "OTrP JSON not served"),
+        }
         let policy: Policy = config.policy.into();
         let admin = Admin::new(store.clone(), provider, policy);
         Ok(AppState {
             tam,
             verifier,
+            otrp,
             admin,
             store,
             identity,

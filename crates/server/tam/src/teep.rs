@@ -1,9 +1,12 @@
 //! TEEP over HTTP, the TAM side (draft-ietf-teep-otrp-over-http-15 §4, §6).
 //!
 //! * Only `POST` on the TAM URI (`/tam`); other methods get 405 with `Allow: POST`.
-//! * A non-empty body must be `Content-Type: application/teep+cbor`, else **415**
-//!   (`application/otrp+json` too: the TAM core runs TEEP sessions only, the 415 body says
-//!   so); the request must accept `application/teep+cbor` (`Accept` with that type,
+//! * `Content-Type: application/otrp+json`, or no `Content-Type` with an `Accept` that
+//!   names `application/otrp+json` and not `application/teep+cbor`, is OTrP JSON and
+//!   handled by [`crate::otrp`] (415 with the reason when the TAM's identity cannot do
+//!   OTrP). Everything else is TEEP:
+//! * A non-empty body must be `Content-Type: application/teep+cbor`, else **415**; the
+//!   request must accept `application/teep+cbor` (`Accept` with that type,
 //!   `application/*` or `*/*`), else **406** (§6.1: "SHOULD fail the request").
 //! * An empty body opens a session (ProcessConnect, §6.2); a non-empty one is a TEEP
 //!   message (ProcessTeepMessage, §6.3).
@@ -165,13 +168,8 @@ pub async fn post_tam(
     body: Body,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).map(media_type);
-    if content_type.as_deref() == Some(OTRP_JSON) {
-        return plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "application/otrp+json is not served: this TAM's core runs TEEP sessions only \
-             (the OTrP JSON session rules are not implemented yet); send TEEP messages as \
-             application/teep+cbor",
-        );
+    if crate::otrp::selects_otrp(&headers, content_type.as_deref()) {
+        return crate::otrp::post_otrp(&state, &headers, content_type.as_deref(), body).await;
     }
     let accept_ok = headers
         .get(header::ACCEPT)

@@ -143,7 +143,8 @@ async fn teep_over_http_status_codes_and_headers() {
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_draft_headers(r.headers());
 
-    // OTrP JSON: 415 with the reason.
+    // OTrP JSON goes to the OTrP session core (tests/otrp_http.rs): a TAM-side message
+    // relayed to the TAM is refused there with 400.
     let r = http
         .post(&url)
         .header(header::ACCEPT, "application/otrp+json")
@@ -152,8 +153,10 @@ async fn teep_over_http_status_codes_and_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(r.text().await.unwrap().contains("TEEP sessions only"));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_draft_headers(r.headers());
+    let text = r.text().await.unwrap();
+    assert!(text.contains("OTrP message refused"), "{text}");
 
     // No suitable Accept: 406 (reqwest always sends `Accept: */*` when none is set).
     let r = http
