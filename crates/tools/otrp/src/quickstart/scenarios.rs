@@ -408,8 +408,8 @@ async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
         .sum::<f64>() as u64)
 }
 
-/// 5. Batch mode: one package, signed once by the TAM, for a batch of sensors that share
-/// a batch key; their Brokers fetch it, every TEE applies it, reports come back.
+/// Scenario 5, batch mode: one package, signed once by the TAM, for a batch of sensors
+/// that share a batch key; their Brokers fetch it, every TEE applies it, reports come back.
 async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
     let sp = h.sp_account(tam, "sensorco", true).await?;
     h.grant_sd(tam, "sensors", "sensorco").await?;
