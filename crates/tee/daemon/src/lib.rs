@@ -10,6 +10,9 @@
 //! * [`PlatformStore`] is the Agent's store on the platform's crash-safe transactions:
 //!   one Update = one journaled transaction that also installs, updates or removes the TA
 //!   in the TA runtime — after a crash at any point the old TA or the new one, never a mix.
+//! * OTrP (JSON/JOSE) runs on the same store: [`Tee::process_otrp_message`]
+//!   (ProcessOtrpMessage) drives an [`otrp_agent::OtrpAgent`] built from the device's TEE
+//!   key and certificate, its TFW key and the trusted TAMs' certificates (their `tamid`).
 //! * TAs the Agent installed run in the `wasmi` runtime ([`Tee::open_session`],
 //!   [`Tee::invoke`]).
 //! * [`server::serve`] serves the framed local protocol ([`proto`]: length-prefixed CBOR
