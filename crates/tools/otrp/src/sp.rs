@@ -57,6 +57,27 @@ enum SdCommand {
     /// Authorize a new TA-signer key for an SD and retire the old one(s).
     #[command(long_about = ROTATE_HELP)]
     RotateSigner(RotateSignerArgs),
+    /// Register your TA-signer certificate as the `spcert` of your OTrP SDs.
+    #[command(long_about = OTRP_CERT_HELP)]
+    OtrpCert(OtrpCertArgs),
+}
+
+const OTRP_CERT_HELP: &str = "\
+Register your TA-signer certificate with the TAM as the `spcert` it sends in OTrP
+CreateSD (draft-ietf-teep-opentrustprotocol-03): a device served over OTrP (`otrp broker
+run --profile otrp`) checks your TAs against the certificates of their SD. The chain must
+lead to the SP root. The signer chain given when the SD was granted (`otrp oem grant-sd
+--signer-chain`) or rotated (`otrp sp sd rotate-signer`) is registered already; use this
+for another signer. The newest registration is used for new SDs.
+
+Example:
+  otrp sp --pki pki --token $SP_TOKEN sd otrp-cert --cert pki/issued/sp/sp1.chain.pem";
+
+#[derive(Args, Debug)]
+struct OtrpCertArgs {
+    /// The signer's certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "CHAIN")]
+    cert: PathBuf,
 }
 
 const ROTATE_HELP: &str = "\
@@ -105,6 +126,18 @@ fn sd_command(client: &ApiClient, cmd: &SdCommand) -> Result<(), CliError> {
                     println!("  signer {}", t.as_str().unwrap_or("?"));
                 }
             }
+        }
+        SdCommand::OtrpCert(a) => {
+            let chain = String::from_utf8(read_bytes(&a.cert, "signer chain")?).map_err(|_| {
+                CliError::new("the signer chain is not PEM text", "pass a PEM chain")
+            })?;
+            let v = block_on(client.post("/api/v1/sp/certs", &json!({ "cert_pem": chain })))??;
+            println!(
+                "OTrP spcert of {} registered: {} (key {})",
+                v["sp_id"].as_str().unwrap_or("?"),
+                v["subject"].as_str().unwrap_or("?"),
+                v["key_thumbprint"].as_str().unwrap_or("?")
+            );
         }
         SdCommand::RotateSigner(a) => {
             let chain = String::from_utf8(read_bytes(&a.cert, "signer chain")?).map_err(|_| {
@@ -595,4 +628,76 @@ async fn rollout_status(client: &ApiClient, a: &RolloutStatusArgs) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn args(compress: bool, compact: bool, uri: Option<&str>) -> PublishArgs {
+        PublishArgs {
+            ta: PathBuf::from("ta.wasm"),
+            key: PathBuf::from("k.pem"),
+            cert: PathBuf::from("c.pem"),
+            component: "sd1/lock".into(),
+            seq: 3,
+            uri: uri.map(str::to_owned),
+            name: None,
+            out: None,
+            compress,
+            compact,
+        }
+    }
+
+    #[test]
+    fn compressed_and_compact_envelopes_verify_and_carry_the_image() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let key = otrp_crypto::PrivateKey::generate(otrp_crypto::KeyKind::P256, &mut rng).unwrap();
+        let image = include_bytes!("../../../../tas/dist/smart-lock.wasm").to_vec();
+        let provider = otrp_crypto::default_provider();
+        let mut sizes = Vec::new();
+        for (compress, compact) in [(true, false), (true, true), (false, true)] {
+            let a = args(compress, compact, None);
+            let bytes = constrained_envelope(&key, &a, &image, &Payload::Integrated).unwrap();
+            let env = otrp_suit::Envelope::decode(&bytes).unwrap();
+            let v = env.verify(provider, &[key.public_key()]).unwrap();
+            assert_eq!(v[0].kid.is_none(), compact);
+            assert_eq!(
+                otrp_suit_processor::delta::delta_offer(&env).full_compressed,
+                compress
+            );
+            // What the TAM (and the device) inflate is the image the SP signed.
+            assert_eq!(otrp_tam::delta::full_image(&env), Some(image.clone()));
+            sizes.push(bytes.len());
+        }
+        // Compressed wasm is smaller; the compact profile saves the kid and image-size.
+        assert!(sizes[0] < image.len() && sizes[0] - sizes[1] >= 35 + 3);
+        // A compact manifest fetching from a URI keeps image-size (it bounds the download).
+        let a = args(false, true, Some("https://cdn.example/lock.wasm"));
+        let bytes = constrained_envelope(
+            &key,
+            &a,
+            &image,
+            &Payload::Uri("https://cdn.example/lock.wasm".into()),
+        )
+        .unwrap();
+        let env = otrp_suit::Envelope::decode(&bytes).unwrap();
+        assert!(env.verify(provider, &[key.public_key()]).unwrap()[0]
+            .kid
+            .is_none());
+        let shared = env
+            .manifest()
+            .common
+            .value()
+            .shared_sequence
+            .clone()
+            .unwrap();
+        assert!(shared.value().commands().iter().any(|c| matches!(
+            c,
+            otrp_suit::Command::OverrideParameters(ps)
+                if ps.iter().any(|p| matches!(p, otrp_suit::Parameter::ImageSize(_)))
+        )));
+    }
 }
