@@ -264,6 +264,11 @@ impl EatVerifier {
         self.reference = refs;
     }
 
+    /// The reference values of a model, if any.
+    pub fn reference(&self, model: &str) -> Option<&ReferenceValues> {
+        self.reference.get(model)
+    }
+
     /// Removes the reference values of a model: its evidence is then refused as
     /// [`AttestationError::UnknownModel`]. Returns what was removed.
     pub fn remove_reference(&mut self, model: &str) -> Option<ReferenceValues> {

@@ -111,6 +111,13 @@ impl ServerVerifier {
     }
 }
 
+impl ServerVerifier {
+    /// The cached reference values of a model (None: unknown or removed).
+    pub fn reference(&self, model: &str) -> Option<ReferenceValues> {
+        self.inner.read().ok()?.reference(model).cloned()
+    }
+}
+
 impl Verifier for ServerVerifier {
     fn verify(
         &self,
@@ -222,4 +229,71 @@ pub fn spawn_refresher(
             tokio::time::sleep(period).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(model: &str, m: u8, removed: bool) -> ReferenceValuesRecord {
+        ReferenceValuesRecord {
+            model: model.into(),
+            measurements: vec![vec![m; 32]],
+            hwversions: Vec::new(),
+            removed,
+            updated_at: 1,
+            updated_by: "oem".into(),
+        }
+    }
+
+    fn verifier() -> ServerVerifier {
+        ServerVerifier::new(EatVerifier::new(otrp_crypto::default_provider(), 60), false)
+    }
+
+    #[test]
+    fn a_reload_read_before_a_local_change_does_not_undo_it() {
+        let v = verifier();
+        let stale_gen = v.generation();
+        let stale_snapshot = vec![rec("m", 1, false)];
+        // A change through this replica's API lands between the read and the apply.
+        v.apply(&rec("m", 2, false));
+        assert!(!v.replace(&stale_snapshot, stale_gen));
+        assert_eq!(
+            v.reference("m").map(|r| r.measurements),
+            Some(vec![vec![2; 32]])
+        );
+        // The next reload (read after the change) applies.
+        let gen = v.generation();
+        assert!(v.replace(&[rec("m", 2, false), rec("n", 3, false)], gen));
+        assert!(v.reference("n").is_some());
+    }
+
+    #[test]
+    fn tombstones_and_absent_models_are_unknown_after_a_reload() {
+        let v = verifier();
+        v.apply(&rec("m", 1, false));
+        v.apply(&rec("gone", 1, false));
+        v.apply(&rec("gone", 0, true));
+        assert!(v.reference("gone").is_none());
+        let gen = v.generation();
+        assert!(v.replace(&[rec("n", 3, false), rec("m", 0, true)], gen));
+        assert!(v.reference("m").is_none());
+        assert!(v.reference("n").is_some());
+    }
+
+    #[test]
+    fn config_records_are_attributed_to_the_config_file() {
+        let refs = vec![(
+            "door-lock".to_string(),
+            ReferenceValues {
+                measurements: vec![vec![0x5a; 32]],
+                hwversions: vec!["1.0".into()],
+            },
+        )];
+        let r = config_records(&refs, 7);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].updated_by, CONFIG_ACTOR);
+        assert!(!r[0].removed);
+        assert_eq!(r[0].hwversions, vec!["1.0".to_string()]);
+    }
 }
