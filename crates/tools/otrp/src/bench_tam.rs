@@ -10,6 +10,13 @@
 //! One round = the SP publishes version n of a TA and deploys it; every device runs one
 //! session: empty POST → QueryRequest, QueryResponse (with EAT evidence) → Update,
 //! Success → 204. Rounds repeat until `--duration` seconds have passed (at least one).
+//!
+//! Two load models: closed loop (`--concurrency C`: C Brokers, each starting its next
+//! session when the previous one ends) and open loop (`--rate R`: device i of a round
+//! starts at i/R s whatever the TAM's state, latency counted from that scheduled start,
+//! so queueing is not hidden). `--pin` puts the TAM's threads on CPU 0 and every other
+//! thread (devices, Brokers) on CPU 1 (`taskset` per thread), so the TAM has one core
+//! to itself and the per-core bound is measured without the load generator on it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,6 +75,16 @@ pub struct BenchTamArgs {
     /// Tokio worker threads of the TAM runtime.
     #[arg(long, default_value_t = 2)]
     tam_threads: usize,
+    /// Open loop: start sessions at R per second (device i of each round at i/R s, every
+    /// device once per round) instead of `--concurrency` closed-loop Brokers; latency is
+    /// measured from each session's scheduled start. E.g. `--devices 1000 --rate 100`.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Pin the TAM's threads (otrp-tam*, sqlx-sqlite-worker*) to CPU 0 and all other
+    /// threads to CPU 1 with `taskset` (Linux, needs 2 CPUs), so the TAM's per-core
+    /// figure is measured on a core the load generator does not use.
+    #[arg(long)]
+    pin: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -124,6 +141,10 @@ pub struct Report {
     pub dev_sig: f64,
     /// Online CPUs.
     pub cpus: usize,
+    /// Open-loop offered rate (sessions/s), `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Whether the TAM ran pinned to CPU 0 and the generator to CPU 1.
+    pub pinned: bool,
 }
 
 /// Measured primitive costs, in seconds.
@@ -146,9 +167,18 @@ impl Report {
 
     fn print(&self) {
         let us = |s: f64| s * 1e6;
+        let load = match self.rate {
+            Some(r) => format!("open loop at {r:.1} sessions/s offered"),
+            None => format!("{} concurrent Brokers (closed loop)", self.concurrency),
+        };
+        let cpus = if self.pinned {
+            "TAM pinned to CPU 0, devices and Brokers to CPU 1".to_string()
+        } else {
+            format!("{} CPUs shared by TAM and devices", self.cpus)
+        };
         println!(
-            "otrp bench tam: {} devices, {} concurrent Brokers, store {}, {} TAM replica(s), HTTPS on 127.0.0.1, {} CPUs shared by TAM and devices",
-            self.devices, self.concurrency, self.store, self.replicas, self.cpus
+            "otrp bench tam: {} devices, {load}, store {}, {} TAM replica(s), HTTPS on 127.0.0.1, {cpus}",
+            self.devices, self.store, self.replicas
         );
         println!(
             "  exchanges: {} in {:.2} s over {} round(s) = {:.1} exchanges/s",
@@ -158,7 +188,12 @@ impl Report {
             self.rate()
         );
         println!(
-            "  latency of one exchange (empty POST to 204): p50 {:.1} ms, p99 {:.1} ms",
+            "  latency of one exchange ({}empty POST to 204): p50 {:.1} ms, p99 {:.1} ms",
+            if self.rate.is_some() {
+                "scheduled start to 204; "
+            } else {
+                ""
+            },
             self.p50 * 1e3,
             self.p99 * 1e3
         );
@@ -180,7 +215,12 @@ impl Report {
             us(self.dev_sig)
         );
         println!(
-            "  TAM per core: {:.0} exchanges/s per CPU-second vs bound {:.0} = {:.1}% of the signature bound; whole run {:.1} exchanges/s vs bound {:.0} on {} CPUs (TAM + devices) = {:.1}% of the bound",
+            "  TAM per core{}: {:.0} exchanges/s per CPU-second vs bound {:.0} = {:.1}% of the signature bound; whole run {:.1} exchanges/s vs bound {:.0} on {} CPUs (TAM + devices) = {:.1}% of the bound",
+            if self.pinned {
+                " (TAM alone on CPU 0)"
+            } else {
+                ""
+            },
             1.0 / self.tam_cpu.max(1e-12),
             1.0 / self.tam_sig.max(1e-12),
             100.0 * self.tam_sig / self.tam_cpu.max(1e-12),
@@ -213,6 +253,8 @@ impl Report {
             "device_signature_us": self.dev_sig * 1e6,
             "tam_fraction_of_bound": self.tam_sig / self.tam_cpu.max(1e-12),
             "cpus": self.cpus,
+            "offered_rate": self.rate,
+            "pinned": self.pinned,
         })
     }
 }
@@ -304,7 +346,7 @@ fn thread_cpu() -> (f64, f64) {
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0);
         all += ticks;
-        if comm.starts_with("otrp-tam") || comm.starts_with("sqlx-sqlite") {
+        if is_tam_thread(comm) {
             tam += ticks;
         }
     }
@@ -408,6 +450,19 @@ async fn start_tams(
 fn bench(args: &BenchTamArgs) -> Result<Report> {
     if args.devices == 0 || args.concurrency == 0 {
         bail!("--devices and --concurrency must be at least 1");
+    }
+    if let Some(r) = args.rate {
+        if !(r.is_finite() && r > 0.0) {
+            bail!("--rate must be a positive number of sessions per second, not {r}");
+        }
+    }
+    if args.pin
+        && std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            < 2
+    {
+        bail!("--pin needs at least 2 CPUs");
     }
     if args.replicas > 1 && args.store == StoreKind::Sqlite {
         bail!("--replicas 2 needs --store postgres (replicas share one PostgreSQL store)");
@@ -570,6 +625,10 @@ async fn run_rounds(
         .collect();
     opts.store_root = Some(root.join("devices"));
     let fleet = Arc::new(Fleet::provision_with(pki, args.devices, &opts, None)?);
+    // Counted before --pin narrows this thread's affinity to one CPU.
+    let cpus = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1);
     let costs = measure_costs(pki, identity)?;
 
     let mut latencies: Vec<f64> = Vec::new();
@@ -627,9 +686,15 @@ async fn run_rounds(
             )
             .await?;
         deployment = d["id"].as_i64();
+        if args.pin {
+            pin_threads()?;
+        }
         let (t0, a0) = thread_cpu();
         let started = Instant::now();
-        let lat = round(&fleet, &http, &tams.urls, args.concurrency).await?;
+        let lat = match args.rate {
+            Some(r) => open_round(&fleet, &http, &tams.urls, r).await?,
+            None => round(&fleet, &http, &tams.urls, args.concurrency).await?,
+        };
         secs += started.elapsed().as_secs_f64();
         let (t1, a1) = thread_cpu();
         tam_cpu += t1 - t0;
@@ -672,10 +737,83 @@ async fn run_rounds(
         costs,
         tam_sig,
         dev_sig,
-        cpus: std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1),
+        cpus,
+        rate: args.rate,
+        pinned: args.pin,
     })
+}
+
+/// Whether a thread (by its `comm`) belongs to the TAM.
+fn is_tam_thread(comm: &str) -> bool {
+    comm.starts_with("otrp-tam") || comm.starts_with("sqlx-sqlite")
+}
+
+/// Pins every thread of this process: TAM threads to CPU 0, the others to CPU 1, with
+/// `taskset -p -c CPU TID` (threads created later inherit their creator's CPU: the
+/// SQLite workers are created by TAM threads). Called before every measured round.
+fn pin_threads() -> Result<()> {
+    let dir = std::fs::read_dir("/proc/self/task").context("--pin: reading /proc/self/task")?;
+    for t in dir.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let cpu = if is_tam_thread(comm.trim()) { "0" } else { "1" };
+        let out = std::process::Command::new("taskset")
+            .args(["-p", "-c", cpu, &tid])
+            .output()
+            .context("--pin: running taskset (util-linux)")?;
+        // A thread may have exited since the directory was read.
+        if !out.status.success() && t.path().exists() {
+            bail!(
+                "--pin: taskset -p -c {cpu} {tid} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Open loop: device i of the fleet starts its session at `i / rate` s after the round
+/// starts, each on its own task, whatever the state of the others; returns each
+/// session's latency from its scheduled start (queueing included). Fails unless every
+/// device installed the new version.
+async fn open_round(
+    fleet: &Arc<Fleet>,
+    http: &Http,
+    urls: &[String],
+    rate: f64,
+) -> Result<Vec<f64>> {
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..fleet.len() {
+        let fleet = fleet.clone();
+        let http = http.clone();
+        let url = urls.get(i % urls.len().max(1)).cloned().unwrap_or_default();
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tasks.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            let d = fleet
+                .device(i)
+                .ok_or_else(|| anyhow!("device {i} missing from the fleet"))?;
+            let mut tee = d.tee().clone();
+            let report = otrp_broker::run_session(&http, &url, &mut tee)
+                .await
+                .with_context(|| format!("device {}", d.ueid()))?;
+            let dt = due.elapsed().as_secs_f64();
+            if report.count("installed") == 0 {
+                bail!(
+                    "device {}: the session ended without an install: {:?}",
+                    d.ueid(),
+                    report.events
+                );
+            }
+            Ok::<f64, anyhow::Error>(dt)
+        });
+    }
+    let mut lat = Vec::with_capacity(fleet.len());
+    while let Some(r) = tasks.join_next().await {
+        lat.push(r.context("session task")??);
+    }
+    Ok(lat)
 }
 
 /// One session per device, `concurrency` Brokers at a time, alternating between `urls`;
@@ -756,6 +894,8 @@ mod tests {
             duration: 0,
             tam_threads: 1,
             json: true,
+            rate: None,
+            pin: false,
         };
         let r = bench(&args).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.exchanges, 4);
@@ -763,5 +903,26 @@ mod tests {
         assert!(r.p99 >= r.p50 && r.p50 > 0.0);
         assert!(r.tam_sig > 0.0 && r.costs.p256_sign > 0.0);
         assert_eq!(r.to_json()["exchanges"], 4);
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn small_open_loop_run_installs_on_every_device() {
+        let args = BenchTamArgs {
+            devices: 3,
+            concurrency: 1,
+            store: StoreKind::Sqlite,
+            database: None,
+            replicas: 1,
+            duration: 0,
+            tam_threads: 1,
+            json: true,
+            rate: Some(50.0),
+            pin: false,
+        };
+        let r = bench(&args).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.exchanges, 3);
+        assert!(r.p99 >= r.p50 && r.p50 > 0.0);
+        assert_eq!(r.to_json()["offered_rate"], 50.0);
     }
 }
