@@ -802,6 +802,10 @@ async fn rotate_sd_signer(
                 ),
                 other => other.into(),
             })?;
+        // New OTrP SDs of the SP are created with the new signer (`spcert`).
+        if let Some(leaf) = pem_chain(&req.signer_chain_pem, "SP signer chain")?.first() {
+            crate::otrp::register_sp_cert(&s, &rec.sp_id, leaf).await?;
+        }
         tracing::info!(sd = %name, added = %new_thumb, retired = ?retire, seq = next, "SD signers rotated");
         Ok(RotatedSigner {
             sd: SdOut {

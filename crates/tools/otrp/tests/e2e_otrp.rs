@@ -41,6 +41,10 @@ fn broker_otrp_profile_installs_a_ta_through_the_real_tam_and_tee() {
     let payco = tam.sp_account("payco", true);
     // Granting the SD with the signer chain also registers the SP's OTrP spcert.
     tam.grant_sd("payments", "payco");
+    // The SP may also register it itself.
+    let chain = pki.join("issued/sp/sp1.chain.pem");
+    let out = tam.sp(&payco, &["sd", "otrp-cert", "--cert", s(&chain)]);
+    assert!(out.contains("OTrP spcert of payco registered"), "{out}");
     let ta = ta_path("payment-signer");
     tam.publish(&payco, &ta, "payments/payment-signer", 1);
     let mut devices = provision(dir, &pki, "phone", 1, "oem-gated");
