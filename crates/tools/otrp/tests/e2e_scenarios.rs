@@ -13,6 +13,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 /// Payment: the SP publishes the payment-signer TA, the app asks for it (RequestTA), the
@@ -357,4 +359,86 @@ fn management_configurations_refuse_one_operation_each() {
     assert_eq!(cars[0].installs("car:app"), 0);
     let (_, done, _, _) = tam.rollout(&carco, d);
     assert_eq!(done, 0);
+}
+
+/// Batch: sensors provisioned in one batch share a batch key; after their first attested
+/// session the SP publishes ONE package (`otrp sp batch publish --ta ...`: the TA is
+/// encrypted to the batch key and signed here, the TAM signs the package once); every
+/// sensor's Broker fetches the same bytes, its TEE installs the TA, the reports come back
+/// (`otrp sp batch status`: applied by every sensor, one TAM signature), and later rounds
+/// apply nothing again.
+#[test]
+fn batch_one_package_signed_once_installs_on_every_sensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = pki_init(dir);
+    let tam = Tam::start(dir, "tam", &pki, "", &[]);
+    let sensorco = tam.sp_account("sensorco", true);
+    tam.grant_sd("sensors", "sensorco");
+    let n = 3;
+    let mut sensors = provision_with(dir, &pki, "sensor", n, &["--batch", "lot-7"]);
+    for d in &mut sensors {
+        d.start_tee();
+    }
+    let brokers: Vec<Proc> = sensors.iter().map(|d| d.broker(&tam, "0.3")).collect();
+    // First contact: one attested TEEP session each makes the TAM know their Agent keys.
+    wait_for(
+        "the sensors' first sessions",
+        Duration::from_secs(60),
+        || {
+            let v: serde_json::Value = serde_json::from_str(&tam.oem(&["devices"])).unwrap();
+            v.as_array().map_or(0, Vec::len) == n
+        },
+    );
+    let image = ta_path("smart-lock");
+    let batch_key = pki.join("batch/lot-7.pub.pem");
+    let k = tam.signer();
+    let mut args = vec![
+        "batch",
+        "publish",
+        "--batch",
+        "lot-7",
+        "--component",
+        "sensors/sensor-ta",
+        "--ta",
+        s(&image),
+        "--seq",
+        "1",
+        "--batch-key",
+        s(&batch_key),
+    ];
+    args.extend(k.iter().map(String::as_str));
+    let out = tam.sp(&sensorco, &args);
+    assert!(out.contains("image encrypted to batch lot-7"), "{out}");
+    assert!(out.contains("published lot-7 #1"), "{out}");
+    assert!(out.contains("1 TAM signature(s)"), "{out}");
+
+    let want = digest_of(&image);
+    wait_for(
+        "every sensor to install the TA",
+        Duration::from_secs(60),
+        || {
+            sensors
+                .iter()
+                .all(|d| d.digest("sensors:sensor-ta").as_deref() == Some(want.as_str()))
+        },
+    );
+    wait_for("every sensor's report", Duration::from_secs(60), || {
+        tam.sp(&sensorco, &["batch", "status", "--batch", "lot-7"])
+            .contains(&format!("applied {n} · failed 0"))
+    });
+    // More rounds pass (brokers poll every 0.3 s): nothing is applied twice.
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(brokers);
+    let st = tam.sp(&sensorco, &["batch", "status", "--batch", "lot-7"]);
+    assert!(st.contains("1 TAM signature(s)"), "{st}");
+    assert!(st.contains(&format!("applied {n} · failed 0")), "{st}");
+    assert!(
+        st.contains(&format!("reports on the newest package: {n}")),
+        "{st}"
+    );
+    for d in &sensors {
+        assert_eq!(d.digest("sensors:sensor-ta"), Some(want.clone()));
+        assert_eq!(d.invoke("sensor-ta", 3, "").unwrap(), "03");
+    }
 }

@@ -475,22 +475,34 @@ pub struct Device {
 /// `otrp device provision --count N` of `model` under `DIR/model/`; `config` is the
 /// management configuration (`oem-gated`, `oem-owned-sd`, `dual-control`).
 pub fn provision(dir: &Path, pki: &Path, model: &str, n: usize, config: &str) -> Vec<Device> {
+    provision_with(dir, pki, model, n, &["--config", config])
+}
+
+/// `otrp device provision --count N` of `model` under `DIR/model/` with `extra` arguments
+/// (e.g. `--batch NAME`).
+pub fn provision_with(
+    dir: &Path,
+    pki: &Path,
+    model: &str,
+    n: usize,
+    extra: &[&str],
+) -> Vec<Device> {
     let parent = dir.join(model);
     let count = n.to_string();
-    ok(&[
+    let mut args = vec![
         "device",
         "provision",
         "--pki",
         s(pki),
         "--model",
         model,
-        "--config",
-        config,
         "--count",
         &count,
         "--out",
         s(&parent),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
     (1..=n)
         .map(|i| {
             let name = format!("dev-{i:04}");
