@@ -9,6 +9,10 @@
 //! * Refused input maps to 4.xx (400 → 4.00, 401 → 4.01, 403 → 4.03, 404 → 4.04,
 //!   409 → 4.09, 413 → 4.13, 415 → 4.15, 429 → 4.29, other 4xx → 4.00), the TAM's own
 //!   failure to 5.xx (503 → 5.03, other 5xx → 5.00). Error responses carry no payload.
+//! * Batch mode: `GET /batch/<batch-id>` answers the batch's newest package (2.05 Content,
+//!   ETag option = first 8 bytes of its SHA-256, Block2 for large packages) or 2.03 Valid
+//!   when the client's ETag option names it, 4.04 when the batch has none
+//!   ([`crate::batch::coap_get`]).
 //! * Other paths get 4.04. Bodies are reassembled by `otrp-coap` (block-wise, RFC 7959)
 //!   up to `max_teep_body_bytes` (beyond: 4.13); the block size is `coap_block_size`.
 
@@ -41,8 +45,22 @@ pub fn handler(state: Arc<AppState>) -> Handler {
     Arc::new(move |req: Request| {
         let state = state.clone();
         Box::pin(async move {
+            if let Some(batch_id) = req.path.strip_prefix(crate::batch::COAP_BATCH_PREFIX) {
+                if !req.get {
+                    return Response::error(Code::MethodNotAllowed);
+                }
+                let (code, body, etag) = crate::batch::coap_get(&state, batch_id, &req.etags).await;
+                return match code {
+                    Code::Content => Response::content(body, etag),
+                    Code::Valid => Response::valid(etag.unwrap_or_default()),
+                    other => Response::error(other),
+                };
+            }
             if req.path != TEEP_PATH {
                 return Response::error(Code::NotFound);
+            }
+            if req.get {
+                return Response::error(Code::MethodNotAllowed);
             }
             match process_teep(&state, &req.body).await {
                 Exchange::Reply(bytes) => Response::changed(bytes),

@@ -163,6 +163,53 @@ async fn batch_flow(backend: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert!(r.bytes().await.unwrap().is_empty());
 
+    // CoAP: GET /batch/<id> block-wise (64-byte blocks), ETag option, then 2.03 Valid.
+    {
+        let (store, backend) = f.store().await;
+        let state = std::sync::Arc::new(
+            otrp_tam_server::AppState::with_store(
+                f.config.clone(),
+                f.identity.clone(),
+                store,
+                backend,
+            )
+            .unwrap(),
+        );
+        let mut cfg = otrp_coap::Config::fast(std::time::Duration::from_millis(200));
+        cfg.block_szx = otrp_coap::Config::with_block_size(64).unwrap().block_szx;
+        let coap = otrp_tam_server::coap::start_coap_with(
+            state,
+            "127.0.0.1:0".parse().unwrap(),
+            cfg.clone(),
+        )
+        .await
+        .unwrap();
+        let client = otrp_coap::CoapClient::new(cfg, &mut rng(77));
+        let path = format!("/batch/{BATCH}");
+        let (r, stats) = client
+            .get_with_stats(coap.local_addr(), &path, Vec::new())
+            .await;
+        let r = r.unwrap();
+        assert_eq!(r.code, otrp_coap::Code::Content);
+        assert_eq!(r.body, v1, "the same bytes as over HTTP");
+        let tag = r.etag.clone().unwrap();
+        assert_eq!(hex::encode(&tag), etag.trim_matches('"')[..16]);
+        assert!(
+            stats.datagrams_received as usize >= v1.len() / 64,
+            "{stats:?}"
+        );
+        let (r, stats2) = client
+            .get_with_stats(coap.local_addr(), &path, vec![tag])
+            .await;
+        assert_eq!(r.unwrap().code, otrp_coap::Code::Valid);
+        assert_eq!(stats2.datagrams_received, 1);
+        let (r, _) = client
+            .get_with_stats(coap.local_addr(), "/batch/no-such-batch", Vec::new())
+            .await;
+        assert_eq!(r.unwrap().code, otrp_coap::Code::NotFound);
+        coap.shutdown().await;
+    }
+
     // Every device's Broker fetches the same bytes, its TEE applies them, reports go back.
     let mut states = Vec::new();
     for d in fleet.devices() {

@@ -141,6 +141,10 @@ struct Exchange {
     down: Vec<u8>,
     down_szx: u8,
     stats: WireStats,
+    /// GET (with these ETag options) instead of POST.
+    get: Option<Vec<Vec<u8>>>,
+    /// The ETag option of the response.
+    etag: Option<Vec<u8>>,
 }
 
 /// The client state machine. Feed it datagrams ([`ClientCore::handle_datagram`]) and
@@ -187,12 +191,35 @@ impl ClientCore {
         &self.config
     }
 
+    /// Starts a GET of `path` at `peer` naming the representations the client has
+    /// (`etags`: 2.03 Valid when one is current); the body comes block-wise (Block2).
+    pub fn get(
+        &mut self,
+        peer: SocketAddr,
+        path: &str,
+        etags: Vec<Vec<u8>>,
+        now: Instant,
+    ) -> ExchangeId {
+        self.start(peer, path, Vec::new(), Some(etags), now)
+    }
+
     /// Starts a POST of `body` to `path` at `peer`.
     pub fn post(
         &mut self,
         peer: SocketAddr,
         path: &str,
         body: Vec<u8>,
+        now: Instant,
+    ) -> ExchangeId {
+        self.start(peer, path, body, None, now)
+    }
+
+    fn start(
+        &mut self,
+        peer: SocketAddr,
+        path: &str,
+        body: Vec<u8>,
+        get: Option<Vec<Vec<u8>>>,
         now: Instant,
     ) -> ExchangeId {
         let id = ExchangeId(self.next_id);
@@ -214,6 +241,8 @@ impl ClientCore {
             down: Vec::new(),
             down_szx: szx,
             stats: WireStats::default(),
+            get,
+            etag: None,
         };
         let limit = (MAX_NUM as usize + 1) * crate::block::szx_size(szx);
         let size = ex.body.len();
@@ -422,6 +451,11 @@ impl ClientCore {
             return;
         };
         let peer = ex.peer;
+        if ex.etag.is_none() {
+            ex.etag = p
+                .get_option(CoapOption::ETag)
+                .and_then(|l| l.front().cloned());
+        }
         let MessageClass::Response(code) = p.header.code else {
             self.protocol(id, "expected a response code");
             return;
@@ -512,7 +546,8 @@ impl ClientCore {
             }
             _ => {
                 let body = std::mem::take(&mut ex.down);
-                self.complete(id, Ok(Response { code, body }));
+                let etag = ex.etag.take();
+                self.complete(id, Ok(Response { code, body, etag }));
             }
         }
     }
@@ -530,7 +565,16 @@ impl ClientCore {
         };
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
-        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.code = MessageClass::Request(if ex.get.is_some() {
+            RequestType::Get
+        } else {
+            RequestType::Post
+        });
+        if let (Some(tags), Phase::Upload) = (&ex.get, ex.phase) {
+            for t in tags {
+                p.add_option(CoapOption::ETag, t.clone());
+            }
+        }
         p.header.message_id = mid;
         p.set_token(ex.token.clone());
         for seg in &ex.path {

@@ -8,6 +8,11 @@
 //! response carries the next TEEP message, or no payload when the TAM has nothing more to
 //! say (the HTTP binding's 204). Payloads use content-format [`TEEP_CBOR_CONTENT_FORMAT`].
 //!
+//! GET is for cacheable resources (batch packages, `GET /batch/<id>`): the request carries
+//! the client's ETag options ([`Request::etags`]), the response an ETag
+//! ([`Response::etag`], repeated on every Block2 block) and is 2.05 Content or 2.03 Valid
+//! ([`ClientCore::get`], [`CoapClient::get_with_stats`]).
+//!
 //! # Layers
 //!
 //! * [`ClientCore`] and [`ServerCore`] are sans-IO state machines: datagrams and the
@@ -80,6 +85,10 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// GET (true: a cacheable resource such as a batch package) or POST (false).
+    pub get: bool,
+    /// The client's ETag options (GET: the representations it already has).
+    pub etags: Vec<Vec<u8>>,
 }
 
 /// A response: the application's answer on the server, the result on the client.
@@ -89,6 +98,8 @@ pub struct Response {
     pub code: Code,
     /// The (reassembled) body; empty when the TAM has nothing more to send.
     pub body: Vec<u8>,
+    /// The ETag option (GET of a cacheable resource; sent with every Block2 block).
+    pub etag: Option<Vec<u8>>,
 }
 
 impl Response {
@@ -97,6 +108,25 @@ impl Response {
         Response {
             code: Code::Changed,
             body,
+            etag: None,
+        }
+    }
+
+    /// 2.05 Content carrying `body` with an ETag (answer to a GET).
+    pub fn content(body: Vec<u8>, etag: Option<Vec<u8>>) -> Response {
+        Response {
+            code: Code::Content,
+            body,
+            etag,
+        }
+    }
+
+    /// 2.03 Valid: the client's ETag names the current representation (RFC 7252 §5.10.6).
+    pub fn valid(etag: Vec<u8>) -> Response {
+        Response {
+            code: Code::Valid,
+            body: Vec::new(),
+            etag: Some(etag),
         }
     }
 
@@ -105,6 +135,7 @@ impl Response {
         Response {
             code,
             body: Vec::new(),
+            etag: None,
         }
     }
 }

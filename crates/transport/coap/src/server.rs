@@ -60,6 +60,7 @@ struct Upload {
 struct Download {
     code: Code,
     body: Vec<u8>,
+    etag: Option<Vec<u8>>,
     expires: Instant,
 }
 
@@ -208,7 +209,7 @@ impl ServerCore {
             }
             _ => return,
         };
-        if method != RequestType::Post {
+        if method != RequestType::Post && method != RequestType::Get {
             self.reply(peer, &p, Code::MethodNotAllowed, now, |_| {});
             return;
         }
@@ -332,6 +333,11 @@ impl ServerCore {
             })
             .unwrap_or_default();
         let path = format!("/{}", segs.join("/"));
+        let get = p.header.code == MessageClass::Request(RequestType::Get);
+        let etags: Vec<Vec<u8>> = p
+            .get_option(CoapOption::ETag)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
         let mid = p.header.message_id;
         self.pending.insert(
             id,
@@ -355,7 +361,13 @@ impl ServerCore {
         self.arm_sweep(now);
         self.events.push_back(ServerEvent::Request {
             id,
-            request: Request { path, body, peer },
+            request: Request {
+                path,
+                body,
+                peer,
+                get,
+                etags,
+            },
         });
     }
 
@@ -369,6 +381,9 @@ impl ServerCore {
         let mut r = self.base_reply(pd.confirmable, pd.mid, &pd.token, response.code);
         if let Some(b1) = pd.block1 {
             b1.set(&mut r, CoapOption::Block1);
+        }
+        if let Some(e) = &response.etag {
+            r.add_option(CoapOption::ETag, e.clone());
         }
         if !response.body.is_empty() {
             set_uint(
@@ -395,6 +410,7 @@ impl ServerCore {
                 Download {
                     code: response.code,
                     body: response.body,
+                    etag: response.etag,
                     expires: now + self.config.exchange_lifetime,
                 },
             );
@@ -433,6 +449,7 @@ impl ServerCore {
             szx,
         };
         let code = d.code;
+        let etag = d.etag.clone();
         let payload = d.body.get(offset..end).unwrap_or(&[]).to_vec();
         d.expires = now + lifetime;
         if !block.more {
@@ -441,6 +458,9 @@ impl ServerCore {
         let confirmable = p.header.get_type() == MessageType::Confirmable;
         let mut r = self.base_reply(confirmable, p.header.message_id, p.get_token(), code);
         set_uint(&mut r, CoapOption::ContentFormat, u32::from(cf));
+        if let Some(e) = etag {
+            r.add_option(CoapOption::ETag, e);
+        }
         block.set(&mut r, CoapOption::Block2);
         r.payload = payload;
         self.send_reply(peer, p.header.message_id, r, now);

@@ -158,6 +158,27 @@ impl CoapClient {
         path: &str,
         body: Vec<u8>,
     ) -> (Result<Response, ClientError>, WireStats) {
+        self.exchange(addr, path, body, None).await
+    }
+
+    /// GETs `path` at `addr` naming the representations held (`etags`): 2.05 Content with
+    /// the reassembled body and its ETag, or 2.03 Valid; also the bytes on the wire.
+    pub async fn get_with_stats(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        etags: Vec<Vec<u8>>,
+    ) -> (Result<Response, ClientError>, WireStats) {
+        self.exchange(addr, path, Vec::new(), Some(etags)).await
+    }
+
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        body: Vec<u8>,
+        get: Option<Vec<Vec<u8>>>,
+    ) -> (Result<Response, ClientError>, WireStats) {
         let local: SocketAddr = if addr.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -174,7 +195,10 @@ impl CoapClient {
             };
             ClientCore::new(self.config.clone(), &mut *rng)
         };
-        let id = core.post(addr, path, body, Instant::now());
+        let id = match get {
+            Some(etags) => core.get(addr, path, etags, Instant::now()),
+            None => core.post(addr, path, body, Instant::now()),
+        };
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             while let Some(t) = core.poll_transmit() {

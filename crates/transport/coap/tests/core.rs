@@ -366,10 +366,11 @@ fn server_refusals() {
         reply_of(&mut s).header.code,
         MessageClass::Response(Code::UnsupportedContentFormat)
     );
-    // GET is not allowed
-    let mut get = Packet::from_bytes(&request(2, b"t2", |_| {})).unwrap();
-    get.header.code = MessageClass::Request(RequestType::Get);
-    s.handle_datagram(peer, &get.to_bytes().unwrap(), now);
+    // PUT is not allowed (POST and GET go to the application: GET serves cacheable
+    // resources such as batch packages).
+    let mut put = Packet::from_bytes(&request(2, b"t2", |_| {})).unwrap();
+    put.header.code = MessageClass::Request(RequestType::Put);
+    s.handle_datagram(peer, &put.to_bytes().unwrap(), now);
     assert_eq!(
         reply_of(&mut s).header.code,
         MessageClass::Response(Code::MethodNotAllowed)
