@@ -313,4 +313,31 @@ mod tests {
         };
         assert_eq!(c.database_url(), "sqlite:/tmp/x/tam.db");
     }
+
+    #[test]
+    fn otrp_oem_authorizations_are_read_from_their_files() {
+        let dir = std::env::temp_dir().join(format!("otrp_cfg_oemauth_{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("bank.cose");
+        let _ = std::fs::write(&file, [0xd2, 0x84, 0x01]);
+        let c = ServerConfig::from_toml(&format!(
+            "[[otrp_oem_authorization]]\nsp = \"bank\"\nfile = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap_or_default();
+        let auths = c.otrp_oem_authorizations().unwrap_or_default();
+        assert_eq!(auths, vec![("bank".to_string(), vec![0xd2, 0x84, 0x01])]);
+        let missing = ServerConfig {
+            otrp_oem_authorization: vec![OemAuthorizationConfig {
+                sp: "bank".into(),
+                file: dir.join("absent.cose"),
+            }],
+            ..ServerConfig::default()
+        };
+        assert!(matches!(
+            missing.otrp_oem_authorizations(),
+            Err(ConfigError::Read { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

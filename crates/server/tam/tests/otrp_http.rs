@@ -363,6 +363,21 @@ async fn broker_relays_a_whole_otrp_session() {
         .await;
     assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
 
+    // The endpoint is in the OpenAPI document.
+    let doc = api
+        .http
+        .get(format!("{}/openapi.json", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        doc.contains("/api/v1/sp/certs"),
+        "not in the OpenAPI document"
+    );
+
     let dev = otrp_device(&mut f, 601);
     register(&api, &t.oem, &dev).await;
     publish_and_deploy(&f, &api, &t, 1).await;
