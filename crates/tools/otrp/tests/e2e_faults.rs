@@ -82,18 +82,19 @@ fn tam_process_sigkilled_mid_rollout_restarts_and_every_device_installs_once() {
                 .all(|d| d.digest("fleet:agent-ta").as_deref() == Some(want.as_str()))
         },
     );
+    // The TAM's view converges too (a device's Success may still be on its way, or lost
+    // with the kill: the next QueryResponse tells the TAM).
+    wait_for(
+        "the TAM to count every device done",
+        Duration::from_secs(60),
+        || tam.rollout(&sp, dep).1 >= n as u64,
+    );
     drop(brokers);
     for d in &devices {
         assert_eq!(d.installs("fleet:agent-ta"), 1, "{}", d.name);
         // The TA runs: it answers with its public key.
         assert_eq!(d.invoke("agent-ta", 1, "").unwrap().len(), 130);
     }
-    let (state, done, _sent, failed) = tam.rollout(&sp, dep);
-    assert_eq!(
-        (state.as_str(), done, failed),
-        ("active", n as u64, 0),
-        "the TAM counts each device once"
-    );
     // The failed sessions left no trace in the devices' logs but retries.
     let refused: usize = devices
         .iter()
@@ -111,6 +112,12 @@ fn tam_process_sigkilled_mid_rollout_restarts_and_every_device_installs_once() {
     for r in sessions(&devices.iter().collect::<Vec<_>>(), &tam) {
         assert!(!r.contains("installed:"), "{r}");
     }
+    let (state, done, _sent, failed) = tam.rollout(&sp, dep);
+    assert_eq!(
+        (state.as_str(), done, failed),
+        ("active", n as u64, 0),
+        "the TAM counts each device once"
+    );
     assert!(tam.proc.log_text().contains("TAM listening"));
     eprintln!(
         "FIGURE e2e TAM SIGKILL mid-rollout: {n} devices converged once each in {:.1} s (kill at {at_kill}/{n} installed, {in_flight} Updates in flight)",
