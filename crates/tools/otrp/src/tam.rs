@@ -97,6 +97,10 @@ struct ServeArgs {
     /// TAM TEEP signing key (PKCS#8 PEM), instead of the PKI's TAM signer.
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// Certificate chain (PEM, leaf first) of --signing-key: OTrP sends it as x5c and
+    /// takes the TAM's tamid from it (without it, OTrP JSON is answered 415).
+    #[arg(long, value_name = "FILE")]
+    signing_cert: Option<PathBuf>,
     /// Serve plain HTTP (TEEP messages stay signed end to end; the admin API does not).
     #[arg(long)]
     plain_http: bool,
@@ -344,6 +348,9 @@ fn serve(a: &ServeArgs) -> Result<(), CliError> {
     }
     if a.signing_key.is_some() {
         config.signing_key = a.signing_key.clone();
+    }
+    if a.signing_cert.is_some() {
+        config.signing_cert = a.signing_cert.clone();
     }
     config.plain_http |= a.plain_http;
     config.accept_unlisted_models |= a.accept_unlisted_models;
