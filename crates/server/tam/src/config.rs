@@ -17,6 +17,8 @@
 //! coap_listen = "127.0.0.1:5683"         # optional TEEP over CoAP (UDP) at /teep
 //! coap_block_size = 1024                 # 16–1024 (power of two)
 //! signing_cert = "/etc/otrp/tam-chain.pem" # TAM certificate chain of signing_key (OTrP)
+//! compact = "none"                       # none | all: TEEP wire profile of every Update
+//! compact_models = ["lock-v1"]           # models (EAT hwmodel) that get compact Updates
 //!
 //! [[otrp_oem_authorization]]             # OTrP CreateSD on OEM-gated devices
 //! sp = "bank"
@@ -31,6 +33,17 @@
 //! `[[reference]]` entries only **seed** the store: a model the store already has a record
 //! of (set or removed through `/api/v1/reference-values`) follows the store, which every
 //! replica shares (see [`crate::reference`]).
+//!
+//! `compact` and `compact_models` choose the compact TEEP wire profile for Updates
+//! (no kid, 8-byte token; docs/CONSTRAINED.md): `compact = "all"` for every device (a TAM
+//! instance that serves only constrained links), otherwise only devices whose model is in
+//! `compact_models`; everything else gets the standard profile. Agents accept both, so
+//! this is the TAM's choice alone. It applies to TEEP over HTTP and over CoAP alike.
+//!
+//! `accept_unlisted_models` is per replica (this file), unlike the reference values,
+//! which live in the store: replicas of one fleet must set it alike, or a device of an
+//! unlisted model is accepted by some replicas and refused by others (docs/SECURITY.md,
+//! G6).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +87,17 @@ pub enum PolicyConfig {
     OemOwnedSd,
     /// [`Policy::DualControl`].
     DualControl,
+}
+
+/// Which devices get compact Updates regardless of model (`compact` in the config file).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompactConfig {
+    /// Only the models listed in `compact_models`.
+    #[default]
+    None,
+    /// Every device.
+    All,
 }
 
 impl From<PolicyConfig> for Policy {
@@ -130,6 +154,9 @@ pub struct ServerConfig {
     /// Largest admin API request body (bytes); larger ones get 413.
     pub max_api_body_bytes: usize,
     /// Accept evidence from models without a `[[reference]]` entry (any measurement).
+    ///
+    /// Per replica, unlike the reference values (which are in the store): every replica
+    /// of a fleet must be configured alike (docs/SECURITY.md, G6).
     pub accept_unlisted_models: bool,
     /// Require the trusted firmware's endorsement of the TEE measurement in the evidence
     /// (EAT claim -70001, chained to the PKI's TFW root; needs `pki`).
@@ -146,6 +173,10 @@ pub struct ServerConfig {
     pub coap_block_size: usize,
     /// OEM authorizations of this TAM per SP for OTrP CreateSD on OEM-gated devices.
     pub otrp_oem_authorization: Vec<OemAuthorizationConfig>,
+    /// `all`: every Update in the compact wire profile (docs/CONSTRAINED.md).
+    pub compact: CompactConfig,
+    /// Device models (EAT `hwmodel`) whose Updates use the compact wire profile.
+    pub compact_models: Vec<String>,
 }
 
 /// Default listen address.
@@ -179,6 +210,8 @@ impl Default for ServerConfig {
             coap_listen: None,
             coap_block_size: 1024,
             otrp_oem_authorization: Vec::new(),
+            compact: CompactConfig::None,
+            compact_models: Vec::new(),
         }
     }
 }
@@ -256,6 +289,14 @@ impl ServerConfig {
             .collect()
     }
 
+    /// The TAM core's compact wire-profile policy from `compact` and `compact_models`.
+    pub fn compact_policy(&self) -> otrp_tam::CompactPolicy {
+        otrp_tam::CompactPolicy {
+            all: self.compact == CompactConfig::All,
+            models: self.compact_models.clone(),
+        }
+    }
+
     /// The reference values, decoded.
     pub fn references(&self) -> Result<Vec<(String, otrp_tam::ReferenceValues)>, ConfigError> {
         self.reference
@@ -303,6 +344,25 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn compact_keys_build_the_core_policy() {
+        let none = ServerConfig::default().compact_policy();
+        assert_eq!(none.profile_for("lock-v1"), otrp_tam::WireProfile::Standard);
+        let some = ServerConfig::from_toml("compact_models = [\"lock-v1\"]\n")
+            .unwrap_or_default()
+            .compact_policy();
+        assert_eq!(some.profile_for("lock-v1"), otrp_tam::WireProfile::Compact);
+        assert_eq!(some.profile_for("gateway"), otrp_tam::WireProfile::Standard);
+        let all = ServerConfig::from_toml("compact = \"all\"\n")
+            .unwrap_or_default()
+            .compact_policy();
+        assert_eq!(all.profile_for("gateway"), otrp_tam::WireProfile::Compact);
+        let e = ServerConfig::from_toml("compact = \"some\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("compact"), "{e}");
     }
 
     #[test]

@@ -165,8 +165,16 @@ impl AppState {
         );
         let tam_config = TamConfig {
             token_ttl: config.token_ttl_secs,
+            compact: config.compact_policy(),
             ..TamConfig::default()
         };
+        if tam_config.compact != otrp_tam::CompactPolicy::default() {
+            tracing::info!(
+                all = tam_config.compact.all,
+                models = ?tam_config.compact.models,
+                "compact TEEP wire profile (no kid, 8-byte token) for these Updates"
+            );
+        }
         let tam = Tam::new(
             store.clone(),
             verifier.clone(),
