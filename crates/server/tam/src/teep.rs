@@ -13,7 +13,9 @@
 //! * A message back is **200** with `Content-Type: application/teep+cbor`; nothing back is
 //!   **204** without a body (§6.4). Refused input is 400, the TAM's own failure 500 (§6.4:
 //!   "5xx" when no message can be produced).
-//! * Bodies larger than `max_teep_body_bytes` get **413**.
+//! * Bodies larger than `max_teep_body_bytes` get **413**, after reading a modest overage
+//!   to its end so the client receives the answer rather than a broken pipe
+//!   ([`read_limited`]).
 //! * Every response carries `X-Content-Type-Options: nosniff`,
 //!   `Content-Security-Policy: default-src 'none'` and `Referrer-Policy: no-referrer`
 //!   (§4); no cookies, no redirects, and no `Cache-Control` (§4 of the draft says it is
@@ -22,12 +24,13 @@
 //!   TAM core never trusts a client-supplied id); no device hint is taken from HTTP.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use otrp_tam::{AttestationError, Outcome, TamError};
 use otrp_teep::TeepMessage;
 
@@ -115,37 +118,91 @@ fn attestation_reason(e: &AttestationError) -> &'static str {
     }
 }
 
+/// How many bytes beyond the limit are still read (and thrown away) before answering 413.
+///
+/// Answering before the body is consumed makes hyper close the connection while the
+/// client may still be writing: the client then sees a broken pipe or a reset (which can
+/// discard the 413 it had already received) instead of the answer, and a pooled
+/// connection can be reused after the server closed it. Reading a modest overage to its
+/// end lets the client finish, read the 413 and keep the connection. Bodies declared
+/// larger than `limit + DRAIN_BEYOND_LIMIT` are refused without reading them (the
+/// response says `Connection: close`).
+pub const DRAIN_BEYOND_LIMIT: u64 = 1024 * 1024;
+
+/// How long an over-limit body may take to be drained before the 413 goes out anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reads the body up to `limit` bytes; `Err(413 response)` beyond it.
+///
+/// An over-limit body of at most [`DRAIN_BEYOND_LIMIT`] extra bytes is read to its end
+/// (within [`DRAIN_TIMEOUT`]) before the 413, so the client gets the answer instead of a
+/// broken pipe; otherwise the 413 carries `Connection: close`.
 pub async fn read_limited(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: usize,
 ) -> Result<Bytes, Response> {
-    let too_large = || {
-        plain(
+    let limit64 = limit as u64;
+    let too_large = |drained: bool| {
+        let mut r = plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {limit} bytes"),
-        )
+        );
+        if !drained {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_large());
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > limit64.saturating_add(DRAIN_BEYOND_LIMIT) {
+            tracing::debug!(
+                declared = len,
+                limit,
+                "request body far above the limit: 413 without reading it"
+            );
+            return Err(too_large(false));
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = src {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+    let mut seen: u64 = 0;
+    if declared.is_none_or(|len| len <= limit64) {
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| plain(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len() as u64);
+                if seen > limit64 {
+                    break;
+                }
+                buf.extend_from_slice(&data);
             }
-            src = s.source();
         }
-        plain(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-    })
+        if seen <= limit64 {
+            return Ok(Bytes::from(buf));
+        }
+    }
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len() as u64);
+                if seen > limit64.saturating_add(DRAIN_BEYOND_LIMIT) {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(limit, drained, "request body above the limit: 413");
+    Err(too_large(drained))
 }
 
 fn message_kind(bytes: &[u8]) -> &'static str {
@@ -289,7 +346,97 @@ pub async fn process_teep(state: &AppState, body: &[u8]) -> Exchange {
 
 #[cfg(test)]
 mod tests {
-    use super::accepts_teep;
+    use super::*;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    /// A body of `chunks` chunks of `size` bytes that counts the chunks read from it.
+    struct Counted {
+        left: usize,
+        size: usize,
+        read: Arc<AtomicUsize>,
+    }
+
+    impl hyper::body::Body for Counted {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            self.read.fetch_add(1, Ordering::Relaxed);
+            Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![
+                0u8;
+                self.size
+            ])))))
+        }
+    }
+
+    fn counted(chunks: usize, size: usize) -> (Body, Arc<AtomicUsize>) {
+        let read = Arc::new(AtomicUsize::new(0));
+        let body = Body::new(Counted {
+            left: chunks,
+            size,
+            read: read.clone(),
+        });
+        (body, read)
+    }
+
+    fn length(n: usize) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        h
+    }
+
+    #[tokio::test]
+    async fn bodies_within_the_limit_are_read_whole() {
+        let (body, _) = counted(4, 1000);
+        let got = read_limited(&length(4000), body, 4000).await;
+        assert_eq!(got.map(|b| b.len()).ok(), Some(4000));
+        // Without Content-Length (chunked) too.
+        let (body, _) = counted(4, 1000);
+        let got = read_limited(&HeaderMap::new(), body, 4000).await;
+        assert_eq!(got.map(|b| b.len()).ok(), Some(4000));
+    }
+
+    #[tokio::test]
+    async fn a_small_overage_is_drained_before_413_and_the_connection_kept() {
+        for headers in [length(5000), HeaderMap::new()] {
+            let (body, read) = counted(5, 1000);
+            let r = read_limited(&headers, body, 4000).await.err();
+            let r = r.unwrap_or_else(|| Response::new(Body::empty()));
+            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert!(r.headers().get(header::CONNECTION).is_none());
+            assert_eq!(read.load(Ordering::Relaxed), 5, "every chunk read");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_far_above_the_limit_is_refused_unread_with_connection_close() {
+        let chunk = 64 * 1024;
+        let chunks = (4000 + DRAIN_BEYOND_LIMIT as usize) / chunk + 2;
+        // Declared: nothing is read.
+        let (body, read) = counted(chunks, chunk);
+        let r = read_limited(&length(chunks * chunk), body, 4000)
+            .await
+            .err();
+        let r = r.unwrap_or_else(|| Response::new(Body::empty()));
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(r.headers().get(header::CONNECTION).unwrap(), "close");
+        assert_eq!(read.load(Ordering::Relaxed), 0);
+        // Chunked: reading stops once the drain allowance is used up.
+        let (body, read) = counted(chunks, chunk);
+        let r = read_limited(&HeaderMap::new(), body, 4000).await.err();
+        let r = r.unwrap_or_else(|| Response::new(Body::empty()));
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(r.headers().get(header::CONNECTION).unwrap(), "close");
+        assert!(read.load(Ordering::Relaxed) < chunks);
+    }
 
     #[test]
     fn accept_ranges() {
