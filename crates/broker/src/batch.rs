@@ -6,6 +6,12 @@
 //!
 //! The batch URL is derived from the TAM URL: its last path segment (`/tam`) is replaced
 //! by `/tam/batch/<id>`; `https://tam.example/tam` → `https://tam.example/tam/batch/lot-7`.
+//!
+//! With a `coap://` TAM URL the same round runs over CoAP on the TAM URL's host: a GET of
+//! `/batch/<id>` naming the held package's ETag option (2.03 Valid costs no body; a new
+//! package comes block-wise, Block2), then one POST of `/batch/<id>/reports?seq=N` per
+//! queued report (Uri-Query, Block1 when larger than a block). The codes are reported as
+//! their HTTP equivalents in [`BatchRound`] (2.05 → 200, 2.03 → 304, 2.04 → 204).
 
 use std::future::Future;
 
@@ -98,8 +104,10 @@ impl BatchLink for LocalTee {
 /// took (applied, already applied or refused), so unchanged packages answer 304.
 #[derive(Debug, Clone, Default)]
 pub struct BatchState {
-    /// ETag of the last package handed to the TEE.
+    /// ETag of the last package handed to the TEE (HTTP).
     pub etag: Option<String>,
+    /// ETag option of the last package handed to the TEE (CoAP).
+    pub coap_etag: Option<Vec<u8>>,
 }
 
 /// What one batch round did.
@@ -107,7 +115,8 @@ pub struct BatchState {
 pub struct BatchRound {
     /// The TEE's batch (None: not a batch member, nothing was fetched).
     pub batch: Option<String>,
-    /// HTTP status of the package fetch (200, 304, 404), when one was made.
+    /// HTTP status of the package fetch (200, 304, 404), when one was made; over CoAP the
+    /// equivalent of its code (2.05 Content → 200, 2.03 Valid → 304, 4.04 → 404).
     pub fetch_status: Option<u16>,
     /// Package bytes received (0 for 304).
     pub package_bytes: usize,
@@ -155,6 +164,84 @@ async fn get_package(
     }
 }
 
+/// CoAP path of `batch_id`'s package (`/batch/<id>`, on the host of the `coap://` TAM URL).
+pub fn coap_batch_path(batch_id: &str) -> String {
+    format!("/batch/{batch_id}")
+}
+
+/// The HTTP status a CoAP response code stands for in [`BatchRound`] (2.05 → 200,
+/// 2.03 → 304, 2.04 → 204, 4.04 → 404, …; other errors 400/500, other successes 200).
+fn coap_status(code: otrp_coap::Code) -> u16 {
+    use otrp_coap::Code;
+    match code {
+        Code::Content => 200,
+        Code::Valid => 304,
+        Code::Changed | Code::Created | Code::Deleted => 204,
+        Code::BadRequest => 400,
+        Code::Unauthorized => 401,
+        Code::Forbidden => 403,
+        Code::NotFound => 404,
+        Code::MethodNotAllowed => 405,
+        Code::Conflict => 409,
+        Code::RequestEntityTooLarge => 413,
+        Code::UnsupportedContentFormat => 415,
+        Code::TooManyRequests => 429,
+        Code::ServiceUnavailable => 503,
+        Code::InternalServerError
+        | Code::NotImplemented
+        | Code::BadGateway
+        | Code::GatewayTimeout
+        | Code::ProxyingNotSupported => 500,
+        c if c.is_error() => 400,
+        _ => 200,
+    }
+}
+
+async fn get_package_coap(
+    http: &Http,
+    tam_url: &str,
+    batch_id: &str,
+    etag: Option<&[u8]>,
+) -> Result<(u16, Vec<u8>, Option<Vec<u8>>), BrokerError> {
+    let path = coap_batch_path(batch_id);
+    let tags = etag.map(|e| vec![e.to_vec()]).unwrap_or_default();
+    let resp = http
+        .coap_request(tam_url, &path, Vec::new(), Some(tags))
+        .await?;
+    match coap_status(resp.code) {
+        200 => {
+            if resp.body.len() > crate::MAX_BODY {
+                return Err(BrokerError::Tam(format!(
+                    "CoAP GET {path}: package over {} bytes",
+                    crate::MAX_BODY
+                )));
+            }
+            Ok((200, resp.body, resp.etag))
+        }
+        s @ (304 | 404) => Ok((s, Vec::new(), resp.etag)),
+        s => Err(BrokerError::Tam(format!(
+            "CoAP GET {path}: {:?} ({s})",
+            resp.code
+        ))),
+    }
+}
+
+async fn post_report_coap(
+    http: &Http,
+    tam_url: &str,
+    r: &PendingBatchReport,
+) -> Result<u16, BrokerError> {
+    let path = format!(
+        "{}/reports?seq={}",
+        coap_batch_path(&r.batch_id),
+        r.sequence
+    );
+    let resp = http
+        .coap_request(tam_url, &path, r.message.clone(), None)
+        .await?;
+    Ok(coap_status(resp.code))
+}
+
 async fn post_report(http: &Http, url: &str, r: &PendingBatchReport) -> Result<u16, BrokerError> {
     let u = format!("{url}/reports?seq={}", r.sequence);
     let resp = http
@@ -169,7 +256,8 @@ async fn post_report(http: &Http, url: &str, r: &PendingBatchReport) -> Result<u
 }
 
 /// One batch round for one TEE: ask its batch, fetch the package (`If-None-Match` with
-/// `state.etag`), apply a new one (fetching URIs it asks for), then send queued reports.
+/// `state.etag`, or the CoAP ETag option with `state.coap_etag` for a `coap://` TAM URL),
+/// apply a new one (fetching URIs it asks for), then send queued reports.
 pub async fn batch_round<T: BatchLink>(
     http: &Http,
     tam_url: &str,
@@ -182,13 +270,15 @@ pub async fn batch_round<T: BatchLink>(
         return Ok(round);
     };
     round.batch = Some(batch.clone());
-    if crate::is_coap_url(tam_url) {
-        return Err(BrokerError::Config(
-            "batch packages are fetched over HTTP(S) only in this build".into(),
-        ));
-    }
-    let url = batch_url(tam_url, &batch);
-    let (code, bytes, etag) = get_package(http, &url, state.etag.as_deref()).await?;
+    let coap = crate::is_coap_url(tam_url);
+    let (code, bytes, etag, coap_etag) = if coap {
+        let (c, b, e) = get_package_coap(http, tam_url, &batch, state.coap_etag.as_deref()).await?;
+        (c, b, None, e)
+    } else {
+        let url = batch_url(tam_url, &batch);
+        let (c, b, e) = get_package(http, &url, state.etag.as_deref()).await?;
+        (c, b, e, None)
+    };
     round.fetch_status = Some(code);
     round.package_bytes = bytes.len();
     if code == 200 {
@@ -212,11 +302,16 @@ pub async fn batch_round<T: BatchLink>(
         }
         tracing::info!(%batch, outcome = %applied.outcome, sequence = ?applied.sequence, size = bytes.len(), "batch package handed to the TEE");
         state.etag = etag;
+        state.coap_etag = coap_etag;
         round.applied = Some(applied);
     }
     for r in tee.batch_reports().await.map_err(BrokerError::Tee)? {
-        let burl = batch_url(tam_url, &r.batch_id);
-        match post_report(http, &burl, &r).await {
+        let sent = if coap {
+            post_report_coap(http, tam_url, &r).await
+        } else {
+            post_report(http, &batch_url(tam_url, &r.batch_id), &r).await
+        };
+        match sent {
             Ok(s) if (200..300).contains(&s) || s == 404 => {
                 tee.ack_batch_report(r.batch_id.clone(), r.sequence)
                     .await

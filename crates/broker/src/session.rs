@@ -218,6 +218,39 @@ impl Http {
         *self.coap_stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// One CoAP exchange with the host of the `coap://` TAM URL `tam` at `path` (which may
+    /// carry a `?query`): a GET naming `etags` when given, else a POST of `body`. Error
+    /// codes are returned as responses; only transport failures are errors.
+    pub(crate) async fn coap_request(
+        &self,
+        tam: &str,
+        path: &str,
+        body: Vec<u8>,
+        etags: Option<Vec<Vec<u8>>>,
+    ) -> Result<otrp_coap::Response, BrokerError> {
+        let (authority, _) = parse_coap_url(tam)?;
+        let addr = tokio::net::lookup_host(authority.as_str())
+            .await
+            .map_err(|e| BrokerError::Tam(format!("{tam}: resolving {authority}: {e}")))?
+            .next()
+            .ok_or_else(|| BrokerError::Tam(format!("{tam}: {authority} has no address")))?;
+        let (result, stats) = match etags {
+            Some(tags) => self.coap.get_with_stats(addr, path, tags).await,
+            None => self.coap.post_with_stats(addr, path, body).await,
+        };
+        self.add_coap_stats(stats);
+        result.map_err(|e| BrokerError::Tam(format!("CoAP {path} at {authority}: {e}")))
+    }
+
+    fn add_coap_stats(&self, stats: otrp_coap::WireStats) {
+        let mut total = self.coap_stats.lock().unwrap_or_else(|p| p.into_inner());
+        total.datagrams_sent += stats.datagrams_sent;
+        total.bytes_sent += stats.bytes_sent;
+        total.datagrams_received += stats.datagrams_received;
+        total.bytes_received += stats.bytes_received;
+        total.retransmissions += stats.retransmissions;
+    }
+
     /// One CoAP POST to a `coap://` TAM URL: `None` when the TAM has nothing more to say.
     async fn post_coap(&self, tam: &str, body: Vec<u8>) -> Result<Option<Vec<u8>>, BrokerError> {
         let (authority, path) = parse_coap_url(tam)?;
@@ -227,14 +260,7 @@ impl Http {
             .next()
             .ok_or_else(|| BrokerError::Tam(format!("{tam}: {authority} has no address")))?;
         let (result, stats) = self.coap.post_with_stats(addr, path, body).await;
-        {
-            let mut total = self.coap_stats.lock().unwrap_or_else(|p| p.into_inner());
-            total.datagrams_sent += stats.datagrams_sent;
-            total.bytes_sent += stats.bytes_sent;
-            total.datagrams_received += stats.datagrams_received;
-            total.bytes_received += stats.bytes_received;
-            total.retransmissions += stats.retransmissions;
-        }
+        self.add_coap_stats(stats);
         let resp = result.map_err(|e| BrokerError::Tam(format!("CoAP POST {tam}: {e}")))?;
         if resp.code.is_error() {
             return Err(BrokerError::Tam(format!(

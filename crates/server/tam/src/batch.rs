@@ -32,7 +32,9 @@
 //! TAM's COSE signature plus the Agent's batch-sequence anti-rollback; a cache serving a
 //! stale copy can only delay an update by `max-age`, never roll one back. So CDNs, proxies
 //! and multicast senders may carry it. The CoAP server serves the same bytes as
-//! `GET /batch/{batch_id}` with an ETag option and Block2 ([`coap_get`]).
+//! `GET /batch/{batch_id}` with an ETag option and Block2 ([`coap_get`]), and takes
+//! reports at `POST /batch/{batch_id}/reports?seq=N` (Uri-Query, Block1), verified and
+//! counted by the same [`record_report`] (`crate::coap`).
 //!
 //! # Reports
 //!
@@ -740,7 +742,7 @@ pub async fn coap_get(
 #[openapi(
     paths(publish, list_batches, get_batch),
     components(schemas(PublishBatch, BatchPackageOut, BatchReportOut, BatchOut)),
-    tags((name = "batches", description = "Batch mode: one TAM-signed package for every device of a batch, served at GET /tam/batch/{batch_id} (cacheable, ETag) and over CoAP at /batch/{batch_id}; devices report at POST /tam/batch/{batch_id}/reports?seq=N."))
+    tags((name = "batches", description = "Batch mode: one TAM-signed package for every device of a batch, served at GET /tam/batch/{batch_id} (cacheable, ETag) and over CoAP at /batch/{batch_id}; devices report at POST /tam/batch/{batch_id}/reports?seq=N (over CoAP: POST /batch/{batch_id}/reports?seq=N)."))
 )]
 pub struct BatchApiDoc;
 

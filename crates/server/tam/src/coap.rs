@@ -13,6 +13,11 @@
 //!   ETag option = first 8 bytes of its SHA-256, Block2 for large packages) or 2.03 Valid
 //!   when the client's ETag option names it, 4.04 when the batch has none
 //!   ([`crate::batch::coap_get`]).
+//! * Batch reports: `POST /batch/<batch-id>/reports?seq=N` (Uri-Query `seq=N`, Block1
+//!   for reports larger than a block) is verified and counted exactly like
+//!   `POST /tam/batch/<id>/reports?seq=N` ([`crate::batch::record_report`]): 2.04 Changed
+//!   when recorded, 4.03 for a report not signed by the device's bound Agent key, 4.04
+//!   for an unknown package, 4.00 without a numeric `seq`.
 //! * Other paths get 4.04. Bodies are reassembled by `otrp-coap` (block-wise, RFC 7959)
 //!   up to `max_teep_body_bytes` (beyond: 4.13); the block size is `coap_block_size`.
 
@@ -45,7 +50,11 @@ pub fn handler(state: Arc<AppState>) -> Handler {
     Arc::new(move |req: Request| {
         let state = state.clone();
         Box::pin(async move {
-            if let Some(batch_id) = req.path.strip_prefix(crate::batch::COAP_BATCH_PREFIX) {
+            if let Some(rest) = req.path.strip_prefix(crate::batch::COAP_BATCH_PREFIX) {
+                if let Some(batch_id) = rest.strip_suffix("/reports") {
+                    return batch_report(&state, batch_id, &req).await;
+                }
+                let batch_id = rest;
                 if !req.get {
                     return Response::error(Code::MethodNotAllowed);
                 }
@@ -72,6 +81,29 @@ pub fn handler(state: Arc<AppState>) -> Handler {
             }
         })
     })
+}
+
+/// `POST /batch/<id>/reports?seq=N`: the same verification and recording as the HTTP
+/// route ([`crate::batch::record_report`]); 2.04 Changed when recorded, the HTTP refusal
+/// mapped by [`coap_code`] otherwise (4.00 without a numeric `seq`).
+async fn batch_report(state: &AppState, batch_id: &str, req: &Request) -> Response {
+    if req.get {
+        return Response::error(Code::MethodNotAllowed);
+    }
+    let Some(seq) = req.query_param("seq").and_then(|v| v.parse::<u64>().ok()) else {
+        tracing::debug!(peer = %req.peer, batch = batch_id, query = ?req.query, "CoAP batch report without ?seq=N");
+        return Response::error(Code::BadRequest);
+    };
+    if req.body.len() > crate::batch::MAX_REPORT_BYTES {
+        return Response::error(Code::RequestEntityTooLarge);
+    }
+    match crate::batch::record_report(state, batch_id, seq, &req.body).await {
+        crate::batch::ReportOutcome::Recorded(..) => Response::changed(Vec::new()),
+        crate::batch::ReportOutcome::Refused(status, why) => {
+            tracing::debug!(peer = %req.peer, batch = batch_id, seq, status, %why, "CoAP batch report refused");
+            Response::error(coap_code(status))
+        }
+    }
 }
 
 /// The `otrp-coap` configuration for `block_size` bytes (16–1024, a power of two) and a

@@ -3,16 +3,22 @@
 //! real TEEs (the daemon's `Tee` with its Agent, as the fleet runs them) apply it, their
 //! signed reports come back and are counted; an older package is refused at the device
 //! (rollback); an SP cannot publish another SP's component or into another SP's batch.
+//! Over CoAP (SQLite): the Brokers of the same kind of devices fetch the package with
+//! `GET /batch/<id>` (Block2 at 32-byte blocks, ETag option, 2.03 Valid next round) and
+//! POST their reports to `/batch/<id>/reports?seq=N` (Block1) through a relay losing 10 %
+//! of the datagrams; the admin API counts every device.
 //! SQLite always, PostgreSQL when `OTRP_TEST_DATABASE_URL` is set.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
+#[path = "common/relay.rs"]
+mod relay;
 
 use common::*;
 use otrp_broker::{batch_round, batch_url, BatchState, Http};
 use otrp_fleet::{Fleet, FleetOptions};
 use otrp_pki::device::MgmtConfig;
-use otrp_tam_server::publish;
+use otrp_tam_server::{publish, RunningServer};
 use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -69,8 +75,19 @@ fn installed_version(dev: &otrp_fleet::FleetDevice) -> Option<u64> {
         .map(|m| m.sequence_number)
 }
 
-async fn batch_flow(backend: Backend) {
-    let mut f = Fixture::new("batch", backend);
+/// A TAM server, its tenants, a fleet of `DEVICES` devices of `BATCH` that each ran one
+/// attested TEEP session (binding their Agent keys), and an HTTPS Broker client.
+struct Setup {
+    f: Fixture,
+    server: RunningServer,
+    api: Api,
+    t: Tenants,
+    fleet: Fleet,
+    http: Http,
+}
+
+async fn setup(tag: &str, backend: Backend) -> Setup {
+    let mut f = Fixture::new(tag, backend);
     f.config
         .reference
         .push(otrp_tam_server::config::ReferenceConfig {
@@ -111,6 +128,40 @@ async fn batch_flow(backend: Backend) {
         .run_with(&http, &server.tam_url(), &Default::default(), None)
         .await;
     assert!(s.all_converged(), "{s}");
+    Setup {
+        f,
+        server,
+        api,
+        t,
+        fleet,
+        http,
+    }
+}
+
+/// The SP uploads the batch TA version `seq` and publishes a package of it.
+async fn publish_package(f: &Fixture, api: &Api, sp: &str, seq: u64) -> serde_json::Value {
+    upload_batch_ta(f, api, sp, seq).await;
+    api.ok(
+        StatusCode::CREATED,
+        api.post(
+            &format!("/api/v1/batches/{BATCH}/packages"),
+            sp,
+            json!({"components": ["sd1/batch-ta"]}),
+        )
+        .await,
+    )
+    .await
+}
+
+async fn batch_flow(backend: Backend) {
+    let Setup {
+        f,
+        server,
+        api,
+        t,
+        fleet,
+        http,
+    } = setup("batch", backend).await;
 
     // Nothing published yet: 404, and a Broker round does nothing.
     let url = batch_url(&server.tam_url(), BATCH);
@@ -362,4 +413,108 @@ async fn batch_package_published_fetched_applied_and_reported_postgres() {
         return;
     }
     batch_flow(Backend::Postgres).await;
+}
+
+/// Batch mode over CoAP only: package and reports through a 10 %-loss relay at 32-byte
+/// blocks, counted by the admin API; a report for an unknown package is 4.04, a report
+/// signed by an unbound key 4.03, one without `?seq` 4.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_package_fetched_and_reported_over_coap_through_lossy_relay() {
+    let Setup {
+        f,
+        server,
+        api,
+        t,
+        fleet,
+        http: _,
+    } = setup("batch-coap", Backend::Sqlite).await;
+    let pkg = publish_package(&f, &api, &t.sp, 1).await;
+    assert_eq!(pkg["tam_signatures"], 1, "{pkg}");
+
+    let (store, backend) = f.store().await;
+    let state = std::sync::Arc::new(
+        otrp_tam_server::AppState::with_store(f.config.clone(), f.identity.clone(), store, backend)
+            .unwrap(),
+    );
+    let block = 32;
+    let mut cfg = otrp_coap::Config::fast(std::time::Duration::from_millis(100));
+    cfg.block_szx = otrp_coap::Config::with_block_size(block).unwrap().block_szx;
+    cfg.max_body = 256 * 1024;
+    let coap =
+        otrp_tam_server::coap::start_coap_with(state, "127.0.0.1:0".parse().unwrap(), cfg.clone())
+            .await
+            .unwrap();
+    let relay = relay::lossy_relay(coap.local_addr(), 0.10, 0.0, 21).await;
+    let tam_url = format!("coap://{relay}/teep");
+    let http = Http::new(None, std::time::Duration::from_secs(30))
+        .unwrap()
+        .with_coap_config(cfg.clone());
+
+    let size = pkg["size"].as_u64().unwrap() as usize;
+    for d in fleet.devices() {
+        let mut tee = d.tee().clone();
+        let mut st = BatchState::default();
+        let round = batch_round(&http, &tam_url, &mut tee, &mut st)
+            .await
+            .unwrap();
+        assert_eq!(round.batch.as_deref(), Some(BATCH));
+        assert_eq!(round.fetch_status, Some(200), "{round:?}");
+        assert_eq!(round.package_bytes, size);
+        assert_eq!(
+            round.applied.clone().unwrap().outcome,
+            "applied",
+            "{round:?}"
+        );
+        assert_eq!(round.reports_sent, 1, "{round:?}");
+        assert!(round.reports_refused.is_empty(), "{round:?}");
+        assert_eq!(installed_version(d), Some(1));
+        assert!(st.coap_etag.is_some());
+        // Next round: 2.03 Valid, no body, nothing applied or reported.
+        let again = batch_round(&http, &tam_url, &mut tee, &mut st)
+            .await
+            .unwrap();
+        assert_eq!(again.fetch_status, Some(304), "{again:?}");
+        assert!(again.applied.is_none() && again.reports_sent == 0 && again.package_bytes == 0);
+    }
+    let stats = http.coap_stats();
+    // The package alone needs size/32 blocks per device; the loss costs retransmissions.
+    assert!(
+        stats.datagrams_received as usize >= DEVICES * (size / block),
+        "{stats:?}"
+    );
+    assert!(
+        stats.retransmissions > 0,
+        "10 % loss should cost retransmissions: {stats:?}"
+    );
+    println!("batch over CoAP: {DEVICES} devices, package {size} B at {block}-byte blocks, 10% loss: {stats:?}");
+
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
+    assert_eq!(b["packages"][0]["failed"], 0, "{b}");
+    assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
+
+    // Refusals map to CoAP codes (straight to the server, no relay).
+    let client = otrp_coap::CoapClient::new(cfg, &mut rng(5));
+    let path = format!("/batch/{BATCH}/reports");
+    let unbound = vec![0xa0u8; 100];
+    for (target, code) in [
+        (format!("{path}?seq=1"), otrp_coap::Code::Forbidden),
+        (format!("{path}?seq=9"), otrp_coap::Code::NotFound),
+        (path.clone(), otrp_coap::Code::BadRequest),
+        (format!("{path}?seq=x"), otrp_coap::Code::BadRequest),
+    ] {
+        let r = client
+            .post(coap.local_addr(), &target, unbound.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.code, code, "{target}");
+    }
+    coap.shutdown().await;
+    drop(server);
+    f.cleanup().await;
 }

@@ -2,7 +2,7 @@
 //! response, retransmit confirmable messages with exponential back-off.
 
 use crate::block::{set_uint, Block, MAX_NUM};
-use crate::{path_segments, Code, Config, Response, Transmit};
+use crate::{path_and_query, Code, Config, Response, Transmit};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -127,6 +127,7 @@ enum Phase {
 struct Exchange {
     peer: SocketAddr,
     path: Vec<String>,
+    query: Vec<String>,
     token: Vec<u8>,
     body: Vec<u8>,
     /// Bytes of `body` the server has acknowledged.
@@ -227,9 +228,11 @@ impl ClientCore {
         let mut token = vec![0u8; TOKEN_LEN];
         self.rng.fill_bytes(&mut token);
         let szx = self.config.szx();
+        let (path, query) = path_and_query(path);
         let ex = Exchange {
             peer,
-            path: path_segments(path),
+            path,
+            query,
             token,
             body,
             up_offset: 0,
@@ -579,6 +582,9 @@ impl ClientCore {
         p.set_token(ex.token.clone());
         for seg in &ex.path {
             p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+        }
+        for q in &ex.query {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
         }
         match ex.phase {
             Phase::Upload => {

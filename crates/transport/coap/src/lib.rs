@@ -8,6 +8,10 @@
 //! response carries the next TEEP message, or no payload when the TAM has nothing more to
 //! say (the HTTP binding's 204). Payloads use content-format [`TEEP_CBOR_CONTENT_FORMAT`].
 //!
+//! A path given to the client may carry a query (`/batch/b/reports?seq=3`): each
+//! `&`-separated argument becomes one Uri-Query option, and the server hands them to the
+//! application in [`Request::query`].
+//!
 //! GET is for cacheable resources (batch packages, `GET /batch/<id>`): the request carries
 //! the client's ETag options ([`Request::etags`]), the response an ETag
 //! ([`Response::etag`], repeated on every Block2 block) and is 2.05 Content or 2.03 Valid
@@ -89,6 +93,18 @@ pub struct Request {
     pub get: bool,
     /// The client's ETag options (GET: the representations it already has).
     pub etags: Vec<Vec<u8>>,
+    /// The Uri-Query options in order (e.g. `["seq=3"]` for `/batch/b/reports?seq=3`).
+    pub query: Vec<String>,
+}
+
+impl Request {
+    /// The value of the first Uri-Query option `name=value` (None when absent).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find_map(|q| {
+            q.split_once('=')
+                .and_then(|(k, v)| (k == name).then_some(v))
+        })
+    }
 }
 
 /// A response: the application's answer on the server, the result on the client.
@@ -146,4 +162,16 @@ pub(crate) fn path_segments(path: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// Splits `path?q1&q2` into its Uri-Path segments and Uri-Query options (RFC 7252 §6.4:
+/// one Uri-Query option per `&`-separated argument, empty ones dropped).
+pub(crate) fn path_and_query(target: &str) -> (Vec<String>, Vec<String>) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (path_segments(path), query)
 }

@@ -338,6 +338,14 @@ impl ServerCore {
             .get_option(CoapOption::ETag)
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default();
+        let query: Vec<String> = p
+            .get_option(CoapOption::UriQuery)
+            .map(|l| {
+                l.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mid = p.header.message_id;
         self.pending.insert(
             id,
@@ -367,6 +375,7 @@ impl ServerCore {
                 peer,
                 get,
                 etags,
+                query,
             },
         });
     }

@@ -586,3 +586,49 @@ proptest::proptest! {
         c.handle_timeout(now);
     }
 }
+
+/// A path with a query becomes Uri-Path + Uri-Query options on every Block1 block; the
+/// server hands the query to the application with the reassembled body.
+#[test]
+fn uri_query_travels_with_a_block1_upload() {
+    let now = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut client = ClientCore::new(fast(16), &mut rng);
+    let mut server = ServerCore::new(fast(16));
+    let b = body(9, 100);
+    let id = client.post(
+        addr(SERVER),
+        "/batch/lot-1/reports?seq=3&x=",
+        b.clone(),
+        now,
+    );
+    let mut got = None;
+    for _ in 0..64 {
+        while let Some(t) = client.poll_transmit() {
+            server.handle_datagram(addr(CLIENT), &t.data, now);
+        }
+        while let Some(ev) = server.poll_event() {
+            let ServerEvent::Request { id: rid, request } = ev;
+            got = Some(request);
+            server.respond(rid, Response::changed(Vec::new()), now);
+        }
+        while let Some(t) = server.poll_transmit() {
+            client.handle_datagram(addr(SERVER), &t.data, now);
+        }
+        if let Some(ClientEvent::Completed {
+            id: done, result, ..
+        }) = client.poll_event()
+        {
+            assert_eq!(done, id);
+            assert_eq!(result.unwrap().code, Code::Changed);
+            break;
+        }
+    }
+    let req = got.expect("the server saw the request");
+    assert_eq!(req.path, "/batch/lot-1/reports");
+    assert_eq!(req.query, vec!["seq=3".to_string(), "x=".to_string()]);
+    assert_eq!(req.query_param("seq"), Some("3"));
+    assert_eq!(req.query_param("x"), Some(""));
+    assert_eq!(req.query_param("y"), None);
+    assert_eq!(req.body, b);
+}
