@@ -1845,6 +1845,8 @@ async fn list_reference_values(
 
 /// Sets (or, with `add`, extends) the reference values of a model (OEM only, audited).
 /// This replica appraises with them at once, the others within `reference_refresh_secs`.
+/// The model `*` holds the values of every model without a record of its own (models
+/// removed with DELETE stay refused).
 #[utoipa::path(put, path = "/api/v1/reference-values/{model}", tag = "reference-values",
     request_body = SetReferenceValues,
     params(("model" = String, Path, description = "device model (EAT hwmodel)")),

@@ -43,7 +43,9 @@
 //! `accept_unlisted_models` is per replica (this file), unlike the reference values,
 //! which live in the store: replicas of one fleet must set it alike, or a device of an
 //! unlisted model is accepted by some replicas and refused by others (docs/SECURITY.md,
-//! G6).
+//! G6). The fleet-wide alternative is the store's `*` reference-values record
+//! (`PUT /api/v1/reference-values/*`, [`crate::reference::WILDCARD_MODEL`]): the reference
+//! values of every model without its own record, removed models excepted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -156,7 +158,8 @@ pub struct ServerConfig {
     /// Accept evidence from models without a `[[reference]]` entry (any measurement).
     ///
     /// Per replica, unlike the reference values (which are in the store): every replica
-    /// of a fleet must be configured alike (docs/SECURITY.md, G6).
+    /// of a fleet must be configured alike (docs/SECURITY.md, G6); the store's `*`
+    /// reference-values record does the same for every replica at once, with measurements.
     pub accept_unlisted_models: bool,
     /// Require the trusted firmware's endorsement of the TEE measurement in the evidence
     /// (EAT claim -70001, chained to the PKI's TFW root; needs `pki`).

@@ -15,17 +15,28 @@
 //!   replica's API applies to that replica at once and to every other replica within that
 //!   period, without restart. Until the first load after start (milliseconds), the
 //!   replica appraises with its own `tam.toml` values.
+//! * **Unlisted models, fleet-wide**: a record for the model [`WILDCARD_MODEL`] (`*`,
+//!   set like any other: `PUT /api/v1/reference-values/*`) holds the reference values of
+//!   every model that has no record of its own. A model the OEM removed (tombstone) stays
+//!   refused. Being in the store, it is shared by every replica like the other records.
 //! * `accept_unlisted_models` stays a per-replica setting of `tam.toml` (give every
-//!   replica the same file): a model without reference values, or removed, is then
-//!   accepted with any measurement (the TEE certificate chain still has to hold).
+//!   replica the same file, or use the `*` record instead): a model without reference
+//!   values, or removed, is then accepted with any measurement (the TEE certificate chain
+//!   still has to hold). It is not in the store because flipping an existing file's
+//!   meaning (seeding a store record from it, after which the store would win over a
+//!   later `false`) would silently keep accepting models a replica was told to refuse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use otrp_store::{ReferenceValuesRecord, Store, StoreError};
 use otrp_tam::{AttestationError, AttestationResult, EatVerifier, ReferenceValues, Verifier};
+
+/// The model name whose record holds the reference values of every model without a record
+/// of its own (removed models excepted).
+pub const WILDCARD_MODEL: &str = "*";
 
 /// Who a record seeded from a config file is attributed to.
 pub const CONFIG_ACTOR: &str = "config";
@@ -36,6 +47,8 @@ pub const CONFIG_ACTOR: &str = "config";
 pub struct ServerVerifier {
     inner: RwLock<EatVerifier>,
     accept_unlisted: bool,
+    /// Models the OEM removed (tombstones): the [`WILDCARD_MODEL`] record does not cover them.
+    removed: RwLock<HashSet<String>>,
     /// Bumped by every local change, so a reload read before it does not undo it.
     generation: AtomicU64,
 }
@@ -65,6 +78,7 @@ impl ServerVerifier {
         ServerVerifier {
             inner: RwLock::new(inner),
             accept_unlisted,
+            removed: RwLock::new(HashSet::new()),
             generation: AtomicU64::new(0),
         }
     }
@@ -78,6 +92,13 @@ impl ServerVerifier {
     pub fn apply(&self, r: &ReferenceValuesRecord) {
         match self.inner.write() {
             Ok(mut v) => {
+                if let Ok(mut removed) = self.removed.write() {
+                    if r.removed {
+                        removed.insert(r.model.clone());
+                    } else {
+                        removed.remove(&r.model);
+                    }
+                }
                 if r.removed {
                     v.remove_reference(&r.model);
                 } else {
@@ -99,6 +120,13 @@ impl ServerVerifier {
         };
         if self.generation.load(Ordering::SeqCst) != generation {
             return false;
+        }
+        if let Ok(mut removed) = self.removed.write() {
+            *removed = records
+                .iter()
+                .filter(|r| r.removed)
+                .map(|r| r.model.clone())
+                .collect();
         }
         v.replace_references(
             records
@@ -134,6 +162,30 @@ impl Verifier for ServerVerifier {
                 let mut w = self.inner.write().map_err(|_| poisoned())?;
                 w.set_reference(model, ReferenceValues::default());
                 w.verify(evidence, expected_nonce, now)
+            }
+            Err(AttestationError::UnknownModel(model)) => {
+                let removed = self
+                    .removed
+                    .read()
+                    .map_err(|_| poisoned())?
+                    .contains(&model);
+                let mut w = self.inner.write().map_err(|_| poisoned())?;
+                if w.reference(&model).is_some() {
+                    // Set through the API since the first attempt: appraise with it.
+                    return w.verify(evidence, expected_nonce, now);
+                }
+                let wildcard = w.reference(WILDCARD_MODEL).cloned();
+                match wildcard {
+                    Some(values) if !removed && model != WILDCARD_MODEL => {
+                        // Appraised with the wildcard's values, not cached under the model:
+                        // a later change of `*` applies at once.
+                        w.set_reference(model.clone(), values);
+                        let r = w.verify(evidence, expected_nonce, now);
+                        w.remove_reference(&model);
+                        r
+                    }
+                    _ => Err(AttestationError::UnknownModel(model)),
+                }
             }
             other => other,
         }
