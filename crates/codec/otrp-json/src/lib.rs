@@ -34,6 +34,7 @@
 extern crate alloc;
 
 mod api;
+pub mod batch;
 mod error;
 pub mod jose;
 pub mod json;

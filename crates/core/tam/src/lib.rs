@@ -25,6 +25,7 @@ pub mod attest;
 pub mod batch;
 pub mod delta;
 pub mod otrp;
+pub mod otrp_batch;
 pub mod session;
 
 pub use admin::{Admin, AdminError, Caller, Policy, Registered};

@@ -71,6 +71,7 @@
 //!   TEEP: dual control governs what code runs in the TEE). GetDeviceState changes
 //!   nothing and needs one TAM signature.
 
+pub mod batch;
 pub mod package;
 pub mod state;
 
@@ -614,8 +615,14 @@ impl OtrpAgent {
             }
             Err(e) => return Err(json_err(ErrorCode::RequestInvalid, "request", &e)),
         };
+        let (senders, answered) = self.senders(&v.signatures)?;
+        Ok((v.message, senders, answered))
+    }
+
+    /// Who signed (the verified signatures) and which TAM is answered.
+    fn senders(&self, signatures: &[otrp_json::jose::VerifiedSignature]) -> R<(Senders, OtrpTam)> {
         let mut senders = Senders::default();
-        for s in &v.signatures {
+        for s in signatures {
             match self.config.tams.get(s.key_index) {
                 Some(t) => {
                     if !senders.tams.contains(&s.key_index) {
@@ -649,7 +656,7 @@ impl OtrpAgent {
                     "no trusted TAM signed the request",
                 )
             })?;
-        Ok((v.message, senders, answered))
+        Ok((senders, answered))
     }
 
     fn process<S: ComponentStore>(
@@ -751,7 +758,7 @@ impl OtrpAgent {
                     &clear,
                     &r.content,
                     rng,
-                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, false, rng),
+                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, false, None, rng),
                 )?
             }
             TbsRequest::UpdateTa(r) => {
@@ -768,7 +775,7 @@ impl OtrpAgent {
                     &clear,
                     &r.content,
                     rng,
-                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, true, rng),
+                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, true, None, rng),
                 )?
             }
             TbsRequest::DeleteTa(r) => {
@@ -1388,6 +1395,7 @@ impl OtrpAgent {
         c: otrp_json::TaContent,
         sealed: &package::SealedTa,
         update: bool,
+        ta_key: Option<&PrivateKey>,
         rng: &mut impl CryptoRngCore,
     ) -> R<(ResponseBody, ChangeSet, Vec<OtrpEvent>)> {
         let empty = ChangeSet::default();
@@ -1418,9 +1426,13 @@ impl OtrpAgent {
                 sd.spcerts.push(cert.clone());
             }
         }
-        let aik = load_aik(&view, &sd.spid)
-            .map_err(|e| refused(ErrorCode::TeeFail, e))?
-            .ok_or_else(|| refused(ErrorCode::TaInvalid, "the SP has no TEE SP AIK"))?;
+        // A batch package wraps the TA key to the shared batch key (see `batch`).
+        let aik = match ta_key {
+            Some(k) => k.clone(),
+            None => load_aik(&view, &sd.spid)
+                .map_err(|e| refused(ErrorCode::TeeFail, e))?
+                .ok_or_else(|| refused(ErrorCode::TaInvalid, "the SP has no TEE SP AIK"))?,
+        };
         let opened = package::open(self.provider, rng, &aik, sealed, self.config.legacy).map_err(
             |e| match e {
                 package::PackageError::Jwe(otrp_json::Error::LegacyRsa15Refused { .. })
