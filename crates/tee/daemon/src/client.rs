@@ -212,7 +212,11 @@ impl TeeClient {
     }
 
     /// Batch mode: the TAM has the report of (`batch_id`, `sequence`).
-    pub async fn ack_batch_report(&mut self, batch_id: &str, sequence: u64) -> Result<(), TeeError> {
+    pub async fn ack_batch_report(
+        &mut self,
+        batch_id: &str,
+        sequence: u64,
+    ) -> Result<(), TeeError> {
         match self
             .call(&Request::AckBatchReport {
                 batch_id: batch_id.into(),
