@@ -14,7 +14,7 @@
 //! * **Security Domains** ([`sd`]): the TAM signs the SD manifests that create SDs on
 //!   devices; their descriptors list the SP signers a TA of the SD may be signed by (an SP
 //!   rotates them with `POST /api/v1/sds/{name}/rotate-signer`).
-//! * **Reference values** ([`reference`]): the verifier's accepted TEE measurements and
+//! * **Reference values** ([`mod@reference`]): the verifier's accepted TEE measurements and
 //!   hardware versions per model live in the store (the OEM edits them through the API);
 //!   each replica caches them for at most `reference_refresh_secs`.
 //! * **Batch mode** ([`batch`]): one TAM-signed package per batch of devices, published
