@@ -64,38 +64,23 @@ impl BatchLink for TeeClient {
     }
 }
 
-impl LocalTee {
-    async fn run_batch<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut otrp_tee_daemon::Tee) -> R + Send + 'static,
-    ) -> Result<R, TeeError> {
-        let tee = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut t = tee.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut t)
-        })
-        .await
-        .map_err(|e| TeeError::Protocol(format!("TEE task failed: {e}")))
-    }
-}
-
 impl BatchLink for LocalTee {
     async fn batch_status(&mut self) -> Result<BatchStatus, TeeError> {
-        self.run_batch(|t| t.batch_status()).await
+        self.run(|t| t.batch_status()).await
     }
     async fn apply_batch(
         &mut self,
         package: Vec<u8>,
         fetched: Option<(String, Vec<u8>)>,
     ) -> Result<BatchApplied, TeeError> {
-        self.run_batch(move |t| t.apply_batch(&package, fetched, otrp_tee_daemon::unix_now()))
+        self.run(move |t| t.apply_batch(&package, fetched, otrp_tee_daemon::unix_now()))
             .await?
     }
     async fn batch_reports(&mut self) -> Result<Vec<PendingBatchReport>, TeeError> {
-        self.run_batch(|t| t.batch_reports()).await
+        self.run(|t| t.batch_reports()).await
     }
     async fn ack_batch_report(&mut self, batch_id: String, sequence: u64) -> Result<(), TeeError> {
-        self.run_batch(move |t| t.ack_batch_report(&batch_id, sequence))
+        self.run(move |t| t.ack_batch_report(&batch_id, sequence))
             .await?
     }
 }

@@ -13,10 +13,9 @@
 
 use std::future::Future;
 
-use otrp_tee_daemon::server::SharedTee;
 use otrp_tee_daemon::{unix_now, TeeClient, TeeError, TeepReply};
 
-use crate::session::{error_chain, read_limited, Http, LocalTee, SessionReport, MAX_ROUND_TRIPS};
+use crate::session::{Http, LocalTee, SessionReport, MAX_ROUND_TRIPS};
 use crate::BrokerError;
 
 /// The OTrP media type.
@@ -63,13 +62,8 @@ impl OtrpLink for TeeClient {
 
 impl OtrpLink for LocalTee {
     async fn process_otrp(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
-        let tee: SharedTee = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut t = tee.lock().unwrap_or_else(|p| p.into_inner());
-            t.process_otrp_message(&message, unix_now())
-        })
-        .await
-        .map_err(|e| TeeError::Protocol(format!("TEE task failed: {e}")))?
+        self.run(move |t| t.process_otrp_message(&message, unix_now()))
+            .await?
     }
 }
 
@@ -85,45 +79,7 @@ impl Http {
                 "{tam}: the OTrP profile runs over HTTP(S) only"
             )));
         }
-        let mut req = self
-            .client
-            .post(tam)
-            .header(reqwest::header::ACCEPT, OTRP_JSON);
-        if !body.is_empty() {
-            req = req.header(reqwest::header::CONTENT_TYPE, OTRP_JSON);
-        }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| BrokerError::Tam(format!("POST {tam}: {}", error_chain(&e))))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            let text: String = text.chars().take(300).collect();
-            return Err(BrokerError::Tam(format!(
-                "POST {tam}: HTTP {status}: {text}"
-            )));
-        }
-        let ctype = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = read_limited(resp).await?;
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        if !ctype.starts_with(OTRP_JSON) {
-            return Err(BrokerError::Tam(format!(
-                "POST {tam}: Content-Type {ctype:?}, expected {OTRP_JSON}"
-            )));
-        }
-        Ok(Some(bytes))
+        self.post_http(tam, body, OTRP_JSON, 300, || Ok(())).await
     }
 }
 

@@ -77,7 +77,8 @@ impl TeeLink for TeeClient {
 pub struct LocalTee(pub SharedTee);
 
 impl LocalTee {
-    async fn run<R: Send + 'static>(
+    /// Runs `f` on the shared TEE on tokio's blocking pool (TEEP, OTrP and batch links).
+    pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut otrp_tee_daemon::Tee) -> R + Send + 'static,
     ) -> Result<R, TeeError> {
@@ -304,12 +305,30 @@ impl Http {
             }
             return Ok(r);
         }
-        let mut req = self
-            .client
-            .post(tam)
-            .header(reqwest::header::ACCEPT, TEEP_CBOR);
+        self.post_http(tam, body, TEEP_CBOR, 200, || {
+            if self.lose() {
+                return Err(BrokerError::Tam("simulated loss of the response".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One HTTP POST of `body` to `tam` as `media` (the TEEP and OTrP profiles): `None`
+    /// for 204 / an empty body (session over). An error status keeps at most
+    /// `max_error_chars` of the TAM's text; `after_read` runs once the body is read
+    /// (the network simulation's loss of the response), before the checks on it.
+    pub(crate) async fn post_http(
+        &self,
+        tam: &str,
+        body: Vec<u8>,
+        media: &str,
+        max_error_chars: usize,
+        after_read: impl FnOnce() -> Result<(), BrokerError>,
+    ) -> Result<Option<Vec<u8>>, BrokerError> {
+        let mut req = self.client.post(tam).header(reqwest::header::ACCEPT, media);
         if !body.is_empty() {
-            req = req.header(reqwest::header::CONTENT_TYPE, TEEP_CBOR);
+            req = req.header(reqwest::header::CONTENT_TYPE, media);
         }
         let resp = req
             .body(body)
@@ -322,7 +341,7 @@ impl Http {
         }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let text: String = text.chars().take(200).collect();
+            let text: String = text.chars().take(max_error_chars).collect();
             return Err(BrokerError::Tam(format!(
                 "POST {tam}: HTTP {status}: {text}"
             )));
@@ -334,15 +353,13 @@ impl Http {
             .unwrap_or("")
             .to_string();
         let bytes = read_limited(resp).await?;
-        if self.lose() {
-            return Err(BrokerError::Tam("simulated loss of the response".into()));
-        }
+        after_read()?;
         if bytes.is_empty() {
             return Ok(None);
         }
-        if !ctype.starts_with(TEEP_CBOR) {
+        if !ctype.starts_with(media) {
             return Err(BrokerError::Tam(format!(
-                "POST {tam}: Content-Type {ctype:?}, expected {TEEP_CBOR}"
+                "POST {tam}: Content-Type {ctype:?}, expected {media}"
             )));
         }
         Ok(Some(bytes))
