@@ -53,13 +53,15 @@ use otrp_crypto::PrivateKey;
 use otrp_json::{LegacyMode, MessageKind, OtrpMessage};
 use otrp_pki::cert::CertInfo;
 use otrp_store::SpCertRecord;
-use otrp_tam::{OtrpTamConfig, Outcome};
+use otrp_tam::OtrpTamConfig;
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
 use crate::metrics::{OTRP_EXCHANGES, OTRP_PROCESSING};
 use crate::state::{now, AppState};
-use crate::teep::{read_limited, security_headers, Exchange, OTRP_JSON, TEEP_CBOR};
+use crate::teep::{
+    finish_exchange, read_limited, security_headers, Exchange, ExchangeKind, OTRP_JSON, TEEP_CBOR,
+};
 
 /// The OTrP session configuration of this server, or why it cannot serve OTrP.
 pub fn session_config(
@@ -238,40 +240,23 @@ pub async fn process_otrp(state: &AppState, body: &[u8]) -> Exchange {
     let mut rng = rand::rngs::OsRng;
     let result = session.process_otrp(None, body, now(), &mut rng).await;
     let elapsed = started.elapsed().as_secs_f64();
-    match result {
-        Ok(Outcome::Reply(bytes)) => {
-            let outcome = command_label(&bytes);
-            metrics::counter!(OTRP_EXCHANGES, "outcome" => outcome).increment(1);
-            metrics::histogram!(OTRP_PROCESSING, "outcome" => outcome).record(elapsed);
-            tracing::debug!(outcome, bytes = bytes.len(), "OTrP request sent");
-            Exchange::Reply(bytes)
-        }
-        Ok(Outcome::Done) => {
-            metrics::counter!(OTRP_EXCHANGES, "outcome" => "done").increment(1);
-            metrics::histogram!(OTRP_PROCESSING, "outcome" => "done").record(elapsed);
-            tracing::debug!("OTrP session done");
-            Exchange::Done
-        }
-        Err(e) => {
-            let status = match e.http_status() {
-                s @ 400..=599 => s,
-                _ => 500,
-            };
-            let outcome = if status >= 500 { "failed" } else { "refused" };
-            metrics::counter!(OTRP_EXCHANGES, "outcome" => outcome).increment(1);
-            metrics::histogram!(OTRP_PROCESSING, "outcome" => outcome).record(elapsed);
-            if status >= 500 {
-                tracing::error!(error = %e, "OTrP message could not be processed");
-            } else {
-                tracing::info!(error = %e, "OTrP message refused");
-            }
-            Exchange::Failed {
-                status,
-                message: format!("OTrP message refused: {e}"),
-            }
-        }
-    }
+    finish_exchange(
+        &OTRP_KIND,
+        result,
+        elapsed,
+        command_label,
+        |e| e.http_status(),
+        |_| {},
+    )
 }
+
+/// The OTrP profile's metrics and log wording.
+const OTRP_KIND: ExchangeKind = ExchangeKind {
+    name: "OTrP",
+    exchanges: OTRP_EXCHANGES,
+    processing: OTRP_PROCESSING,
+    reply_log: "OTrP request sent",
+};
 
 /// Registers an SP's TA-signer certificate (DER), the `spcert` its OTrP SDs are created
 /// with (idempotent).

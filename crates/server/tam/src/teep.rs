@@ -298,47 +298,89 @@ pub async fn process_teep(state: &AppState, body: &[u8]) -> Exchange {
     let mut rng = rand::rngs::OsRng;
     let result = state.tam.process(None, body, now(), &mut rng).await;
     let elapsed = started.elapsed().as_secs_f64();
+    finish_exchange(
+        &TEEP_KIND,
+        result,
+        elapsed,
+        message_kind,
+        TamError::http_status,
+        |e| match e {
+            TamError::Attestation(a) => {
+                metrics::counter!(ATTESTATION_FAILURES, "reason" => attestation_reason(a))
+                    .increment(1);
+            }
+            TamError::MissingEvidence => {
+                metrics::counter!(ATTESTATION_FAILURES, "reason" => "missing_evidence")
+                    .increment(1);
+            }
+            _ => {}
+        },
+    )
+}
+
+/// The metric names and log wording of one profile's exchanges (TEEP or OTrP).
+pub(crate) struct ExchangeKind {
+    /// The profile's name in logs and refusal messages (`TEEP`, `OTrP`).
+    pub(crate) name: &'static str,
+    /// Counter of exchanges, labelled by outcome.
+    pub(crate) exchanges: &'static str,
+    /// Histogram of processing time, labelled by outcome.
+    pub(crate) processing: &'static str,
+    /// Debug log line of a reply.
+    pub(crate) reply_log: &'static str,
+}
+
+/// The TEEP profile's metrics and log wording.
+const TEEP_KIND: ExchangeKind = ExchangeKind {
+    name: "TEEP",
+    exchanges: TEEP_EXCHANGES,
+    processing: TEEP_PROCESSING,
+    reply_log: "TEEP reply",
+};
+
+/// Turns the core's answer to one exchange into an [`Exchange`], recording the exchange
+/// counter and processing histogram (outcome: the reply's `reply_label`, `done`,
+/// `refused` for 4xx or `failed` for 5xx) and logging. `on_error` records what a profile
+/// counts beyond that for an error (TEEP's attestation failures).
+pub(crate) fn finish_exchange<E: std::fmt::Display>(
+    kind: &ExchangeKind,
+    result: Result<Outcome, E>,
+    elapsed: f64,
+    reply_label: fn(&[u8]) -> &'static str,
+    http_status: fn(&E) -> u16,
+    on_error: impl FnOnce(&E),
+) -> Exchange {
+    let record = |outcome: &'static str| {
+        metrics::counter!(kind.exchanges, "outcome" => outcome).increment(1);
+        metrics::histogram!(kind.processing, "outcome" => outcome).record(elapsed);
+    };
     match result {
         Ok(Outcome::Reply(bytes)) => {
-            let outcome = message_kind(&bytes);
-            metrics::counter!(TEEP_EXCHANGES, "outcome" => outcome).increment(1);
-            metrics::histogram!(TEEP_PROCESSING, "outcome" => outcome).record(elapsed);
-            tracing::debug!(outcome, bytes = bytes.len(), "TEEP reply");
+            let outcome = reply_label(&bytes);
+            record(outcome);
+            tracing::debug!(outcome, bytes = bytes.len(), "{}", kind.reply_log);
             Exchange::Reply(bytes)
         }
         Ok(Outcome::Done) => {
-            metrics::counter!(TEEP_EXCHANGES, "outcome" => "done").increment(1);
-            metrics::histogram!(TEEP_PROCESSING, "outcome" => "done").record(elapsed);
-            tracing::debug!("TEEP session done");
+            record("done");
+            tracing::debug!("{} session done", kind.name);
             Exchange::Done
         }
         Err(e) => {
-            let status = match e.http_status() {
+            let status = match http_status(&e) {
                 s @ 400..=599 => s,
                 _ => 500,
             };
-            let outcome = if status >= 500 { "failed" } else { "refused" };
-            metrics::counter!(TEEP_EXCHANGES, "outcome" => outcome).increment(1);
-            metrics::histogram!(TEEP_PROCESSING, "outcome" => outcome).record(elapsed);
-            match &e {
-                TamError::Attestation(a) => {
-                    metrics::counter!(ATTESTATION_FAILURES, "reason" => attestation_reason(a))
-                        .increment(1);
-                }
-                TamError::MissingEvidence => {
-                    metrics::counter!(ATTESTATION_FAILURES, "reason" => "missing_evidence")
-                        .increment(1);
-                }
-                _ => {}
-            }
+            record(if status >= 500 { "failed" } else { "refused" });
+            on_error(&e);
             if status >= 500 {
-                tracing::error!(error = %e, "TEEP message could not be processed");
+                tracing::error!(error = %e, "{} message could not be processed", kind.name);
             } else {
-                tracing::info!(error = %e, "TEEP message refused");
+                tracing::info!(error = %e, "{} message refused", kind.name);
             }
             Exchange::Failed {
                 status,
-                message: format!("TEEP message refused: {e}"),
+                message: format!("{} message refused: {e}", kind.name),
             }
         }
     }
