@@ -138,6 +138,15 @@ impl From<StoreError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
+    Ok(authenticate(state, headers).await?)
+}
+
+/// The account named by the request's `Authorization: Bearer` API token (the admin and
+/// batch APIs).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, AdminError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -146,11 +155,13 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .ok_or_else(|| ApiError::from(AdminError::Unauthenticated))?;
-    Ok(state.admin.authenticate(token).await?)
+        .ok_or(AdminError::Unauthenticated)?;
+    state.admin.authenticate(token).await
 }
 
-async fn audit(state: &AppState, actor: &str, action: &str, object: &str, detail: &str) {
+/// Counts an admin action (`result` `refused` when `detail` starts so, else `ok`) and
+/// appends it to the audit log (the admin and batch APIs).
+pub(crate) async fn audit(state: &AppState, actor: &str, action: &str, object: &str, detail: &str) {
     let result = if detail.starts_with("refused") {
         "refused"
     } else {

@@ -64,9 +64,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use otrp_store::{
-    AccountKind, AuditRecord, BatchPackageRecord, BatchReportRecord, ManifestStatus, StoreError,
-};
+use otrp_store::{AccountKind, BatchPackageRecord, BatchReportRecord, ManifestStatus, StoreError};
 use otrp_tam::batch::{build_package, verify_report, BatchError, CountingProvider};
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
@@ -74,7 +72,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{component_display, parse_component, ErrorBody};
-use crate::metrics::ADMIN_ACTIONS;
 use crate::sd::sd_component_key;
 use crate::state::{now, AppState};
 
@@ -178,39 +175,11 @@ impl IntoResponse for BatchApiError {
 type BatchResult<T> = Result<T, BatchApiError>;
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> BatchResult<Caller> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(AdminError::Unauthenticated)?;
-    Ok(state.admin.authenticate(token).await?)
+    Ok(crate::api::authenticate(state, headers).await?)
 }
 
 async fn audit(state: &AppState, actor: &str, object: &str, detail: &str) {
-    let result = if detail.starts_with("refused") {
-        "refused"
-    } else {
-        "ok"
-    };
-    metrics::counter!(ADMIN_ACTIONS, "action" => "batch.publish", "result" => result).increment(1);
-    if let Err(e) = state
-        .store
-        .append_audit(&AuditRecord {
-            id: 0,
-            at: now(),
-            actor: actor.into(),
-            action: "batch.publish".into(),
-            object: object.into(),
-            detail: detail.into(),
-        })
-        .await
-    {
-        tracing::error!(error = %e, "audit entry could not be written");
-    }
+    crate::api::audit(state, actor, "batch.publish", object, detail).await;
 }
 
 fn check_batch_id(id: &str) -> BatchResult<()> {
