@@ -66,7 +66,7 @@ use otrp_store::{
 };
 use rand_core::CryptoRngCore;
 
-use crate::session::Outcome;
+use crate::session::{progress_record, Outcome};
 
 /// The OTrP media type ([IETF-03] §13).
 pub const MEDIA_TYPE: &str = "application/otrp+json";
@@ -645,19 +645,7 @@ impl OtrpSession {
     ) -> Result<(), OtrpError> {
         for s in sent {
             self.store
-                .put_progress(&ProgressRecord {
-                    deployment_id: s.deployment_id,
-                    device_id: device_id.into(),
-                    component: s.component.clone(),
-                    seq: s.seq,
-                    state,
-                    detail: if s.delete {
-                        format!("delete: {detail}")
-                    } else {
-                        detail.into()
-                    },
-                    updated_at: now,
-                })
+                .put_progress(&progress_record(s, device_id, state, detail, now))
                 .await?;
         }
         Ok(())

@@ -956,21 +956,7 @@ impl Tam {
             Some(device_id) => tok
                 .sent
                 .iter()
-                .map(|s| {
-                    StoreWrite::PutProgress(ProgressRecord {
-                        deployment_id: s.deployment_id,
-                        device_id: device_id.clone(),
-                        component: s.component.clone(),
-                        seq: s.seq,
-                        state,
-                        detail: if s.delete {
-                            format!("delete: {detail}")
-                        } else {
-                            detail.into()
-                        },
-                        updated_at: now,
-                    })
-                })
+                .map(|s| StoreWrite::PutProgress(progress_record(s, device_id, state, detail, now)))
                 .collect(),
         };
         self.store
@@ -993,5 +979,29 @@ impl Tam {
             .await?
             .map(|_| ())
             .map_err(consume_failure)
+    }
+}
+
+/// The progress row of one item an Update carried (TEEP and OTrP sessions): a deletion's
+/// `detail` is prefixed with `delete: `.
+pub(crate) fn progress_record(
+    item: &SentItem,
+    device_id: &str,
+    state: ProgressState,
+    detail: &str,
+    now: u64,
+) -> ProgressRecord {
+    ProgressRecord {
+        deployment_id: item.deployment_id,
+        device_id: device_id.into(),
+        component: item.component.clone(),
+        seq: item.seq,
+        state,
+        detail: if item.delete {
+            format!("delete: {detail}")
+        } else {
+            detail.into()
+        },
+        updated_at: now,
     }
 }
