@@ -70,6 +70,20 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// An INSERT's result: a unique-key violation is [`StoreError::Exists`] (`what`, and the
+/// `id` of the row, computed only then), any other database error is passed on.
+fn exists_on_conflict<T>(
+    r: std::result::Result<T, sqlx::Error>,
+    what: &'static str,
+    id: impl FnOnce() -> String,
+) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Exists { what, id: id() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Encodes the items an Update carried: per item `u32 len | component | u64 seq |
 /// i64 deployment | u8 delete`, big-endian.
 fn encode_sent(items: &[SentItem]) -> Vec<u8> {
@@ -590,14 +604,7 @@ impl Store for SqlStore {
             .bind(u(t.data_items)).bind(&sent).bind(u(t.created_at)).bind(u(t.expires_at))
             .bind(t.consumed_at.map(u))
             .execute(p).await.map(|r| r.rows_affected()));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                what: "token",
-                id: hex_of(&t.token),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        exists_on_conflict(r, "token", || hex_of(&t.token))
     }
 
     async fn token(&self, token: &[u8]) -> Result<Option<TokenRecord>> {
@@ -635,14 +642,7 @@ impl Store for SqlStore {
             .bind(&c.challenge).bind(&c.token).bind(u(c.created_at)).bind(u(c.expires_at))
             .bind(c.consumed_at.map(u))
             .execute(p).await.map(|r| r.rows_affected()));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                what: "challenge",
-                id: hex_of(&c.challenge),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        exists_on_conflict(r, "challenge", || hex_of(&c.challenge))
     }
 
     async fn consume_challenge(
@@ -684,14 +684,7 @@ impl Store for SqlStore {
              VALUES ($1, $2, $3, $4, $5)")
             .bind(&a.id).bind(a.kind.as_str()).bind(&a.token_hash).bind(a.approved)
             .bind(u(a.created_at)).execute(p).await.map(|r| r.rows_affected()));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                what: "account",
-                id: a.id.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        exists_on_conflict(r, "account", || a.id.clone())
     }
 
     async fn account(&self, id: &str) -> Result<Option<AccountRecord>> {
@@ -727,14 +720,7 @@ impl Store for SqlStore {
             "INSERT INTO sds (name, sp_id, granted, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&sd.name).bind(&sd.sp_id).bind(sd.granted).bind(u(sd.created_at))
             .execute(p).await.map(|r| r.rows_affected()));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                what: "security domain",
-                id: sd.name.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        exists_on_conflict(r, "security domain", || sd.name.clone())
     }
 
     async fn sd(&self, name: &str) -> Result<Option<SdRecord>> {
@@ -765,14 +751,7 @@ impl Store for SqlStore {
              VALUES ($1, $2, $3, $4, $5)")
             .bind(&c.id).bind(&c.sp_id).bind(&c.sd_name).bind(&c.name).bind(u(c.created_at))
             .execute(p).await.map(|r| r.rows_affected()));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
-                what: "component",
-                id: hex_of(&c.id),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        exists_on_conflict(r, "component", || hex_of(&c.id))
     }
 
     async fn component(&self, id: &[u8]) -> Result<Option<ComponentRecord>> {

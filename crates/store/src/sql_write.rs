@@ -1,6 +1,6 @@
 //! [`SqlStore`]'s grouped writes: one transaction per group (see `crate::write`).
 
-use super::{hex_of, is_unique_violation, token_from, u, Backend, SqlStore, TokenRow, TOKEN_COLS};
+use super::{exists_on_conflict, hex_of, token_from, u, Backend, SqlStore, TokenRow, TOKEN_COLS};
 use crate::model::{ConsumeRefusal, TokenRecord};
 use crate::write::{ConsumeFailure, StoreWrite};
 use crate::{Result, StoreError};
@@ -125,16 +125,7 @@ macro_rules! write_on {
                 .bind(t.consumed_at.map(u))
                 .execute(&mut *$tx)
                 .await;
-                match r {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Exists {
-                            what: "token",
-                            id: hex_of(&t.token),
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                exists_on_conflict(r, "token", || hex_of(&t.token))?;
             }
             StoreWrite::InsertChallenge(c) => {
                 let r = sqlx::query(
@@ -148,16 +139,7 @@ macro_rules! write_on {
                 .bind(c.consumed_at.map(u))
                 .execute(&mut *$tx)
                 .await;
-                match r {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Exists {
-                            what: "challenge",
-                            id: hex_of(&c.challenge),
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                exists_on_conflict(r, "challenge", || hex_of(&c.challenge))?;
             }
         }
     };
