@@ -310,8 +310,7 @@ async fn reference_values_set_over_the_api_change_the_verifier_without_restart()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgres_agree_on_reference_values() {
-    if pg_url().is_none() {
-        println!("SKIPPED two_servers_on_one_postgres_agree_on_reference_values: OTRP_TEST_DATABASE_URL is not set");
+    if skip_without_pg("two_servers_on_one_postgres_agree_on_reference_values") {
         return;
     }
     let mut f = Fixture::new("refs_pg", Backend::Postgres);
@@ -461,25 +460,7 @@ async fn sd_signer_rotation_tenancy_new_key_accepted_retired_key_refused() {
 
     // Another SP cannot touch sd1's signers: 404 (as for objects that do not exist);
     // a device admin: 403.
-    let sp2 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                "/api/v1/accounts",
-                &t.oem,
-                json!({"id": "sp2", "kind": "sp"}),
-            )
-            .await,
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.ok(
-        StatusCode::OK,
-        api.post("/api/v1/sps/sp2/approve", &t.oem, json!({})).await,
-    )
-    .await;
+    let sp2 = approved_sp(&api, &t.oem, "sp2").await;
     let r = api
         .post(rotate_path(), &sp2, json!({"signer_chain_pem": new_chain}))
         .await;

@@ -338,25 +338,7 @@ async fn batch_flow(backend: Backend) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Tenancy: another SP cannot use sp1's component, nor publish into sp1's batch.
-    let sp2 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                "/api/v1/accounts",
-                &t.oem,
-                json!({"id": "sp2", "kind": "sp"}),
-            )
-            .await,
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.ok(
-        StatusCode::OK,
-        api.post("/api/v1/sps/sp2/approve", &t.oem, json!({})).await,
-    )
-    .await;
+    let sp2 = approved_sp(&api, &t.oem, "sp2").await;
     let (st, body) = api
         .post(
             "/api/v1/batches/lot-x/packages",
@@ -408,8 +390,7 @@ async fn batch_package_published_fetched_applied_and_reported_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_package_published_fetched_applied_and_reported_postgres() {
-    if pg_url().is_none() {
-        println!("SKIPPED batch postgres: OTRP_TEST_DATABASE_URL is not set");
+    if skip_without_pg("batch postgres") {
         return;
     }
     batch_flow(Backend::Postgres).await;

@@ -13,14 +13,6 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::StatusCode;
 use serde_json::json;
 
-fn skip_without_pg(name: &str) -> bool {
-    if pg_url().is_none() {
-        println!("SKIPPED {name}: OTRP_TEST_DATABASE_URL is not set");
-        return true;
-    }
-    false
-}
-
 async fn device_receives_published_ta(backend: Backend) {
     let mut f = Fixture::new("e2e", backend);
     let server = f.start().await;
@@ -268,25 +260,7 @@ async fn sp_cannot_touch_another_sps_objects() {
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     let dep = publish_and_deploy(&f, &api, &t, 1).await;
-    let sp2 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                "/api/v1/accounts",
-                &t.oem,
-                json!({"id": "sp2", "kind": "sp"}),
-            )
-            .await,
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api.ok(
-        StatusCode::OK,
-        api.post("/api/v1/sps/sp2/approve", &t.oem, json!({})).await,
-    )
-    .await;
+    let sp2 = approved_sp(&api, &t.oem, "sp2").await;
     let key = otrp_tam::component_key(&[b"sd1".to_vec(), b"hello-ta".to_vec()]);
     let key_hex = hex::encode(&key);
 

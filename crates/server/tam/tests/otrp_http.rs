@@ -26,14 +26,6 @@ use serde_json::{json, Value};
 
 const OTRP: &str = "application/otrp+json";
 
-fn skip_without_pg(name: &str) -> bool {
-    if pg_url().is_none() {
-        println!("SKIPPED {name}: OTRP_TEST_DATABASE_URL is not set");
-        return true;
-    }
-    false
-}
-
 fn assert_draft_headers(h: &HeaderMap) {
     assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
     assert_eq!(

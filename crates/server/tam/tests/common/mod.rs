@@ -70,6 +70,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// True (and says so) when `OTRP_TEST_DATABASE_URL` is not set: the PostgreSQL test
+/// `name` is skipped.
+pub fn skip_without_pg(name: &str) -> bool {
+    if pg_url().is_none() {
+        println!("SKIPPED {name}: OTRP_TEST_DATABASE_URL is not set");
+        return true;
+    }
+    false
+}
+
 /// The PostgreSQL URL of the test machine, or None (the test prints SKIPPED).
 pub fn pg_url() -> Option<String> {
     std::env::var("OTRP_TEST_DATABASE_URL")
@@ -260,12 +270,12 @@ pub struct Tenants {
     pub sp: String,
 }
 
-pub async fn tenants(f: &Fixture, api: &Api) -> Tenants {
-    let oem = f.oem_token();
+/// Creates SP account `id` (with the OEM's token `oem`) and approves it: its API token.
+pub async fn approved_sp(api: &Api, oem: &str, id: &str) -> String {
     let sp = api
         .ok(
             StatusCode::CREATED,
-            api.post("/api/v1/accounts", &oem, json!({"id": "sp1", "kind": "sp"}))
+            api.post("/api/v1/accounts", oem, json!({"id": id, "kind": "sp"}))
                 .await,
         )
         .await["token"]
@@ -274,9 +284,16 @@ pub async fn tenants(f: &Fixture, api: &Api) -> Tenants {
         .to_owned();
     api.ok(
         StatusCode::OK,
-        api.post("/api/v1/sps/sp1/approve", &oem, json!({})).await,
+        api.post(&format!("/api/v1/sps/{id}/approve"), oem, json!({}))
+            .await,
     )
     .await;
+    sp
+}
+
+pub async fn tenants(f: &Fixture, api: &Api) -> Tenants {
+    let oem = f.oem_token();
+    let sp = approved_sp(api, &oem, "sp1").await;
     api.ok(
         StatusCode::CREATED,
         api.post(
