@@ -24,13 +24,6 @@ use otrp_agent::Event;
 use otrp_tam_server::{AppState, Identity, RunningServer, ServerConfig};
 use reqwest::StatusCode;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A TAM server on a runtime of its own, so that it can be killed as a whole.
 struct Killable {
     rt: tokio::runtime::Runtime,
@@ -309,20 +302,7 @@ async fn postgres_connections_terminated_under_load_the_tam_recovers() {
             .await
             .unwrap(),
     );
-    let state = Arc::new(
-        AppState::with_store(
-            f.config.clone(),
-            f.identity.clone(),
-            sql.clone(),
-            "postgres",
-        )
-        .unwrap(),
-    );
-    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
-    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server =
-        otrp_tam_server::spawn(listener, otrp_tam_server::router(state), Some(tls)).unwrap();
+    let server = f.start_on(sql.clone(), "postgres").await;
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     let deployment = publish_and_deploy(&f, &api, &t, 1).await;

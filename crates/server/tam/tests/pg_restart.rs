@@ -24,15 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use otrp_agent::Event;
-use otrp_tam_server::AppState;
 use reqwest::StatusCode;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One session of `dev` against `url`; Err(why) when it broke off.
 async fn session(http: &reqwest::Client, url: &str, dev: &mut Device) -> Result<(), String> {
@@ -86,20 +78,7 @@ async fn postgres_server_restarted_under_load_every_device_converges_once() {
             .await
             .unwrap(),
     );
-    let state = Arc::new(
-        AppState::with_store(
-            f.config.clone(),
-            f.identity.clone(),
-            sql.clone(),
-            "postgres",
-        )
-        .unwrap(),
-    );
-    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
-    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server =
-        otrp_tam_server::spawn(listener, otrp_tam_server::router(state), Some(tls)).unwrap();
+    let server = f.start_on(sql.clone(), "postgres").await;
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     let deployment = publish_and_deploy(&f, &api, &t, 1).await;

@@ -80,6 +80,14 @@ pub fn skip_without_pg(name: &str) -> bool {
     false
 }
 
+/// `name`'s value as a number, or `default` (unset or not a number).
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The PostgreSQL URL of the test machine, or None (the test prints SKIPPED).
 pub fn pg_url() -> Option<String> {
     std::env::var("OTRP_TEST_DATABASE_URL")
@@ -158,6 +166,12 @@ impl Fixture {
     /// Starts a TAM server on 127.0.0.1:0 over this fixture's store (HTTPS).
     pub async fn start(&self) -> RunningServer {
         let (store, backend) = self.store().await;
+        self.start_on(store, backend).await
+    }
+
+    /// Starts a TAM server on 127.0.0.1:0 over `store` (its `backend` name), for tests
+    /// that keep a handle on the store (HTTPS, OEM bootstrapped).
+    pub async fn start_on(&self, store: Arc<dyn Store>, backend: &'static str) -> RunningServer {
         let state = Arc::new(
             AppState::with_store(self.config.clone(), self.identity.clone(), store, backend)
                 .unwrap(),
