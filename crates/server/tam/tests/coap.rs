@@ -3,6 +3,8 @@
 //! `run_session` with a `coap://` TAM URL.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
+#[path = "common/agent_link.rs"]
+mod agent_link;
 mod common;
 #[path = "common/relay.rs"]
 mod relay;
@@ -10,59 +12,16 @@ mod relay;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agent_link::AgentLink;
 use common::*;
-use otrp_broker::{run_session, Http, TeeLink};
+use otrp_broker::{run_session, Http};
 use otrp_coap::{Config, Handler, Request, WireStats};
 use otrp_tam_server::AppState;
-use otrp_tee_daemon::{TeeError, TeeEvent, TeepReply};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use relay::lossy_relay;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-
-/// The in-process Agent of a test device as the Broker's TEE.
-struct AgentLink<'a>(&'a mut Device);
-
-fn reply(out: otrp_agent::Output) -> TeepReply {
-    TeepReply {
-        send: out.send,
-        need_fetch: None,
-        events: out
-            .events
-            .iter()
-            .map(|e| match e {
-                otrp_agent::Event::Installed { component } => TeeEvent {
-                    kind: "installed".into(),
-                    detail: format!("{component:?}"),
-                },
-                other => TeeEvent {
-                    kind: "other".into(),
-                    detail: format!("{other:?}"),
-                },
-            })
-            .collect(),
-    }
-}
-
-impl TeeLink for AgentLink<'_> {
-    async fn process(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
-        let out = self.0.agent.handle(&message, now());
-        self.0.events.extend(out.events.iter().cloned());
-        Ok(reply(out))
-    }
-    async fn provide_fetch(&mut self, uri: String, bytes: Vec<u8>) -> Result<TeepReply, TeeError> {
-        let out = self.0.agent.provide_fetch(&uri, bytes, now());
-        self.0.events.extend(out.events.iter().cloned());
-        Ok(reply(out))
-    }
-    async fn fetch_failed(&mut self, uri: String) -> Result<TeepReply, TeeError> {
-        Err(TeeError::Protocol(format!("fetch of {uri} failed")))
-    }
-    async fn process_error(&mut self, _detail: String) -> Result<(), TeeError> {
-        Ok(())
-    }
-}
 
 /// CoAP timers for loopback: 150 ms initial timeout, 8 retransmissions.
 fn fast(block: usize) -> Config {

@@ -14,6 +14,8 @@
 //! In both, no TEEP message reaches the TAM twice and the TAM counts the device once.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
+#[path = "common/agent_link.rs"]
+mod agent_link;
 mod common;
 
 use std::collections::HashMap;
@@ -22,58 +24,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agent_link::AgentLink;
 use common::*;
-use otrp_broker::{run_session, Http, TeeLink};
+use otrp_broker::{run_session, Http};
 use otrp_coap::{Config, Handler, Request};
 use otrp_tam_server::AppState;
-use otrp_tee_daemon::{TeeError, TeeEvent, TeepReply};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::net::UdpSocket;
-
-/// The in-process Agent of a test device as the Broker's TEE.
-struct AgentLink<'a>(&'a mut Device);
-
-fn reply(out: otrp_agent::Output) -> TeepReply {
-    TeepReply {
-        send: out.send,
-        need_fetch: None,
-        events: out
-            .events
-            .iter()
-            .map(|e| match e {
-                otrp_agent::Event::Installed { component } => TeeEvent {
-                    kind: "installed".into(),
-                    detail: format!("{component:?}"),
-                },
-                other => TeeEvent {
-                    kind: "other".into(),
-                    detail: format!("{other:?}"),
-                },
-            })
-            .collect(),
-    }
-}
-
-impl TeeLink for AgentLink<'_> {
-    async fn process(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
-        let out = self.0.agent.handle(&message, now());
-        self.0.events.extend(out.events.iter().cloned());
-        Ok(reply(out))
-    }
-    async fn provide_fetch(&mut self, uri: String, bytes: Vec<u8>) -> Result<TeepReply, TeeError> {
-        let out = self.0.agent.provide_fetch(&uri, bytes, now());
-        self.0.events.extend(out.events.iter().cloned());
-        Ok(reply(out))
-    }
-    async fn fetch_failed(&mut self, uri: String) -> Result<TeepReply, TeeError> {
-        Err(TeeError::Protocol(format!("fetch of {uri} failed")))
-    }
-    async fn process_error(&mut self, _detail: String) -> Result<(), TeeError> {
-        Ok(())
-    }
-}
 
 /// What the relay saw.
 #[derive(Default)]
