@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use otrp_pki::{CertKind, IssueRequest};
 use otrp_tam_server::publish::{self, Payload};
-use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -28,16 +27,7 @@ enum Attested {
 }
 
 async fn attest(http: &reqwest::Client, url: &str, dev: &mut Device) -> Attested {
-    let mut s = Session::new();
-    assert_eq!(s.step(http, url, dev).await, Step::Continue);
-    let r = http
-        .post(url)
-        .header(header::ACCEPT, TEEP)
-        .header(header::CONTENT_TYPE, TEEP)
-        .body(s.next.clone())
-        .send()
-        .await
-        .unwrap();
+    let (mut s, r) = post_query_response(http, url, dev).await;
     match r.status() {
         StatusCode::BAD_REQUEST => Attested::Refused(r.text().await.unwrap()),
         StatusCode::NO_CONTENT => Attested::Accepted,

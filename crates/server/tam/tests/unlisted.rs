@@ -9,22 +9,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::json;
 
 /// One attestation attempt: the answer to the QueryResponse (status, body text).
 async fn attest(http: &reqwest::Client, url: &str, dev: &mut Device) -> (StatusCode, String) {
-    let mut s = Session::new();
-    assert_eq!(s.step(http, url, dev).await, Step::Continue);
-    let r = http
-        .post(url)
-        .header(header::ACCEPT, TEEP)
-        .header(header::CONTENT_TYPE, TEEP)
-        .body(s.next.clone())
-        .send()
-        .await
-        .unwrap();
+    let (_, r) = post_query_response(http, url, dev).await;
     (r.status(), r.text().await.unwrap())
 }
 

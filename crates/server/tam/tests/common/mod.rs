@@ -557,6 +557,26 @@ impl Default for Session {
     }
 }
 
+/// Opens a session for `dev` at `url` and POSTs the Agent's QueryResponse: the session
+/// (to go on with) and the TAM's answer to it, not yet processed.
+pub async fn post_query_response(
+    http: &reqwest::Client,
+    url: &str,
+    dev: &mut Device,
+) -> (Session, reqwest::Response) {
+    let mut s = Session::new();
+    assert_eq!(s.step(http, url, dev).await, Step::Continue);
+    let r = http
+        .post(url)
+        .header(reqwest::header::ACCEPT, TEEP)
+        .header(reqwest::header::CONTENT_TYPE, TEEP)
+        .body(s.next.clone())
+        .send()
+        .await
+        .unwrap();
+    (s, r)
+}
+
 /// Whether the device's Agent reported installing `segments`.
 pub fn installed(dev: &Device, segments: &[&[u8]]) -> bool {
     dev.events.iter().any(|e| match e {
