@@ -47,8 +47,8 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use otrp_crypto::PrivateKey;
 use otrp_json::{LegacyMode, MessageKind, OtrpMessage};
 use otrp_pki::cert::CertInfo;
@@ -60,7 +60,8 @@ use crate::identity::Identity;
 use crate::metrics::{OTRP_EXCHANGES, OTRP_PROCESSING};
 use crate::state::{now, AppState};
 use crate::teep::{
-    finish_exchange, read_limited, security_headers, Exchange, ExchangeKind, OTRP_JSON, TEEP_CBOR,
+    exchange_response, finish_exchange, plain, read_limited, Exchange, ExchangeKind, OTRP_JSON,
+    TEEP_CBOR,
 };
 
 /// The OTrP session configuration of this server, or why it cannot serve OTrP.
@@ -141,16 +142,6 @@ pub fn selects_otrp(headers: &HeaderMap, content_type: Option<&str>) -> bool {
     }
 }
 
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
-    let mut r = (status, msg.into()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    security_headers(r.headers_mut());
-    r
-}
-
 /// `POST /tam` for a request [`selects_otrp`] chose.
 pub async fn post_otrp(
     state: &AppState,
@@ -190,25 +181,7 @@ pub async fn post_otrp(
             ),
         );
     }
-    match process_otrp(state, &body).await {
-        Exchange::Reply(bytes) => {
-            let mut r = Response::new(Body::from(bytes));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(OTRP_JSON));
-            security_headers(r.headers_mut());
-            r
-        }
-        Exchange::Done => {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            security_headers(r.headers_mut());
-            r
-        }
-        Exchange::Failed { status, message } => plain(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            message,
-        ),
-    }
+    exchange_response(process_otrp(state, &body).await, OTRP_JSON)
 }
 
 /// The metrics label of the command a reply carries.
@@ -278,6 +251,7 @@ pub async fn register_sp_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn h(accept: &str) -> HeaderMap {
         let mut m = HeaderMap::new();

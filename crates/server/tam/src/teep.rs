@@ -60,7 +60,8 @@ pub fn security_headers(h: &mut HeaderMap) {
     );
 }
 
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
+/// A `text/plain` answer with the security headers (TEEP and OTrP refusals).
+pub(crate) fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut r = (status, msg.into()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -252,11 +253,17 @@ pub async fn post_tam(
             ),
         );
     }
-    match process_teep(&state, &body).await {
+    exchange_response(process_teep(&state, &body).await, TEEP_CBOR)
+}
+
+/// The HTTP answer to an exchange (`POST /tam`, `POST /otrp`): 200 with the reply as
+/// `media`, 204 when the session is over, the failure's status as text otherwise.
+pub(crate) fn exchange_response(exchange: Exchange, media: &'static str) -> Response {
+    match exchange {
         Exchange::Reply(bytes) => {
             let mut r = Response::new(Body::from(bytes));
             r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEEP_CBOR));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
             security_headers(r.headers_mut());
             r
         }
