@@ -16,7 +16,6 @@ use agent_link::AgentLink;
 use common::*;
 use otrp_broker::{run_session, Http};
 use otrp_coap::{Config, Handler, Request, WireStats};
-use otrp_tam_server::AppState;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use relay::lossy_relay;
@@ -38,15 +37,7 @@ fn fast(block: usize) -> Config {
 async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
     let mut f = Fixture::new("coap", Backend::Sqlite);
     let (store, backend) = f.store().await;
-    let state = Arc::new(
-        AppState::with_store(f.config.clone(), f.identity.clone(), store, backend).unwrap(),
-    );
-    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
-    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server =
-        otrp_tam_server::spawn(listener, otrp_tam_server::router(state.clone()), Some(tls))
-            .unwrap();
+    let (state, server) = f.start_with_state(store, backend).await;
 
     // The TAM's CoAP handler, wrapped to record every TEEP message it processes.
     let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();

@@ -28,7 +28,6 @@ use agent_link::AgentLink;
 use common::*;
 use otrp_broker::{run_session, Http};
 use otrp_coap::{Config, Handler, Request};
-use otrp_tam_server::AppState;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -145,15 +144,7 @@ struct Run {
 async fn setup(tag: &str, seed: u64) -> Run {
     let mut f = Fixture::new(tag, Backend::Sqlite);
     let (store, backend) = f.store().await;
-    let state = Arc::new(
-        AppState::with_store(f.config.clone(), f.identity.clone(), store, backend).unwrap(),
-    );
-    state.bootstrap_oem(&f.config.data_dir).await.unwrap();
-    let tls = otrp_tam_server::tls_config(&f.identity).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server =
-        otrp_tam_server::spawn(listener, otrp_tam_server::router(state.clone()), Some(tls))
-            .unwrap();
+    let (state, server) = f.start_with_state(store, backend).await;
     let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
     let inner = otrp_tam_server::coap::handler(state.clone());
     let seen2 = seen.clone();

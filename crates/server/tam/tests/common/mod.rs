@@ -172,6 +172,16 @@ impl Fixture {
     /// Starts a TAM server on 127.0.0.1:0 over `store` (its `backend` name), for tests
     /// that keep a handle on the store (HTTPS, OEM bootstrapped).
     pub async fn start_on(&self, store: Arc<dyn Store>, backend: &'static str) -> RunningServer {
+        self.start_with_state(store, backend).await.1
+    }
+
+    /// [`Fixture::start_on`], also giving the server's state (for tests that serve it
+    /// over CoAP too).
+    pub async fn start_with_state(
+        &self,
+        store: Arc<dyn Store>,
+        backend: &'static str,
+    ) -> (Arc<AppState>, RunningServer) {
         let state = Arc::new(
             AppState::with_store(self.config.clone(), self.identity.clone(), store, backend)
                 .unwrap(),
@@ -179,7 +189,10 @@ impl Fixture {
         state.bootstrap_oem(&self.config.data_dir).await.unwrap();
         let tls = otrp_tam_server::tls_config(&self.identity).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        otrp_tam_server::spawn(listener, otrp_tam_server::router(state), Some(tls)).unwrap()
+        let server =
+            otrp_tam_server::spawn(listener, otrp_tam_server::router(state.clone()), Some(tls))
+                .unwrap();
+        (state, server)
     }
 
     pub fn oem_token(&self) -> String {
