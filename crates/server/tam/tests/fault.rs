@@ -139,12 +139,7 @@ async fn tam_killed_and_restarted_during_a_rollout_every_device_converges_once()
     let api = Api::new(&f.pki, &first.server);
     let t = tenants(&f, &api).await;
     let deployment = publish_and_deploy(&f, &api, &t, 1).await;
-    let mut devices: Vec<Device> = (0..n)
-        .map(|i| provision_device(&mut f, 50_000 + i as u64))
-        .collect();
-    for d in &devices {
-        register_device(&api, &t.oem, d, &[]).await;
-    }
+    let mut devices = register_fleet(&mut f, &api, &t.oem, n, 50_000).await;
 
     let url = Arc::new(RwLock::new(first.server.tam_url()));
     let tam = Arc::new(Mutex::new(Some(first)));
@@ -306,12 +301,7 @@ async fn postgres_connections_terminated_under_load_the_tam_recovers() {
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     let deployment = publish_and_deploy(&f, &api, &t, 1).await;
-    let devices: Vec<Device> = (0..n)
-        .map(|i| provision_device(&mut f, 90_000 + i as u64))
-        .collect();
-    for d in &devices {
-        register_device(&api, &t.oem, d, &[]).await;
-    }
+    let devices = register_fleet(&mut f, &api, &t.oem, n, 90_000).await;
     let url_tam = server.tam_url();
     let done = Arc::new(AtomicUsize::new(0));
     let broken = Arc::new(AtomicUsize::new(0));

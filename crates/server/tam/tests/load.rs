@@ -72,12 +72,7 @@ async fn run(backend: Backend) {
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     publish_and_deploy(&f, &api, &t, 1).await;
-    let mut devices: Vec<Device> = (0..DEVICES)
-        .map(|i| provision_device(&mut f, 10_000 + i as u64))
-        .collect();
-    for d in &devices {
-        register_device(&api, &t.oem, d, &[]).await;
-    }
+    let mut devices = register_fleet(&mut f, &api, &t.oem, DEVICES, 10_000).await;
     let costs = measure_costs(&f, &devices[0]);
     let url = server.tam_url();
 

@@ -82,12 +82,7 @@ async fn postgres_server_restarted_under_load_every_device_converges_once() {
     let api = Api::new(&f.pki, &server);
     let t = tenants(&f, &api).await;
     let deployment = publish_and_deploy(&f, &api, &t, 1).await;
-    let devices: Vec<Device> = (0..n)
-        .map(|i| provision_device(&mut f, 70_000 + i as u64))
-        .collect();
-    for d in &devices {
-        register_device(&api, &t.oem, d, &[]).await;
-    }
+    let devices = register_fleet(&mut f, &api, &t.oem, n, 70_000).await;
     let tam_url = server.tam_url();
     let done = Arc::new(AtomicUsize::new(0));
     let broken = Arc::new(AtomicUsize::new(0));

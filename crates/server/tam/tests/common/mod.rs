@@ -477,6 +477,24 @@ pub fn provision_device(f: &mut Fixture, seed: u64) -> Device {
     }
 }
 
+/// Provisions `n` devices (seeds `first_seed`, `first_seed + 1`, …) and registers them
+/// with the OEM's token `oem`, untagged.
+pub async fn register_fleet(
+    f: &mut Fixture,
+    api: &Api,
+    oem: &str,
+    n: usize,
+    first_seed: u64,
+) -> Vec<Device> {
+    let devices: Vec<Device> = (0..n)
+        .map(|i| provision_device(f, first_seed + i as u64))
+        .collect();
+    for d in &devices {
+        register_device(api, oem, d, &[]).await;
+    }
+    devices
+}
+
 pub async fn register_device(api: &Api, token: &str, d: &Device, tags: &[&str]) -> Value {
     api.ok(
         StatusCode::CREATED,
