@@ -79,13 +79,18 @@ pub fn batch_kid(batch_id: &str) -> Vec<u8> {
     format!("otrp-batch:{batch_id}").into_bytes()
 }
 
-fn check_id(id: &str) -> Result<(), BatchError> {
-    let ok = !id.is_empty()
+/// True when `id` can name a batch: 1 to 64 characters among `A-Z a-z 0-9 - _ .` (the
+/// rule of the TAM core and of the batch API).
+pub fn is_valid_batch_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn check_id(id: &str) -> Result<(), BatchError> {
+    if is_valid_batch_id(id) {
         Ok(())
     } else {
         Err(BatchError::BadId(id.into()))

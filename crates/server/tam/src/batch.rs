@@ -183,12 +183,7 @@ async fn audit(state: &AppState, actor: &str, object: &str, detail: &str) {
 }
 
 fn check_batch_id(id: &str) -> BatchResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+    if otrp_tam::batch::is_valid_batch_id(id) {
         Ok(())
     } else {
         Err(BatchApiError::new(
