@@ -121,20 +121,7 @@ async fn reference_values_set_over_the_api_change_the_verifier_without_restart()
         api.get("/api/v1/reference-values", &t.sp).await.0,
         StatusCode::FORBIDDEN
     );
-    let admin = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                "/api/v1/accounts",
-                &t.oem,
-                json!({"id": "ops", "kind": "device-admin"}),
-            )
-            .await,
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = create_account(&api, &t.oem, "ops", "device-admin").await;
     assert_eq!(
         api.get("/api/v1/reference-values", &admin).await.0,
         StatusCode::OK
@@ -455,20 +442,7 @@ async fn sd_signer_rotation_tenancy_new_key_accepted_retired_key_refused() {
         .post(rotate_path(), &sp2, json!({"signer_chain_pem": new_chain}))
         .await;
     assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
-    let ops = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                "/api/v1/accounts",
-                &t.oem,
-                json!({"id": "ops", "kind": "device-admin"}),
-            )
-            .await,
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ops = create_account(&api, &t.oem, "ops", "device-admin").await;
     let r = api
         .post(rotate_path(), &ops, json!({"signer_chain_pem": new_chain}))
         .await;

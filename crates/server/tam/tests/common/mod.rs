@@ -297,18 +297,23 @@ pub struct Tenants {
     pub sp: String,
 }
 
-/// Creates SP account `id` (with the OEM's token `oem`) and approves it: its API token.
-pub async fn approved_sp(api: &Api, oem: &str, id: &str) -> String {
-    let sp = api
-        .ok(
-            StatusCode::CREATED,
-            api.post("/api/v1/accounts", oem, json!({"id": id, "kind": "sp"}))
-                .await,
-        )
-        .await["token"]
+/// Creates account `id` of `kind` (`sp`, `device-admin`, …) with the OEM's token `oem`:
+/// its API token.
+pub async fn create_account(api: &Api, oem: &str, id: &str, kind: &str) -> String {
+    api.ok(
+        StatusCode::CREATED,
+        api.post("/api/v1/accounts", oem, json!({"id": id, "kind": kind}))
+            .await,
+    )
+    .await["token"]
         .as_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// Creates SP account `id` (with the OEM's token `oem`) and approves it: its API token.
+pub async fn approved_sp(api: &Api, oem: &str, id: &str) -> String {
+    let sp = create_account(api, oem, id, "sp").await;
     api.ok(
         StatusCode::OK,
         api.post(&format!("/api/v1/sps/{id}/approve"), oem, json!({}))
