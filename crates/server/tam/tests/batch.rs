@@ -172,18 +172,7 @@ async fn batch_flow(backend: Backend) {
     );
 
     // The SP publishes the TA (encrypted to the batch key) and one package of it.
-    upload_batch_ta(&f, &api, &t.sp, 1).await;
-    let pkg = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                &format!("/api/v1/batches/{BATCH}/packages"),
-                &t.sp,
-                json!({"components": ["sd1/batch-ta"]}),
-            )
-            .await,
-        )
-        .await;
+    let pkg = publish_package(&f, &api, &t.sp, 1).await;
     assert_eq!(pkg["seq"], 1, "{pkg}");
     assert_eq!(
         pkg["tam_signatures"], 1,
@@ -295,18 +284,7 @@ async fn batch_flow(backend: Backend) {
     assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
 
     // Version 2: a new package; devices move to it; then the old package is a rollback.
-    upload_batch_ta(&f, &api, &t.sp, 2).await;
-    let pkg2 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                &format!("/api/v1/batches/{BATCH}/packages"),
-                &t.sp,
-                json!({"components": ["sd1/batch-ta"]}),
-            )
-            .await,
-        )
-        .await;
+    let pkg2 = publish_package(&f, &api, &t.sp, 2).await;
     assert_eq!(pkg2["seq"], 2, "{pkg2}");
     for (d, st) in fleet.devices().iter().zip(states.iter_mut()) {
         let mut tee = d.tee().clone();
