@@ -3,24 +3,22 @@
 //! `run_session` with a `coap://` TAM URL.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
-#[path = "common/agent_link.rs"]
-mod agent_link;
+#[path = "common/coap_support.rs"]
+mod coap_support;
 mod common;
 #[path = "common/relay.rs"]
 mod relay;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_link::AgentLink;
+use coap_support::{counting_handler, AgentLink};
 use common::*;
 use otrp_broker::{run_session, Http};
-use otrp_coap::{Config, Handler, Request, WireStats};
+use otrp_coap::{Config, WireStats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use relay::lossy_relay;
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
 
 /// CoAP timers for loopback: 150 ms initial timeout, 8 retransmissions.
 fn fast(block: usize) -> Config {
@@ -40,15 +38,7 @@ async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
     let (state, server) = f.start_with_state(store, backend).await;
 
     // The TAM's CoAP handler, wrapped to record every TEEP message it processes.
-    let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
-    let inner = otrp_tam_server::coap::handler(state.clone());
-    let seen2 = seen.clone();
-    let counting: Handler = Arc::new(move |req: Request| {
-        if !req.body.is_empty() {
-            seen2.lock().unwrap().push(Sha256::digest(&req.body).into());
-        }
-        inner(req)
-    });
+    let (counting, seen) = counting_handler(state.clone());
     let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", fast(block), counting)
         .await
         .unwrap();

@@ -14,8 +14,8 @@
 //! In both, no TEEP message reaches the TAM twice and the TAM counts the device once.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
-#[path = "common/agent_link.rs"]
-mod agent_link;
+#[path = "common/coap_support.rs"]
+mod coap_support;
 mod common;
 
 use std::collections::HashMap;
@@ -24,13 +24,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent_link::AgentLink;
+use coap_support::{counting_handler, AgentLink};
 use common::*;
 use otrp_broker::{run_session, Http};
-use otrp_coap::{Config, Handler, Request};
+use otrp_coap::Config;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::net::UdpSocket;
 
 /// What the relay saw.
@@ -145,15 +144,7 @@ async fn setup(tag: &str, seed: u64) -> Run {
     let mut f = Fixture::new(tag, Backend::Sqlite);
     let (store, backend) = f.store().await;
     let (state, server) = f.start_with_state(store, backend).await;
-    let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
-    let inner = otrp_tam_server::coap::handler(state.clone());
-    let seen2 = seen.clone();
-    let counting: Handler = Arc::new(move |req: Request| {
-        if !req.body.is_empty() {
-            seen2.lock().unwrap().push(Sha256::digest(&req.body).into());
-        }
-        inner(req)
-    });
+    let (counting, seen) = counting_handler(state.clone());
     // The server side keeps the default-ish fast timers; only the relay misbehaves.
     let coap_server = otrp_coap::CoapServer::bind_with(
         "127.0.0.1:0",

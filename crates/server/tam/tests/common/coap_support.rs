@@ -1,9 +1,14 @@
-//! A test device's in-process Agent as the Broker's TEE, for the CoAP tests (included
-//! with `#[path]`).
+//! What the CoAP tests share (included with `#[path]`): a test device's in-process Agent
+//! as the Broker's TEE, and the TAM's CoAP handler wrapped to record what it processes.
 #![allow(clippy::unwrap_used, dead_code)]
 
+use std::sync::{Arc, Mutex};
+
 use otrp_broker::TeeLink;
+use otrp_coap::{Handler, Request};
+use otrp_tam_server::AppState;
 use otrp_tee_daemon::{TeeError, TeeEvent, TeepReply};
+use sha2::{Digest, Sha256};
 
 use crate::common::{now, Device};
 
@@ -48,4 +53,19 @@ impl TeeLink for AgentLink<'_> {
     async fn process_error(&mut self, _detail: String) -> Result<(), TeeError> {
         Ok(())
     }
+}
+
+/// The TAM's CoAP handler over `state`, recording the SHA-256 of every TEEP message
+/// (non-empty body) it is given, in order.
+pub fn counting_handler(state: Arc<AppState>) -> (Handler, Arc<Mutex<Vec<[u8; 32]>>>) {
+    let seen: Arc<Mutex<Vec<[u8; 32]>>> = Arc::default();
+    let inner = otrp_tam_server::coap::handler(state);
+    let seen2 = seen.clone();
+    let counting: Handler = Arc::new(move |req: Request| {
+        if !req.body.is_empty() {
+            seen2.lock().unwrap().push(Sha256::digest(&req.body).into());
+        }
+        inner(req)
+    });
+    (counting, seen)
 }
