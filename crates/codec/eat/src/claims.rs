@@ -342,7 +342,7 @@ impl EatClaims {
 
     /// Encodes to CBOR bytes.
     pub fn to_vec(&self) -> Result<Vec<u8>, EatError> {
-        cbor::encode_value(&self.to_value()?)
+        Ok(cbor::encode_value(&self.to_value()?)?)
     }
 
     /// Converts a decoded CBOR map.
@@ -516,7 +516,7 @@ impl EatClaims {
         }
         e.extend(self.other.iter().cloned());
         cbor::check_no_duplicates(&e, "eat")?;
-        cbor::build_map(e, &self.key_order)
+        Ok(cbor::build_map(e, &self.key_order)?)
     }
 
     /// Checks the TEEP EAT profile (ED §5): the required claims ueid, oemid, hwmodel,

@@ -2,6 +2,8 @@
 
 use alloc::string::String;
 
+use otrp_cbor::CborError;
+
 /// Everything that can go wrong while decoding, encoding, signing or verifying EAT claims.
 ///
 /// Field paths use the claim names of RFC 9711, e.g. `eat.ueid` or `eat.hwversion[0]`.
@@ -120,4 +122,37 @@ pub enum EatError {
     /// The CBOR encoder failed (should not happen when writing to memory).
     #[error("CBOR encoding failed: {0}")]
     Encode(String),
+}
+
+impl From<CborError> for EatError {
+    /// Each error of the shared CBOR plumbing becomes the variant of the same name.
+    fn from(e: CborError) -> Self {
+        match e {
+            CborError::InputTooLarge { len, max } => EatError::InputTooLarge { len, max },
+            CborError::TooDeep { max } => EatError::TooDeep { max },
+            CborError::Truncated => EatError::Truncated,
+            CborError::Syntax { offset } => EatError::Syntax { offset },
+            CborError::Semantic { offset, reason } => EatError::Semantic { offset, reason },
+            CborError::TrailingBytes { offset, count } => EatError::TrailingBytes { offset, count },
+            CborError::WrongType { path, expected } => EatError::WrongType { path, expected },
+            CborError::SizeOutOfRange {
+                path,
+                len,
+                min,
+                max,
+            } => EatError::SizeOutOfRange {
+                path,
+                len,
+                min,
+                max,
+            },
+            CborError::EmptyArray { path } => EatError::EmptyArray { path },
+            CborError::IntegerOutOfRange { path, reason } => {
+                EatError::IntegerOutOfRange { path, reason }
+            }
+            CborError::DuplicateKey { path, key } => EatError::DuplicateKey { path, key },
+            CborError::NotDeterministic { offset } => EatError::NotDeterministic { offset },
+            CborError::Encode(e) => EatError::Encode(e),
+        }
+    }
 }

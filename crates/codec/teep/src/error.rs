@@ -2,6 +2,8 @@
 
 use alloc::string::String;
 
+use otrp_cbor::CborError;
+
 /// Everything that can go wrong while decoding or encoding a TEEP message.
 ///
 /// Field paths use the draft's CDDL names, e.g. `query-request.options.token` or
@@ -138,4 +140,39 @@ pub enum TeepError {
     /// The CBOR encoder failed (should not happen when writing to memory).
     #[error("CBOR encoding failed: {0}")]
     Encode(String),
+}
+
+impl From<CborError> for TeepError {
+    /// Each error of the shared CBOR plumbing becomes the variant of the same name.
+    fn from(e: CborError) -> Self {
+        match e {
+            CborError::InputTooLarge { len, max } => TeepError::InputTooLarge { len, max },
+            CborError::TooDeep { max } => TeepError::TooDeep { max },
+            CborError::Truncated => TeepError::Truncated,
+            CborError::Syntax { offset } => TeepError::Syntax { offset },
+            CborError::Semantic { offset, reason } => TeepError::Semantic { offset, reason },
+            CborError::TrailingBytes { offset, count } => {
+                TeepError::TrailingBytes { offset, count }
+            }
+            CborError::WrongType { path, expected } => TeepError::WrongType { path, expected },
+            CborError::SizeOutOfRange {
+                path,
+                len,
+                min,
+                max,
+            } => TeepError::SizeOutOfRange {
+                path,
+                len,
+                min,
+                max,
+            },
+            CborError::EmptyArray { path } => TeepError::EmptyArray { path },
+            CborError::IntegerOutOfRange { path, reason } => {
+                TeepError::IntegerOutOfRange { path, reason }
+            }
+            CborError::DuplicateKey { path, key } => TeepError::DuplicateKey { path, key },
+            CborError::NotDeterministic { offset } => TeepError::NotDeterministic { offset },
+            CborError::Encode(e) => TeepError::Encode(e),
+        }
+    }
 }

@@ -80,7 +80,7 @@ pub(crate) fn u32_list(v: &Value, path: &str) -> Result<Vec<u32>, TeepError> {
     cbor::as_nonempty_array(v, path)?
         .iter()
         .enumerate()
-        .map(|(i, x)| cbor::as_u32(x, &cbor::idx(path, i)))
+        .map(|(i, x)| Ok(cbor::as_u32(x, &cbor::idx(path, i))?))
         .collect()
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn freshness_list(v: &Value, path: &str) -> Result<Vec<FreshnessMecha
     cbor::as_nonempty_array(v, path)?
         .iter()
         .enumerate()
-        .map(|(i, x)| cbor::as_u64(x, &cbor::idx(path, i)).map(FreshnessMechanism))
+        .map(|(i, x)| Ok(FreshnessMechanism(cbor::as_u64(x, &cbor::idx(path, i))?)))
         .collect()
 }
 
@@ -110,7 +110,7 @@ pub(crate) fn enc_freshness_list(
 
 /// `[+ bstr]` (suit-reports, manifest-list).
 pub(crate) fn bytes_list(v: &Value, path: &str) -> Result<Vec<Vec<u8>>, TeepError> {
-    cbor::bytes_list(v, path)
+    Ok(cbor::bytes_list(v, path)?)
 }
 
 pub(crate) fn enc_bytes_list(list: &[Vec<u8>], path: &str) -> Result<Value, TeepError> {
@@ -238,7 +238,7 @@ impl OptionsWriter {
             self.entries.push((cbor::uint(*l), v.clone()));
         }
         cbor::check_no_duplicates(&self.entries, &self.path)?;
-        cbor::build_map(self.entries, order)
+        Ok(cbor::build_map(self.entries, order)?)
     }
 }
 

@@ -36,11 +36,12 @@ mod types;
 
 pub use ciborium::value::Value;
 
-pub use cbor::{DecodeLimits, KeyOrder};
+pub use cbor::DecodeLimits;
 pub use error::TeepError;
 pub use messages::{
     decode_any, Error, QueryRequest, QueryResponse, Success, TeepCodec, TeepMessage, Update,
 };
+pub use otrp_cbor::KeyOrder;
 pub use types::{
     cose_alg, cose_type, msg_type, CipherOperation, ComponentId, DataItemRequested, ErrCode,
     FreshnessMechanism, RequestedTcInfo, SuitCoseProfile, SystemPropertyClaims, TeepCipherSuite,

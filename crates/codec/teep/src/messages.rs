@@ -45,7 +45,7 @@ pub trait TeepCodec: Sized {
     }
     /// Encodes to bytes.
     fn to_vec(&self) -> Result<Vec<u8>, TeepError> {
-        cbor::encode_value(&self.to_value()?)
+        Ok(cbor::encode_value(&self.to_value()?)?)
     }
 }
 

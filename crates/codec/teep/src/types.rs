@@ -467,7 +467,7 @@ impl SystemPropertyClaims {
         let mut entries = Vec::with_capacity(self.parameters.len() + 1);
         entries.push((cbor::int(0), self.component_id.encode()));
         entries.extend(self.parameters.iter().cloned());
-        cbor::build_map(entries, &self.key_order)
+        Ok(cbor::build_map(entries, &self.key_order)?)
     }
 }
 
@@ -557,6 +557,6 @@ impl RequestedTcInfo {
             entries.push((cbor::uint(label::HAVE_BINARY), Value::Bool(b)));
         }
         entries.extend(self.extensions.iter().cloned());
-        cbor::build_map(entries, &self.key_order)
+        Ok(cbor::build_map(entries, &self.key_order)?)
     }
 }
