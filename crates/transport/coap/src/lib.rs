@@ -31,6 +31,8 @@
 //!   reassembles Block1 uploads per (peer, token), runs the handler once per complete
 //!   request (concurrently across clients) and answers piggybacked.
 //!
+//! [`relay`] is a lossy, reordering UDP relay for testing both on loopback.
+//!
 //! # Content-format
 //!
 //! `application/teep+cbor` is a registered media type (IANA, RFC-ietf-teep-protocol), but
@@ -51,6 +53,7 @@
 mod block;
 mod client;
 mod config;
+pub mod relay;
 mod server;
 mod shell;
 
