@@ -8,7 +8,7 @@ pub(crate) use otrp_cbor::*;
 ///
 /// The CBOR decoder never pre-allocates from a declared length: byte strings are read in
 /// chunks and arrays/maps grow one element at a time, so a huge declared length in a short
-/// input fails with [`EatError::Truncated`](crate::error::EatError::Truncated) after reading what is there. Memory is
+/// input fails with [`CborError::Truncated`] after reading what is there. Memory is
 /// therefore bounded by a small multiple of `max_input_len`; stack use is bounded by
 /// `max_depth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use otrp_cbor::CborError;
 
 use ciborium::value::Value;
 use coset::AsCborValue;
@@ -87,7 +88,7 @@ impl Confirmation {
     pub fn from_cose_key(key: coset::CoseKey) -> Result<Self, EatError> {
         key.to_cbor_value()
             .map(Confirmation::CoseKey)
-            .map_err(|_| EatError::Encode("COSE_Key".into()))
+            .map_err(|_| EatError::Cbor(CborError::Encode("COSE_Key".into())))
     }
 
     fn decode(v: &Value, path: &str) -> Result<Self, EatError> {
@@ -192,17 +193,17 @@ fn formats(v: &Value, path: &str) -> Result<Vec<ContentFormat>, EatError> {
     for (i, item) in list.iter().enumerate() {
         let p = cbor::idx(path, i);
         let [ct, content] = cbor::as_array(item, &p)? else {
-            return Err(EatError::WrongType {
+            return Err(EatError::Cbor(CborError::WrongType {
                 path: p,
                 expected: "[content-type, content-format]",
-            });
+            }));
         };
         let ct_path = cbor::idx(&p, 0);
         let content_type = u16::try_from(cbor::as_u64(ct, &ct_path)?).map_err(|_| {
-            EatError::IntegerOutOfRange {
+            EatError::Cbor(CborError::IntegerOutOfRange {
                 path: ct_path,
                 reason: "coap-content-format is uint .le 65535",
-            }
+            })
         })?;
         out.push(ContentFormat {
             content_type,
@@ -214,7 +215,7 @@ fn formats(v: &Value, path: &str) -> Result<Vec<ContentFormat>, EatError> {
 
 fn enc_formats(list: &[ContentFormat], path: &str) -> Result<Value, EatError> {
     if list.is_empty() {
-        return Err(EatError::EmptyArray { path: path.into() });
+        return Err(EatError::Cbor(CborError::EmptyArray { path: path.into() }));
     }
     Ok(Value::Array(
         list.iter()
@@ -409,10 +410,10 @@ impl EatClaims {
                             scheme: Some(cbor::as_i64(scheme, &cbor::idx(p, 1))?),
                         },
                         _ => {
-                            return Err(EatError::WrongType {
+                            return Err(EatError::Cbor(CborError::WrongType {
                                 path: p.into(),
                                 expected: "[version: tstr, ? scheme: int]",
-                            })
+                            }))
                         }
                     })
                 }
@@ -421,10 +422,10 @@ impl EatClaims {
                         Value::Text(t) => Profile::Uri(t.clone()),
                         Value::Bytes(b) => Profile::Oid(b.clone()),
                         _ => {
-                            return Err(EatError::WrongType {
+                            return Err(EatError::Cbor(CborError::WrongType {
                                 path: "eat.eat_profile".into(),
                                 expected: "untagged URI text or OID bytes",
-                            })
+                            }))
                         }
                     })
                 }

@@ -9,54 +9,10 @@ use otrp_cbor::CborError;
 /// Field paths use the claim names of RFC 9711, e.g. `eat.ueid` or `eat.hwversion[0]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EatError {
-    /// The input is longer than [`crate::DecodeLimits::max_input_len`].
-    #[error("input is {len} bytes, more than the limit of {max}")]
-    InputTooLarge {
-        /// Input length in bytes.
-        len: usize,
-        /// Configured limit.
-        max: usize,
-    },
-    /// The input nests arrays, maps or tags deeper than [`crate::DecodeLimits::max_depth`].
-    #[error("CBOR nesting deeper than the limit of {max}")]
-    TooDeep {
-        /// Configured limit.
-        max: usize,
-    },
-    /// The input ended in the middle of a CBOR item.
-    #[error("input truncated: the CBOR item is incomplete")]
-    Truncated,
-    /// The input is not well-formed CBOR.
-    #[error("malformed CBOR at byte {offset}")]
-    Syntax {
-        /// Byte offset reported by the CBOR decoder.
-        offset: usize,
-    },
-    /// The CBOR decoder refused a value (e.g. an integer wider than 128 bits, an unknown
-    /// simple value, invalid UTF-8).
-    #[error("unsupported CBOR value{}: {reason}", offset.map(|o| alloc::format!(" at byte {o}")).unwrap_or_default())]
-    Semantic {
-        /// Byte offset, when the decoder knows it.
-        offset: Option<usize>,
-        /// What the decoder said.
-        reason: String,
-    },
-    /// Bytes follow the single CBOR item of the claims set.
-    #[error("{count} trailing byte(s) after the claims set at byte {offset}")]
-    TrailingBytes {
-        /// Offset of the first trailing byte.
-        offset: usize,
-        /// How many bytes follow.
-        count: usize,
-    },
-    /// A value has the wrong CBOR type.
-    #[error("{path}: expected {expected}")]
-    WrongType {
-        /// Field path.
-        path: String,
-        /// What the CDDL asks for.
-        expected: &'static str,
-    },
+    /// Malformed, oversized or too deeply nested CBOR, or a value of the wrong type,
+    /// size or range (the field path names where).
+    #[error(transparent)]
+    Cbor(#[from] CborError),
     /// A claim the profile requires is absent.
     #[error("missing claim {claim}")]
     MissingClaim {
@@ -71,32 +27,6 @@ pub enum EatError {
         /// Rule violated.
         reason: &'static str,
     },
-    /// A byte or text string is outside its permitted size range.
-    #[error("{path}: size {len} outside {min}..={max}")]
-    SizeOutOfRange {
-        /// Field path.
-        path: String,
-        /// Actual size in bytes.
-        len: usize,
-        /// Smallest permitted size.
-        min: usize,
-        /// Largest permitted size.
-        max: usize,
-    },
-    /// A `[+ ...]` array is empty.
-    #[error("{path}: array must not be empty")]
-    EmptyArray {
-        /// Field path.
-        path: String,
-    },
-    /// An integer does not fit the range the CDDL gives.
-    #[error("{path}: integer out of range ({reason})")]
-    IntegerOutOfRange {
-        /// Field path.
-        path: String,
-        /// What the range is.
-        reason: &'static str,
-    },
     /// A value is of the right type but forbidden (e.g. err-code 0).
     #[error("{path}: invalid value: {reason}")]
     InvalidValue {
@@ -105,54 +35,4 @@ pub enum EatError {
         /// Why it is invalid.
         reason: &'static str,
     },
-    /// A map holds the same key twice.
-    #[error("{path}: duplicate key {key}")]
-    DuplicateKey {
-        /// Path of the map.
-        path: String,
-        /// The repeated key, in diagnostic notation.
-        key: String,
-    },
-    /// `decode_strict`: the input is valid but not in deterministic/preferred encoding.
-    #[error("input is not in preferred (deterministic) CBOR encoding; first difference at byte {offset}")]
-    NotDeterministic {
-        /// First byte where the input and its re-encoding differ.
-        offset: usize,
-    },
-    /// The CBOR encoder failed (should not happen when writing to memory).
-    #[error("CBOR encoding failed: {0}")]
-    Encode(String),
-}
-
-impl From<CborError> for EatError {
-    /// Each error of the shared CBOR plumbing becomes the variant of the same name.
-    fn from(e: CborError) -> Self {
-        match e {
-            CborError::InputTooLarge { len, max } => EatError::InputTooLarge { len, max },
-            CborError::TooDeep { max } => EatError::TooDeep { max },
-            CborError::Truncated => EatError::Truncated,
-            CborError::Syntax { offset } => EatError::Syntax { offset },
-            CborError::Semantic { offset, reason } => EatError::Semantic { offset, reason },
-            CborError::TrailingBytes { offset, count } => EatError::TrailingBytes { offset, count },
-            CborError::WrongType { path, expected } => EatError::WrongType { path, expected },
-            CborError::SizeOutOfRange {
-                path,
-                len,
-                min,
-                max,
-            } => EatError::SizeOutOfRange {
-                path,
-                len,
-                min,
-                max,
-            },
-            CborError::EmptyArray { path } => EatError::EmptyArray { path },
-            CborError::IntegerOutOfRange { path, reason } => {
-                EatError::IntegerOutOfRange { path, reason }
-            }
-            CborError::DuplicateKey { path, key } => EatError::DuplicateKey { path, key },
-            CborError::NotDeterministic { offset } => EatError::NotDeterministic { offset },
-            CborError::Encode(e) => EatError::Encode(e),
-        }
-    }
 }

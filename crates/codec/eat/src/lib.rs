@@ -24,7 +24,7 @@ pub use ciborium::value::Value;
 pub use cbor::DecodeLimits;
 pub use claims::{Confirmation, ContentFormat, EatClaims, EatNonce, HwVersion, OemId, Profile};
 pub use error::EatError;
-pub use otrp_cbor::KeyOrder;
+pub use otrp_cbor::{CborError, KeyOrder};
 pub use signed::{EatSignOptions, SignedEatError, VerifiedEat};
 
 /// The `eat_profile` value of the TEEP profile (ED §5; the RFC number is not assigned yet).

@@ -2,6 +2,7 @@
 //! thumbprint of the signing key, untagged by default (the TEEP profile uses no CBOR tags).
 
 use alloc::vec::Vec;
+use otrp_cbor::CborError;
 
 use otrp_cose::{KidMode, SignOptions};
 use otrp_crypto::thumbprint::cose_key_thumbprint;
@@ -83,10 +84,10 @@ pub fn verify_with_limits(
     limits: &DecodeLimits,
 ) -> Result<VerifiedEat, SignedEatError> {
     if bytes.len() > limits.max_input_len {
-        return Err(EatError::InputTooLarge {
+        return Err(EatError::Cbor(CborError::InputTooLarge {
             len: bytes.len(),
             max: limits.max_input_len,
-        }
+        })
         .into());
     }
     let v = otrp_cose::verify_sign1(provider, bytes, None, keys)?;
@@ -108,10 +109,10 @@ pub fn verify_teep(
 ) -> Result<VerifiedEat, SignedEatError> {
     let max = DecodeLimits::DEFAULT.max_input_len;
     if bytes.len() > max {
-        return Err(EatError::InputTooLarge {
+        return Err(EatError::Cbor(CborError::InputTooLarge {
             len: bytes.len(),
             max,
-        }
+        })
         .into());
     }
     let v = otrp_cose::verify_sign1(provider, bytes, None, keys)?;

@@ -8,6 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use otrp_cbor::CborError;
 
 fn int(i: i64) -> Value {
     Value::Integer(i.into())
@@ -230,24 +231,27 @@ fn claim_constraints_are_checked_with_paths() {
     // not a map; duplicate keys; trailing bytes
     assert!(matches!(
         EatClaims::decode(&enc(&int(1))),
-        Err(EatError::WrongType { .. })
+        Err(EatError::Cbor(CborError::WrongType { .. }))
     ));
     let dup = Value::Map(vec![(int(6), int(1)), (int(6), int(2))]);
     assert!(matches!(
         EatClaims::decode(&enc(&dup)),
-        Err(EatError::DuplicateKey { .. })
+        Err(EatError::Cbor(CborError::DuplicateKey { .. }))
     ));
     let mut b = enc(&draft_example_value());
     b.push(0);
     assert!(matches!(
         EatClaims::decode(&b),
-        Err(EatError::TrailingBytes { .. })
+        Err(EatError::Cbor(CborError::TrailingBytes { .. }))
     ));
     // encode refuses what decode refuses
     assert!(EatClaims::new().with_ueid(vec![1; 3]).to_vec().is_err());
     let mut dup = EatClaims::new().with_iat(1);
     dup.other.push((int(6), int(2)));
-    assert!(matches!(dup.to_vec(), Err(EatError::DuplicateKey { .. })));
+    assert!(matches!(
+        dup.to_vec(),
+        Err(EatError::Cbor(CborError::DuplicateKey { .. }))
+    ));
 }
 
 #[test]
@@ -295,11 +299,12 @@ fn limits_and_truncation() {
     }
     assert!(matches!(
         EatClaims::decode(&[0x9F; 10_000]),
-        Err(EatError::TooDeep { .. }) | Err(EatError::WrongType { .. })
+        Err(EatError::Cbor(CborError::TooDeep { .. }))
+            | Err(EatError::Cbor(CborError::WrongType { .. }))
     ));
     assert_eq!(
         EatClaims::decode(&h("A1190100 5BFFFFFFFFFFFFFFFF".replace(' ', "").as_str())),
-        Err(EatError::Truncated)
+        Err(EatError::Cbor(CborError::Truncated))
     );
     let small = DecodeLimits {
         max_input_len: 8,
@@ -307,7 +312,7 @@ fn limits_and_truncation() {
     };
     assert!(matches!(
         EatClaims::decode_with_limits(&bytes, &small),
-        Err(EatError::InputTooLarge { .. })
+        Err(EatError::Cbor(CborError::InputTooLarge { .. }))
     ));
     for i in 0..bytes.len() {
         for bit in 0..8 {
@@ -520,7 +525,9 @@ mod signed_tests {
                 &EatClaims::new().with_hwmodel(Vec::new()),
                 &EatSignOptions::default()
             ),
-            Err(SignedEatError::Claims(EatError::SizeOutOfRange { .. }))
+            Err(SignedEatError::Claims(EatError::Cbor(
+                CborError::SizeOutOfRange { .. }
+            )))
         ));
     }
 }

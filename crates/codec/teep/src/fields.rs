@@ -3,6 +3,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use otrp_cbor::CborError;
 
 use ciborium::value::Value;
 
@@ -70,7 +71,7 @@ pub(crate) fn bytes(v: &Value, path: &str) -> Result<Vec<u8>, TeepError> {
 
 fn nonempty<T>(list: &[T], path: &str) -> Result<(), TeepError> {
     if list.is_empty() {
-        return Err(TeepError::EmptyArray { path: path.into() });
+        return Err(TeepError::Cbor(CborError::EmptyArray { path: path.into() }));
     }
     Ok(())
 }
@@ -257,10 +258,10 @@ pub(crate) fn option_entries<'a>(v: &'a Value, path: &str) -> Result<OptionEntri
         match label {
             Some(l) => out.push((l, val)),
             None => {
-                return Err(TeepError::WrongType {
+                return Err(TeepError::Cbor(CborError::WrongType {
                     path: alloc::format!("{path} key {}", cbor::key_diag(k)),
                     expected: "unsigned integer option label",
-                })
+                }))
             }
         }
     }

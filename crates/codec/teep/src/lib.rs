@@ -41,7 +41,7 @@ pub use error::TeepError;
 pub use messages::{
     decode_any, Error, QueryRequest, QueryResponse, Success, TeepCodec, TeepMessage, Update,
 };
-pub use otrp_cbor::KeyOrder;
+pub use otrp_cbor::{CborError, KeyOrder};
 pub use types::{
     cose_alg, cose_type, msg_type, CipherOperation, ComponentId, DataItemRequested, ErrCode,
     FreshnessMechanism, RequestedTcInfo, SuitCoseProfile, SystemPropertyClaims, TeepCipherSuite,

@@ -13,6 +13,7 @@
 //! the id generation of the suite decides which id goes on the wire.
 
 use alloc::vec::Vec;
+use otrp_cbor::CborError;
 
 use coset::iana::EnumI64;
 use coset::RegisteredLabelWithPrivate;
@@ -301,10 +302,10 @@ pub fn verify_with_limits(
     limits: &DecodeLimits,
 ) -> Result<Verified, SignedError> {
     if bytes.len() > limits.max_input_len {
-        return Err(TeepError::InputTooLarge {
+        return Err(TeepError::Cbor(CborError::InputTooLarge {
             len: bytes.len(),
             max: limits.max_input_len,
-        }
+        })
         .into());
     }
     match otrp_cose::peek(bytes)? {

@@ -8,6 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use otrp_cbor::CborError;
 
 const VECTORS: &[&str] = &[
     "query_request",
@@ -82,7 +83,7 @@ fn huge_maps_decode_and_encode_in_n_log_n() {
     entries.push((int(24), int(1)));
     let bytes = enc(&Value::Array(vec![int(5), Value::Map(entries)]));
     assert!(
-        matches!(Success::decode(&bytes), Err(TeepError::DuplicateKey { ref key, .. }) if key == "24")
+        matches!(Success::decode(&bytes), Err(TeepError::Cbor(CborError::DuplicateKey { ref key, .. })) if key == "24")
     );
 }
 
@@ -228,7 +229,9 @@ fn decode_reports_wrong_type_with_path() {
         Value::Map(vec![(int(20), Value::Text("0123456789".into()))]),
     ]);
     match Success::decode(&enc(&v)) {
-        Err(TeepError::WrongType { path, .. }) => assert_eq!(path, "success.options.token"),
+        Err(TeepError::Cbor(CborError::WrongType { path, .. })) => {
+            assert_eq!(path, "success.options.token")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -254,7 +257,7 @@ fn token_and_challenge_sizes_are_checked() {
         assert_eq!(r.is_ok(), ok, "token {len}: {r:?}");
         if !ok {
             assert!(
-                matches!(r, Err(TeepError::SizeOutOfRange { ref path, .. }) if path == "success.options.token")
+                matches!(r, Err(TeepError::Cbor(CborError::SizeOutOfRange { ref path, .. })) if path == "success.options.token")
             );
         }
     }
@@ -295,7 +298,7 @@ fn err_msg_and_lang_sizes_are_checked() {
         Value::Map(vec![(int(22), Value::Text("x".repeat(36)))]),
     ]);
     assert!(
-        matches!(decode_any(&enc(&v)), Err(TeepError::SizeOutOfRange { ref path, .. }) if path == "update.options.err-lang")
+        matches!(decode_any(&enc(&v)), Err(TeepError::Cbor(CborError::SizeOutOfRange { ref path, .. })) if path == "update.options.err-lang")
     );
 }
 
@@ -341,7 +344,7 @@ fn framing_errors() {
     // options not a map
     let v = Value::Array(vec![int(5), Value::Array(vec![])]);
     assert!(
-        matches!(decode_any(&enc(&v)), Err(TeepError::WrongType { ref path, expected: "map" }) if path == "success.options")
+        matches!(decode_any(&enc(&v)), Err(TeepError::Cbor(CborError::WrongType { ref path, expected: "map" })) if path == "success.options")
     );
     // non-uint label
     let v = Value::Array(vec![
@@ -350,7 +353,7 @@ fn framing_errors() {
     ]);
     assert!(matches!(
         decode_any(&enc(&v)),
-        Err(TeepError::WrongType { .. })
+        Err(TeepError::Cbor(CborError::WrongType { .. }))
     ));
     // duplicate label
     let v = Value::Array(vec![
@@ -362,7 +365,7 @@ fn framing_errors() {
     ]);
     assert!(matches!(
         decode_any(&enc(&v)),
-        Err(TeepError::DuplicateKey { .. })
+        Err(TeepError::Cbor(CborError::DuplicateKey { .. }))
     ));
     // unknown and wrong message types
     let v = Value::Array(vec![int(4), Value::Map(vec![])]);
@@ -377,7 +380,7 @@ fn framing_errors() {
     // not an array
     assert!(matches!(
         decode_any(&enc(&int(1))),
-        Err(TeepError::WrongType { .. })
+        Err(TeepError::Cbor(CborError::WrongType { .. }))
     ));
     // empty [+ ...] arrays
     let v = Value::Array(vec![
@@ -396,7 +399,7 @@ fn framing_errors() {
         int(0),
     ]);
     assert!(
-        matches!(decode_any(&enc(&v)), Err(TeepError::EmptyArray { ref path }) if path == "query-request.options.versions")
+        matches!(decode_any(&enc(&v)), Err(TeepError::Cbor(CborError::EmptyArray { ref path })) if path == "query-request.options.versions")
     );
 }
 
@@ -406,10 +409,10 @@ fn trailing_bytes_are_refused() {
     bytes.push(0x00);
     assert_eq!(
         decode_any(&bytes),
-        Err(TeepError::TrailingBytes {
+        Err(TeepError::Cbor(CborError::TrailingBytes {
             offset: 21,
             count: 1
-        })
+        }))
     );
 }
 
@@ -446,7 +449,10 @@ fn unknown_options_are_kept_in_order() {
     // An extension that collides with a typed member is refused on encode.
     let mut s4 = Success::new().with_token(TOKEN);
     s4.extensions.push((20, Value::Null));
-    assert!(matches!(s4.to_vec(), Err(TeepError::DuplicateKey { .. })));
+    assert!(matches!(
+        s4.to_vec(),
+        Err(TeepError::Cbor(CborError::DuplicateKey { .. }))
+    ));
 }
 
 #[test]
@@ -456,7 +462,7 @@ fn strict_decoding_refuses_non_preferred_encodings() {
     assert!(decode_any(&bytes).is_ok());
     assert!(matches!(
         TeepMessage::decode_strict(&bytes),
-        Err(TeepError::NotDeterministic { offset: 1 })
+        Err(TeepError::Cbor(CborError::NotDeterministic { offset: 1 }))
     ));
     // indefinite-length options map
     let bytes = hex::decode("8205BFFF").unwrap();
@@ -474,7 +480,11 @@ fn huge_declared_lengths_fail_without_allocating() {
         "8205A10B7BFFFFFFFFFFFFFFFF",
     ] {
         let bytes = hex::decode(h).unwrap();
-        assert_eq!(decode_any(&bytes), Err(TeepError::Truncated), "{h}");
+        assert_eq!(
+            decode_any(&bytes),
+            Err(TeepError::Cbor(CborError::Truncated)),
+            "{h}"
+        );
     }
 }
 
@@ -487,7 +497,10 @@ fn nesting_and_size_limits() {
     }
     let v = Value::Array(vec![int(5), Value::Map(vec![(int(0), inner)])]);
     let bytes = enc(&v);
-    assert_eq!(decode_any(&bytes), Err(TeepError::TooDeep { max: 16 }));
+    assert_eq!(
+        decode_any(&bytes),
+        Err(TeepError::Cbor(CborError::TooDeep { max: 16 }))
+    );
     let lim = DecodeLimits {
         max_input_len: 1 << 20,
         max_depth: 200,
@@ -499,11 +512,17 @@ fn nesting_and_size_limits() {
     };
     assert_eq!(
         TeepMessage::decode_with_limits(&vector("success"), &small),
-        Err(TeepError::InputTooLarge { len: 21, max: 10 })
+        Err(TeepError::Cbor(CborError::InputTooLarge {
+            len: 21,
+            max: 10
+        }))
     );
     // Deeply nested indefinite arrays do not overflow the stack either.
     let bytes = vec![0x9F; 100_000];
-    assert_eq!(decode_any(&bytes), Err(TeepError::TooDeep { max: 16 }));
+    assert_eq!(
+        decode_any(&bytes),
+        Err(TeepError::Cbor(CborError::TooDeep { max: 16 }))
+    );
 }
 
 #[test]
@@ -985,7 +1004,9 @@ mod signed_tests {
         let bad = TeepMessage::Success(Success::new().with_token(vec![1; 3]));
         assert!(matches!(
             signed::sign1(provider, &p, &bad, AlgIdGeneration::New),
-            Err(SignedError::Teep(TeepError::SizeOutOfRange { .. }))
+            Err(SignedError::Teep(TeepError::Cbor(
+                CborError::SizeOutOfRange { .. }
+            )))
         ));
         // A validly signed payload that is not a TEEP message is a TEEP error.
         let not_teep = otrp_cose::sign1(
@@ -998,7 +1019,9 @@ mod signed_tests {
         .unwrap();
         assert!(matches!(
             signed::verify(provider, &not_teep, &[p.public_key()]),
-            Err(SignedError::Teep(TeepError::WrongType { .. }))
+            Err(SignedError::Teep(TeepError::Cbor(
+                CborError::WrongType { .. }
+            )))
         ));
         assert_eq!(
             TeepCipherSuite::SIGN1_ESP256.signing(),

@@ -4,6 +4,7 @@
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::ops::{BitOr, BitOrAssign};
+use otrp_cbor::CborError;
 
 use ciborium::value::Value;
 
@@ -274,10 +275,10 @@ impl TeepCipherSuite {
                     alg: cbor::as_i64(a, &cbor::idx(&p, 1))?,
                 }),
                 _ => {
-                    return Err(TeepError::WrongType {
+                    return Err(TeepError::Cbor(CborError::WrongType {
                         path: p,
                         expected: "[cose-type, cose-alg]",
-                    })
+                    }))
                 }
             }
         }
@@ -286,7 +287,7 @@ impl TeepCipherSuite {
 
     pub(crate) fn encode(&self, path: &str) -> Result<Value, TeepError> {
         if self.0.is_empty() {
-            return Err(TeepError::EmptyArray { path: path.into() });
+            return Err(TeepError::Cbor(CborError::EmptyArray { path: path.into() }));
         }
         Ok(Value::Array(
             self.0
@@ -349,10 +350,10 @@ impl SuitCoseProfile {
                 key_exchange: cbor::as_i64(k, &cbor::idx(path, 2))?,
                 encryption: cbor::as_i64(e, &cbor::idx(path, 3))?,
             }),
-            _ => Err(TeepError::WrongType {
+            _ => Err(TeepError::Cbor(CborError::WrongType {
                 path: path.into(),
                 expected: "[digest, auth, key-exchange, encryption]",
-            }),
+            })),
         }
     }
 
