@@ -49,3 +49,24 @@ pub struct BatchReportCounts {
     /// Devices that reported an Error.
     pub failed: u64,
 }
+
+/// A device model of the OTrP-profile batch command package (our extension, migration
+/// `0005_otrp_batch`): the public half of the device key every device of the model
+/// shares, which the TAM encrypts each package's `content` and TA key to.
+///
+/// The OTrP batch tables reuse [`BatchPackageRecord`] (its `batch_id` is the model name,
+/// which is also the package id `pkgid`) and [`BatchReportRecord`] (one device's
+/// `OTrPBatchResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtrpBatchModelRecord {
+    /// Model name (the batch name given to `otrp device provision --batch`).
+    pub model: String,
+    /// The shared device public key (SPKI DER).
+    pub public_key: Vec<u8>,
+    /// The `tee` routing name of the model's TEE.
+    pub tee: String,
+    /// The account that registered the key.
+    pub registered_by: String,
+    /// When (Unix seconds).
+    pub updated_at: u64,
+}

@@ -287,4 +287,28 @@ pub trait Store: Send + Sync {
     async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>>;
     /// Applied / failed counts of one package.
     async fn batch_report_counts(&self, batch_id: &str, seq: u64) -> Result<BatchReportCounts>;
+
+    // --- OTrP-profile batch (migration 0005; `batch_id` of the records = the model) ---
+    /// Inserts or replaces the shared device key of a model.
+    async fn put_otrp_batch_model(&self, m: &OtrpBatchModelRecord) -> Result<()>;
+    /// The shared device key of a model.
+    async fn otrp_batch_model(&self, model: &str) -> Result<Option<OtrpBatchModelRecord>>;
+    /// Stores an OTrP batch package; its sequence number must exceed every stored one of
+    /// the model ([`StoreError::SequenceNotGrowing`], also when another replica won).
+    async fn insert_otrp_batch_package(&self, p: &BatchPackageRecord) -> Result<()>;
+    /// The OTrP batch package of a model with the highest sequence number.
+    async fn latest_otrp_batch_package(&self, model: &str) -> Result<Option<BatchPackageRecord>>;
+    /// One OTrP batch package.
+    async fn otrp_batch_package(&self, model: &str, seq: u64)
+        -> Result<Option<BatchPackageRecord>>;
+    /// Every OTrP batch package (of one model, or all), ordered by model then sequence.
+    async fn otrp_batch_packages(&self, model: Option<&str>) -> Result<Vec<BatchPackageRecord>>;
+    /// Inserts or replaces the result of (model, sequence, device).
+    async fn put_otrp_batch_result(&self, r: &BatchReportRecord) -> Result<()>;
+    /// The results on one OTrP batch package, ordered by device id.
+    async fn otrp_batch_results(&self, model: &str, seq: u64) -> Result<Vec<BatchReportRecord>>;
+    /// Pass / fail counts of one OTrP batch package.
+    async fn otrp_batch_result_counts(&self, model: &str, seq: u64) -> Result<BatchReportCounts>;
+    /// The OTrP state of the device whose TEE certificate hashes to `did`.
+    async fn otrp_device_by_did(&self, did: &str) -> Result<Option<OtrpDeviceRecord>>;
 }

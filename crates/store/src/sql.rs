@@ -46,6 +46,9 @@ macro_rules! on_pool {
 #[path = "sql_write.rs"]
 mod write;
 
+#[path = "sql_otrp_batch.rs"]
+mod otrp_batch;
+
 fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -1194,6 +1197,50 @@ impl Store for SqlStore {
             }
         }
         Ok(c)
+    }
+    // --- OTrP-profile batch (sql_otrp_batch.rs) ---
+    async fn put_otrp_batch_model(&self, m: &OtrpBatchModelRecord) -> Result<()> {
+        self.put_otrp_batch_model_impl(m).await
+    }
+
+    async fn otrp_batch_model(&self, model: &str) -> Result<Option<OtrpBatchModelRecord>> {
+        self.otrp_batch_model_impl(model).await
+    }
+
+    async fn insert_otrp_batch_package(&self, p: &BatchPackageRecord) -> Result<()> {
+        self.insert_otrp_batch_package_impl(p).await
+    }
+
+    async fn latest_otrp_batch_package(&self, model: &str) -> Result<Option<BatchPackageRecord>> {
+        self.latest_otrp_batch_package_impl(model).await
+    }
+
+    async fn otrp_batch_package(
+        &self,
+        model: &str,
+        seq: u64,
+    ) -> Result<Option<BatchPackageRecord>> {
+        self.otrp_batch_package_impl(model, seq).await
+    }
+
+    async fn otrp_batch_packages(&self, model: Option<&str>) -> Result<Vec<BatchPackageRecord>> {
+        self.otrp_batch_packages_impl(model).await
+    }
+
+    async fn put_otrp_batch_result(&self, r: &BatchReportRecord) -> Result<()> {
+        self.put_otrp_batch_result_impl(r).await
+    }
+
+    async fn otrp_batch_results(&self, model: &str, seq: u64) -> Result<Vec<BatchReportRecord>> {
+        self.otrp_batch_results_impl(model, seq).await
+    }
+
+    async fn otrp_batch_result_counts(&self, model: &str, seq: u64) -> Result<BatchReportCounts> {
+        self.otrp_batch_result_counts_impl(model, seq).await
+    }
+
+    async fn otrp_device_by_did(&self, did: &str) -> Result<Option<OtrpDeviceRecord>> {
+        self.otrp_device_by_did_impl(did).await
     }
 }
 

@@ -426,12 +426,157 @@ async fn otrp_records(p: &Pair) {
     assert!(p.a.sp_certs("sp2").await.unwrap().is_empty());
 }
 
+/// OTrP batch (migration 0005): model keys, packages whose sequence numbers must grow per
+/// model (also across two replicas racing), results counted per package, devices by did.
+async fn otrp_batch_records(p: &Pair) {
+    let m = OtrpBatchModelRecord {
+        model: "door-lock".into(),
+        public_key: vec![0x30, 0x59],
+        tee: "OpenTrust-Sim".into(),
+        registered_by: "oem".into(),
+        updated_at: 1,
+    };
+    p.a.put_otrp_batch_model(&m).await.unwrap();
+    let mut m2 = m.clone();
+    m2.public_key = vec![0x30, 0x5a];
+    p.b.put_otrp_batch_model(&m2).await.unwrap();
+    assert_eq!(p.a.otrp_batch_model("door-lock").await.unwrap(), Some(m2));
+    assert_eq!(p.a.otrp_batch_model("other").await.unwrap(), None);
+
+    let pkg = |model: &str, seq: u64| BatchPackageRecord {
+        batch_id: model.into(),
+        seq,
+        owner: "sp1".into(),
+        contents: "create sd1, install sd1/ta#1".into(),
+        bytes: vec![b'{', seq as u8],
+        etag: format!("\"{seq}\""),
+        tam_signatures: 1,
+        created_at: 10 + seq,
+    };
+    p.a.insert_otrp_batch_package(&pkg("door-lock", 1))
+        .await
+        .unwrap();
+    // The same or a lower sequence number is refused; a TEEP batch of the same name is
+    // another counter.
+    assert!(matches!(
+        p.b.insert_otrp_batch_package(&pkg("door-lock", 1)).await,
+        Err(StoreError::SequenceNotGrowing { seq: 1, latest: 1 })
+    ));
+    assert!(p
+        .a
+        .latest_batch_package("door-lock")
+        .await
+        .unwrap()
+        .is_none());
+    let two = pkg("door-lock", 2);
+    let (x, y) = tokio::join!(
+        p.a.insert_otrp_batch_package(&two),
+        p.b.insert_otrp_batch_package(&two)
+    );
+    assert_eq!([x.is_ok(), y.is_ok()].iter().filter(|o| **o).count(), 1);
+    assert!(matches!(
+        p.a.insert_otrp_batch_package(&pkg("door-lock", 1)).await,
+        Err(StoreError::SequenceNotGrowing { seq: 1, latest: 2 })
+    ));
+    p.a.insert_otrp_batch_package(&pkg("thermostat", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.b.latest_otrp_batch_package("door-lock").await.unwrap(),
+        Some(pkg("door-lock", 2))
+    );
+    assert_eq!(
+        p.b.otrp_batch_package("door-lock", 1).await.unwrap(),
+        Some(pkg("door-lock", 1))
+    );
+    assert_eq!(p.b.otrp_batch_package("door-lock", 3).await.unwrap(), None);
+    let all: Vec<_> =
+        p.a.otrp_batch_packages(None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.batch_id.clone(), r.seq))
+            .collect();
+    assert_eq!(
+        all,
+        vec![
+            ("door-lock".into(), 1),
+            ("door-lock".into(), 2),
+            ("thermostat".into(), 1)
+        ]
+    );
+    assert_eq!(
+        p.a.otrp_batch_packages(Some("thermostat"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let res = |dev: &str, success: bool, at: u64| BatchReportRecord {
+        batch_id: "door-lock".into(),
+        seq: 2,
+        device_id: dev.into(),
+        success,
+        detail: if success {
+            String::new()
+        } else {
+            "ERR_REQUEST_INVALID".into()
+        },
+        received_at: at,
+    };
+    p.a.put_otrp_batch_result(&res("d1", false, 1))
+        .await
+        .unwrap();
+    p.b.put_otrp_batch_result(&res("d1", true, 2))
+        .await
+        .unwrap();
+    p.a.put_otrp_batch_result(&res("d2", false, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.a.otrp_batch_result_counts("door-lock", 2).await.unwrap(),
+        BatchReportCounts {
+            applied: 1,
+            failed: 1
+        }
+    );
+    assert_eq!(
+        p.a.otrp_batch_results("door-lock", 2).await.unwrap(),
+        vec![res("d1", true, 2), res("d2", false, 3)]
+    );
+    assert_eq!(
+        p.a.otrp_batch_result_counts("door-lock", 1).await.unwrap(),
+        BatchReportCounts::default()
+    );
+    // The TEEP batch counts are separate.
+    assert_eq!(
+        p.a.batch_report_counts("door-lock", 2).await.unwrap(),
+        BatchReportCounts::default()
+    );
+
+    let dev = OtrpDeviceRecord {
+        device_id: "d9".into(),
+        did: "ZGlkOQ==".into(),
+        tee_name: "tee".into(),
+        tee_cert: vec![9],
+        dsi: "{}".into(),
+        dsihash: String::new(),
+        tid: "t".into(),
+        updated_at: 7,
+    };
+    p.a.put_otrp_device(&dev).await.unwrap();
+    assert_eq!(p.b.otrp_device_by_did("ZGlkOQ==").await.unwrap(), Some(dev));
+    assert_eq!(p.b.otrp_device_by_did("bm9uZQ==").await.unwrap(), None);
+}
+
 async fn all(p: &Pair) {
     token_consumed_once_across_replicas(p).await;
     token_refusals(p).await;
     catalog_and_sequence_numbers(p).await;
     records_round_trip(p).await;
     otrp_records(p).await;
+    otrp_batch_records(p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
