@@ -64,6 +64,7 @@ pub struct Broker {
     sessions: u64,
     failures: u64,
     batch: crate::batch::BatchState,
+    otrp_batch: crate::otrp_batch::OtrpBatchState,
 }
 
 impl Broker {
@@ -81,6 +82,7 @@ impl Broker {
             sessions: 0,
             failures: 0,
             batch: crate::batch::BatchState::default(),
+            otrp_batch: crate::otrp_batch::OtrpBatchState::default(),
         })
     }
 
@@ -161,6 +163,23 @@ impl Broker {
         r
     }
 
+    /// One OTrP batch round now (see [`crate::otrp_batch`]): nothing when the TEE has no
+    /// model key.
+    pub async fn otrp_batch_round(
+        &mut self,
+    ) -> Result<crate::otrp_batch::OtrpBatchRound, BrokerError> {
+        let http = self.http.clone();
+        let tam = self.config.tam.clone();
+        let mut state = std::mem::take(&mut self.otrp_batch);
+        let tee = self.tee().await?;
+        let r = crate::otrp_batch::otrp_batch_round(&http, &tam, tee, &mut state).await;
+        self.otrp_batch = state;
+        if let Err(BrokerError::Tee(_)) = &r {
+            self.tee = None;
+        }
+        r
+    }
+
     fn jittered_interval(&self) -> Duration {
         let j = self.config.jitter.clamp(0.0, 1.0);
         let f = 1.0 + rand::thread_rng().gen_range(-j..=j);
@@ -206,7 +225,11 @@ impl Broker {
             let delay = match self.session().await {
                 Ok(_) => {
                     self.backoff.reset();
-                    if let Err(e) = self.batch_round().await {
+                    let batch = match self.config.profile {
+                        crate::Profile::Teep => self.batch_round().await.map(drop),
+                        crate::Profile::Otrp => self.otrp_batch_round().await.map(drop),
+                    };
+                    if let Err(e) = batch {
                         tracing::warn!(error = %e, "batch round failed");
                     }
                     None

@@ -17,6 +17,9 @@
 //! * [`batch`]: batch mode — when the TEE belongs to a batch, the Broker fetches the
 //!   batch package (`GET /tam/batch/<id>`, If-None-Match), hands a new one to the TEE and
 //!   POSTs the Agent's queued reports, after every session.
+//! * [`otrp_batch`]: the OTrP batch command package — with [`Profile::Otrp`], when the
+//!   TEE has a model key, the Broker fetches `GET /tam/otrp-batch/<model>`
+//!   (If-None-Match), hands a new package to the TEE and POSTs its signed results.
 //! * [`mini_tam`] is a minimal TAM for tests and demos.
 //! * With [`Profile::Otrp`] ([`BrokerConfig::profile`]) the Broker speaks OTrP JSON
 //!   (`application/otrp+json`) over HTTP(S) instead: [`run_otrp_session`] ([`otrp`]).
@@ -26,11 +29,15 @@ pub mod batch;
 mod broker;
 pub mod mini_tam;
 pub mod otrp;
+pub mod otrp_batch;
 mod session;
 
 pub use batch::{batch_round, batch_url, BatchLink, BatchRound, BatchState};
 pub use broker::{Broker, BrokerConfig};
 pub use otrp::{run_otrp_session, OtrpLink, Profile, OTRP_JSON};
+pub use otrp_batch::{
+    otrp_batch_round, otrp_batch_url, OtrpBatchLink, OtrpBatchRound, OtrpBatchState,
+};
 pub use session::{
     is_coap_url, run_session, Backoff, Http, LocalTee, NetSim, SessionReport, TeeLink, MAX_BODY,
     MAX_ROUND_TRIPS, TEEP_CBOR,

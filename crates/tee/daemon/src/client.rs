@@ -6,7 +6,10 @@ use otrp_suit::ComponentId;
 use tokio::net::UnixStream;
 
 use crate::proto::{read_frame, write_frame, Request, Response, WireComponentId};
-use crate::tee::{BatchApplied, BatchStatus, PendingBatchReport, TeeStatus, TeepReply};
+use crate::tee::{
+    BatchApplied, BatchStatus, OtrpBatchApplied, OtrpBatchStatus, PendingBatchReport,
+    PendingOtrpBatchResult, TeeStatus, TeepReply,
+};
 use crate::TeeError;
 
 /// Parses a `unix:PATH` address (a bare path is accepted too).
@@ -221,6 +224,47 @@ impl TeeClient {
             .call(&Request::AckBatchReport {
                 batch_id: batch_id.into(),
                 sequence,
+            })
+            .await?
+        {
+            Response::Ok => Ok(()),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// OTrP batch: the device's model and its OTrP batch state.
+    pub async fn otrp_batch_status(&mut self) -> Result<OtrpBatchStatus, TeeError> {
+        match self.call(&Request::OtrpBatchStatus).await? {
+            Response::OtrpBatch(b) => Ok(b),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// OTrP batch: applies an `OTrPBatchPackage` fetched from the TAM.
+    pub async fn apply_otrp_batch(
+        &mut self,
+        package: Vec<u8>,
+    ) -> Result<OtrpBatchApplied, TeeError> {
+        match self.call(&Request::ApplyOtrpBatch { package }).await? {
+            Response::OtrpBatchApplied(b) => Ok(*b),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// OTrP batch: the TEE-signed results queued for the TAM.
+    pub async fn otrp_batch_results(&mut self) -> Result<Vec<PendingOtrpBatchResult>, TeeError> {
+        match self.call(&Request::OtrpBatchResults).await? {
+            Response::OtrpBatchResults(r) => Ok(r),
+            other => Err(Self::unexpected(other)),
+        }
+    }
+
+    /// OTrP batch: the TAM has the result of (`pkgid`, `seq`).
+    pub async fn ack_otrp_batch_result(&mut self, pkgid: &str, seq: u64) -> Result<(), TeeError> {
+        match self
+            .call(&Request::AckOtrpBatchResult {
+                pkgid: pkgid.into(),
+                seq,
             })
             .await?
         {

@@ -47,6 +47,6 @@ pub use error::TeeError;
 pub use store::{component_label, os_component_id, ta_id_for, PlatformStore};
 pub use tee::{
     component_from_name, tee_measurement, unix_now, BatchApplied, BatchStatus, ComponentStatus,
-    ManifestStatus, PendingBatchReport, TamCert, Tee, TeeEvent, TeeOptions, TeeStatus, TeepReply,
-    OTRP_TEE_NAME, STORE_DIR, TEE_IMAGE,
+    ManifestStatus, OtrpBatchApplied, OtrpBatchStatus, PendingBatchReport, PendingOtrpBatchResult,
+    TamCert, Tee, TeeEvent, TeeOptions, TeeStatus, TeepReply, OTRP_TEE_NAME, STORE_DIR, TEE_IMAGE,
 };

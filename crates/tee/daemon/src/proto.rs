@@ -23,13 +23,19 @@
 //! | `BatchStatus` — which batch this device belongs to (batch mode) | `Batch(BatchStatus)` |
 //! | `ApplyBatch { package, fetched }` — a package from `GET /tam/batch/<id>` | `BatchApplied(BatchApplied)` |
 //! | `BatchReports` / `AckBatchReport { batch_id, sequence }` — the signed reports queued for the TAM | `BatchReports(list)` / `Ok` |
+//! | `OtrpBatchStatus` — the device's model and its OTrP batch state | `OtrpBatch(OtrpBatchStatus)` |
+//! | `ApplyOtrpBatch { package }` — an `OTrPBatchPackage` from `GET /tam/otrp-batch/<model>` | `OtrpBatchApplied(OtrpBatchApplied)` |
+//! | `OtrpBatchResults` / `AckOtrpBatchResult { pkgid, seq }` — the TEE-signed results queued for the TAM | `OtrpBatchResults(list)` / `Ok` |
 //!
 //! Any failure is `Error { code, message }` with a GlobalPlatform-style code.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::tee::{BatchApplied, BatchStatus, PendingBatchReport, TeeStatus, TeepReply};
+use crate::tee::{
+    BatchApplied, BatchStatus, OtrpBatchApplied, OtrpBatchStatus, PendingBatchReport,
+    PendingOtrpBatchResult, TeeStatus, TeepReply,
+};
 use crate::TeeError;
 
 /// Largest frame accepted (32 MiB: a TA image plus CBOR overhead).
@@ -130,6 +136,23 @@ pub enum Request {
         /// Batch sequence number.
         sequence: u64,
     },
+    /// OTrP batch: the device's model and its OTrP batch state.
+    OtrpBatchStatus,
+    /// OTrP batch: an `OTrPBatchPackage` fetched from the TAM, exactly as received.
+    ApplyOtrpBatch {
+        /// The package bytes.
+        #[serde(with = "serde_bytes")]
+        package: Vec<u8>,
+    },
+    /// OTrP batch: the TEE-signed results queued for the TAM.
+    OtrpBatchResults,
+    /// OTrP batch: the TAM has the result of (`pkgid`, `seq`).
+    AckOtrpBatchResult {
+        /// Package id (the model).
+        pkgid: String,
+        /// The package's `seq`.
+        seq: u64,
+    },
 }
 
 /// The TEE's answer.
@@ -163,6 +186,12 @@ pub enum Response {
     BatchApplied(Box<BatchApplied>),
     /// Queued batch reports.
     BatchReports(Vec<PendingBatchReport>),
+    /// The device's OTrP batch state.
+    OtrpBatch(OtrpBatchStatus),
+    /// What an OTrP batch package did.
+    OtrpBatchApplied(Box<OtrpBatchApplied>),
+    /// Queued OTrP batch results.
+    OtrpBatchResults(Vec<PendingOtrpBatchResult>),
     /// The request failed.
     Error {
         /// GlobalPlatform-style result code.

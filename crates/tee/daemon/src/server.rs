@@ -86,6 +86,14 @@ pub fn handle(tee: &mut Tee, req: Request, sessions: &mut Vec<u64>) -> Response 
         Request::AckBatchReport { batch_id, sequence } => tee
             .ack_batch_report(&batch_id, sequence)
             .map(|()| Response::Ok),
+        Request::OtrpBatchStatus => Ok(Response::OtrpBatch(tee.otrp_batch_status())),
+        Request::ApplyOtrpBatch { package } => tee
+            .apply_otrp_batch(&package, now)
+            .map(|r| Response::OtrpBatchApplied(Box::new(r))),
+        Request::OtrpBatchResults => Ok(Response::OtrpBatchResults(tee.otrp_batch_results())),
+        Request::AckOtrpBatchResult { pkgid, seq } => tee
+            .ack_otrp_batch_result(&pkgid, seq)
+            .map(|()| Response::Ok),
     };
     result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "request failed");

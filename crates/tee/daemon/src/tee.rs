@@ -30,6 +30,9 @@ pub use batch::{BatchApplied, BatchStatus, PendingBatchReport};
 mod otrp;
 pub use otrp::OTRP_TEE_NAME;
 
+mod otrp_batch;
+pub use otrp_batch::{OtrpBatchApplied, OtrpBatchStatus, PendingOtrpBatchResult};
+
 /// The simulated TEE firmware image; its SHA-256 is the TFW measurement every simulated
 /// device reports (a TAM's reference value for the models it serves).
 pub const TEE_IMAGE: &[u8] = b"OpenTrust simulated TEE OS 0.1 (otrp-tee-daemon)";

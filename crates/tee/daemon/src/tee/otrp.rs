@@ -13,10 +13,10 @@
 //! * the OEM keys, the management configuration and the SUIT processor configuration of
 //!   the TEEP Agent.
 
-use otrp_agent::otrp::{OtrpAgent, OtrpConfig, OtrpEvent, OtrpTam, TfwKey};
+use otrp_agent::otrp::{OtrpAgent, OtrpConfig, OtrpTam, TfwKey};
 use otrp_pki::Usage;
 
-use super::{Tee, TeeEvent, TeepReply};
+use super::{Tee, TeepReply};
 use crate::TeeError;
 
 /// Name the TEE reports as its `tee` routing name (DSI `tee.name`).
@@ -26,7 +26,7 @@ pub const OTRP_TEE_NAME: &str = "OpenTrust-Sim";
 const OTRP_MAX_RIDS: usize = 64;
 
 impl Tee {
-    fn build_otrp(&self) -> Result<OtrpAgent, TeeError> {
+    pub(super) fn build_otrp(&self) -> Result<OtrpAgent, TeeError> {
         let tam_store = self
             .identity
             .anchors
@@ -98,30 +98,10 @@ impl Tee {
         };
         let mut rng = rand::rngs::OsRng;
         let out = self.agent.handle_otrp(otrp, message, now, &mut rng);
-        let mut reply = TeepReply {
+        Ok(TeepReply {
             send: out.send,
+            events: super::otrp_batch::tee_events(out.events),
             ..TeepReply::default()
-        };
-        for e in out.events {
-            let (kind, detail) = match e {
-                OtrpEvent::SdCreated { name } => ("sd-created", name),
-                OtrpEvent::SdUpdated { name } => ("sd-updated", name),
-                OtrpEvent::SdDeleted { name } => ("sd-deleted", name),
-                OtrpEvent::AikCreated { spid } => ("aik-created", spid),
-                OtrpEvent::AikDeleted { spid } => ("aik-deleted", spid),
-                OtrpEvent::TaInstalled { sd, taid } => ("installed", format!("{sd}:{taid}")),
-                OtrpEvent::TaUpdated { sd, taid } => ("updated", format!("{sd}:{taid}")),
-                OtrpEvent::TaDeleted { sd, taid } => ("removed", format!("{sd}:{taid}")),
-                OtrpEvent::Refused { code, detail } => {
-                    ("refused", format!("{}: {detail}", code.as_str()))
-                }
-            };
-            tracing::info!(kind, %detail, "OTrP agent event");
-            reply.events.push(TeeEvent {
-                kind: kind.into(),
-                detail,
-            });
-        }
-        Ok(reply)
+        })
     }
 }
