@@ -20,6 +20,9 @@
 //! * **Batch mode** ([`batch`]): one TAM-signed package per batch of devices, published
 //!   through the admin API, served (cacheable, ETag) at `GET /tam/batch/{id}` and over
 //!   CoAP at `/batch/{id}`, with asynchronous device reports.
+//! * **OTrP batch command package** ([`otrp_batch`], our extension): one TAM-signed
+//!   `OTrPBatchPackage` per device model sharing a device key, served (cacheable, ETag)
+//!   at `GET /tam/otrp-batch/{model}`, with TEE-signed `OTrPBatchResult`s counted.
 //! * **Operations**: Prometheus `/metrics` ([`metrics`]), `/healthz`, `tracing` logs,
 //!   HTTPS with rustls by default, graceful shutdown ([`serve`]).
 //! * All state is in the store (SQLite or PostgreSQL), so several servers share a fleet
@@ -36,6 +39,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod otrp;
+pub mod otrp_batch;
 pub mod publish;
 pub mod reference;
 pub mod sd;

@@ -67,6 +67,7 @@ async fn metrics_text() -> Response {
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = api::ApiDoc::openapi();
     doc.merge(crate::batch::BatchApiDoc::openapi());
+    doc.merge(crate::otrp_batch::OtrpBatchApiDoc::openapi());
     Json(doc)
 }
 
@@ -79,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(TAM_PATH, post(teep::post_tam))
         .merge(api::routes().layer(DefaultBodyLimit::max(api_limit)))
         .merge(crate::batch::routes().layer(DefaultBodyLimit::max(api_limit)))
+        .merge(crate::otrp_batch::routes().layer(DefaultBodyLimit::max(api_limit)))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))

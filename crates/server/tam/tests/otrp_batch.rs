@@ -1,0 +1,501 @@
+//! The OTrP batch command package (our extension) through the real TAM server over HTTPS:
+//! the OEM registers the shared device key of a model, the SP publishes one package
+//! (CreateSD + InstallTA; the TAM builds and signs it once), several real simulated TEEs
+//! of the model (provisioned with `--batch`, booted as `otrp tee run` does, each bound to
+//! the TAM by one OTrP GetDeviceState) get the same bytes through the Broker's
+//! `otrp_batch_round` (200, then 304 with the ETag), install, and their TEE-signed
+//! results are counted in the admin API. An UpdateTA package follows; a replayed or older
+//! package is refused by the device with nothing changed and nothing reported; a device
+//! of another model cannot decrypt it and reports `fail`; results signed by a key the TAM
+//! never bound, for a package never published or for another model are refused.
+//! SQLite always, PostgreSQL when `OTRP_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use otrp_broker::OtrpBatchState;
+use otrp_broker::{otrp_batch_round, otrp_batch_url, run_otrp_session, Http, LocalTee};
+use otrp_pki::device::{provision, MgmtConfig, ProvisionRequest};
+use otrp_tam_server::publish::{self, Payload};
+use otrp_tee_daemon::{TamCert, Tee, TeeOptions};
+use rand::RngCore;
+use reqwest::header;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The device model (= the batch its devices were provisioned with = the package id).
+const LOCKS: &str = "door-lock-b";
+/// Another model, with its own shared key.
+const OTHER: &str = "thermostat-b";
+const DEVICES: usize = 4;
+
+struct Dev {
+    tee: Arc<Mutex<Tee>>,
+    public: Value,
+    tee_chain_pem: String,
+}
+
+fn boot(f: &mut Fixture, seed: u64, batch: &str) -> Dev {
+    let mut req = ProvisionRequest::new(MODEL);
+    req.batch = Some(batch.into());
+    req.config = MgmtConfig::OemOwnedSd;
+    let p = provision(
+        &mut f.pki,
+        &req,
+        provider(),
+        &mut rng(seed),
+        SystemTime::now() - Duration::from_secs(60),
+    )
+    .unwrap();
+    let mut key = [0u8; 32];
+    rng(seed + 7).fill_bytes(&mut key);
+    let mut chain = vec![p.identity.tee.cert.clone()];
+    chain.extend(p.identity.tee.chain.iter().cloned());
+    let tee_chain_pem = chain
+        .iter()
+        .map(|c| otrp_pki::cert::to_pem("CERTIFICATE", c).unwrap())
+        .collect::<String>();
+    let tee = Tee::boot(
+        p.identity,
+        key,
+        &f.dir.join(format!("device-{seed}")),
+        &TeeOptions {
+            // The OEM's TAM, as `otrp tee run --tam-cert` gives it.
+            tams: vec![TamCert {
+                chain: f.identity.tam_chain.clone(),
+                oem: true,
+            }],
+            fsync: false,
+            ..TeeOptions::default()
+        },
+    )
+    .unwrap();
+    Dev {
+        tee: Arc::new(Mutex::new(tee)),
+        public: serde_json::to_value(&p.public).unwrap(),
+        tee_chain_pem,
+    }
+}
+
+impl Dev {
+    fn link(&self) -> LocalTee {
+        LocalTee(self.tee.clone())
+    }
+
+    fn version(&self) -> Option<u64> {
+        let st = self.tee.lock().unwrap().status().unwrap();
+        st.manifests
+            .iter()
+            .find(|m| m.id.contains("hello-ta"))
+            .map(|m| m.sequence_number)
+    }
+
+    fn agent_key_pem(&self) -> String {
+        let t = self.tee.lock().unwrap();
+        t.agent()
+            .config()
+            .agent_key
+            .public_key()
+            .to_spki_pem()
+            .unwrap()
+    }
+}
+
+fn batch_public_pem(f: &Fixture, name: &str) -> String {
+    let rec = f
+        .pki
+        .index()
+        .batches
+        .iter()
+        .find(|b| b.name == name)
+        .expect("batch key made at provisioning");
+    String::from_utf8(f.pki.file(&rec.public).unwrap().to_vec()).unwrap()
+}
+
+async fn upload(f: &Fixture, api: &Api, t: &Tenants, seq: u64) {
+    let body = format!("\0asm\x01\0\0\0 hello TA v{seq}");
+    let env = publish::ta_envelope(
+        provider(),
+        &f.sp_key(),
+        "sd1/hello-ta",
+        seq,
+        body.as_bytes(),
+        &Payload::Integrated,
+    )
+    .unwrap();
+    api.ok(
+        StatusCode::CREATED,
+        api.post(
+            "/api/v1/components",
+            &t.sp,
+            publish::upload_body(&env, &f.sp_chain_pem(), Some("hello")),
+        )
+        .await,
+    )
+    .await;
+}
+
+async fn put(api: &Api, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    api.call(reqwest::Method::PUT, path, token, Some(body))
+        .await
+}
+
+fn broker(f: &Fixture) -> Http {
+    let root = f
+        .pki
+        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
+        .unwrap();
+    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
+    Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap()
+}
+
+/// Registers the device and runs its first OTrP session (GetDeviceState binds its TEE
+/// certificate; nothing is deployed, so the TAM answers 204 next).
+async fn first_contact(api: &Api, t: &Tenants, http: &Http, url: &str, d: &Dev) {
+    api.ok(
+        StatusCode::CREATED,
+        api.post(
+            "/api/v1/devices",
+            &t.oem,
+            json!({
+                "device": d.public,
+                "tee_chain_pem": d.tee_chain_pem,
+                "agent_key_pem": d.agent_key_pem(),
+                "tags": [],
+            }),
+        )
+        .await,
+    )
+    .await;
+    let r = run_otrp_session(http, url, &mut d.link()).await.unwrap();
+    assert_eq!((r.tam_messages, r.tee_replies), (1, 1), "{r:?}");
+}
+
+async fn otrp_batch_flow(backend: Backend) {
+    let mut f = Fixture::new("otrp_batch", backend);
+    let server = f.start().await;
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let url = server.tam_url();
+    let http = broker(&f);
+    let web = client(&f.pki);
+
+    let devs: Vec<Dev> = (0..DEVICES as u64)
+        .map(|i| boot(&mut f, 700 + i, LOCKS))
+        .collect();
+    let other = boot(&mut f, 790, OTHER);
+    for d in devs.iter().chain(std::iter::once(&other)) {
+        first_contact(&api, &t, &http, &url, d).await;
+    }
+    upload(&f, &api, &t, 1).await;
+
+    // No key registered yet: publishing is refused (409); only the OEM may register one.
+    let publish_path = format!("/api/v1/otrp-batches/{LOCKS}/packages");
+    let (st, body) = api
+        .post(
+            &publish_path,
+            &t.sp,
+            json!({"components": ["sd1/hello-ta"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let key_path = format!("/api/v1/otrp-batches/{LOCKS}/key");
+    let key_body = json!({"public_key_pem": batch_public_pem(&f, LOCKS), "tee": otrp_tee_daemon::OTRP_TEE_NAME});
+    let (st, body) = put(&api, &key_path, &t.sp, key_body.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let k = api
+        .ok(StatusCode::OK, put(&api, &key_path, &t.oem, key_body).await)
+        .await;
+    assert_eq!(k["key_type"], "P-256", "{k}");
+
+    // Nothing published: 404, and a Broker round does nothing.
+    let pkg_url = otrp_batch_url(&url, LOCKS);
+    assert_eq!(
+        web.get(&pkg_url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // One package: CreateSD + InstallTA, one TAM signature.
+    let p1 = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                &publish_path,
+                &t.sp,
+                json!({"components": ["sd1/hello-ta"]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(p1["seq"], 1, "{p1}");
+    assert_eq!(
+        p1["tam_signatures"], 1,
+        "one TAM signature per package: {p1}"
+    );
+    assert_eq!(
+        p1["contents"], "create-sd sd1, install sd1/hello-ta#1",
+        "{p1}"
+    );
+
+    // HTTP: 200 with ETag, the OTrP media type and a public Cache-Control; then 304.
+    let r = web.get(&pkg_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "application/otrp+json");
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(etag, p1["etag"].as_str().unwrap());
+    assert!(r.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .starts_with("public"));
+    let v1 = r.bytes().await.unwrap().to_vec();
+    assert!(v1.starts_with(b"{\"OTrPBatchPackage\""));
+    let r = web
+        .get(&pkg_url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // Every device's Broker gets the same bytes; its TEE installs; the result is counted.
+    let mut states = Vec::new();
+    for d in &devs {
+        let mut st = OtrpBatchState::default();
+        let round = otrp_batch_round(&http, &url, &mut d.link(), &mut st)
+            .await
+            .unwrap();
+        assert_eq!(round.model.as_deref(), Some(LOCKS));
+        assert_eq!(round.fetch_status, Some(200));
+        assert_eq!(
+            round.package_bytes,
+            v1.len(),
+            "the same bytes for every device"
+        );
+        let applied = round.applied.clone().unwrap();
+        assert_eq!(applied.outcome, "applied", "{applied:?}");
+        assert!(
+            applied
+                .events
+                .iter()
+                .any(|e| e.kind == "sd-created" && e.detail == "sd1"),
+            "{applied:?}"
+        );
+        assert!(
+            applied
+                .events
+                .iter()
+                .any(|e| e.kind == "installed" && e.detail == "sd1:hello-ta"),
+            "{applied:?}"
+        );
+        assert_eq!(
+            (round.results_sent, round.results_refused.len()),
+            (1, 0),
+            "{round:?}"
+        );
+        assert_eq!(d.version(), Some(1));
+        let again = otrp_batch_round(&http, &url, &mut d.link(), &mut st)
+            .await
+            .unwrap();
+        assert_eq!(again.fetch_status, Some(304));
+        assert!(
+            again.applied.is_none() && again.results_sent == 0,
+            "{again:?}"
+        );
+        states.push(st);
+    }
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.sp)
+                .await,
+        )
+        .await;
+    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
+    assert_eq!(b["packages"][0]["failed"], 0, "{b}");
+    assert_eq!(
+        b["latest_results"].as_array().unwrap().len(),
+        DEVICES,
+        "{b}"
+    );
+
+    // A device of another model (another shared key) cannot read the package: it fails
+    // with nothing installed, and its fail result is counted.
+    {
+        let r = other
+            .tee
+            .lock()
+            .unwrap()
+            .apply_otrp_batch(&v1, now())
+            .unwrap();
+        assert_eq!(r.outcome, "failed", "{r:?}");
+        assert!(r.detail.contains("ERR_REQUEST_INVALID"), "{r:?}");
+        assert_eq!(other.version(), None);
+        let st = other.tee.lock().unwrap().status().unwrap();
+        assert!(st.security_domains.is_empty(), "{st:?}");
+        let mut ost = OtrpBatchState::default();
+        let round = otrp_batch_round(&http, &url, &mut other.link(), &mut ost)
+            .await
+            .unwrap();
+        assert_eq!(round.model.as_deref(), Some(OTHER));
+        assert_eq!(
+            round.fetch_status,
+            Some(404),
+            "nothing published for its model"
+        );
+        assert_eq!(round.results_sent, 1, "{round:?}");
+    }
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.oem)
+                .await,
+        )
+        .await;
+    assert_eq!(b["packages"][0]["failed"], 1, "{b}");
+
+    // Version 2 as UpdateTA: the sequence number grows, devices move to it.
+    upload(&f, &api, &t, 2).await;
+    let p2 = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                &publish_path,
+                &t.sp,
+                json!({"components": ["sd1/hello-ta"], "update": true}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(p2["seq"], 2, "{p2}");
+    assert_eq!(p2["contents"], "update sd1/hello-ta#2", "{p2}");
+    for (d, st) in devs.iter().zip(states.iter_mut()) {
+        let round = otrp_batch_round(&http, &url, &mut d.link(), st)
+            .await
+            .unwrap();
+        assert_eq!(round.fetch_status, Some(200));
+        let applied = round.applied.unwrap();
+        assert_eq!(applied.outcome, "applied", "{applied:?}");
+        assert_eq!(round.results_sent, 1);
+        assert_eq!(d.version(), Some(2));
+    }
+    let v2 = web
+        .get(&pkg_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+
+    // Replayed and older packages: refused by the device, nothing changed, nothing queued.
+    let d0 = &devs[0];
+    let before = d0.tee.lock().unwrap().status().unwrap();
+    for (bytes, outcome) in [(&v2, "already-applied"), (&v1, "rollback")] {
+        let r = d0
+            .tee
+            .lock()
+            .unwrap()
+            .apply_otrp_batch(bytes, now())
+            .unwrap();
+        assert_eq!(r.outcome, outcome, "{r:?}");
+        assert!(r.detail.contains("replay or rollback"), "{r:?}");
+        assert_eq!(d0.tee.lock().unwrap().otrp_batch_results().len(), 0);
+    }
+    let after = d0.tee.lock().unwrap().status().unwrap();
+    assert_eq!(before.manifests, after.manifests);
+    assert_eq!(before.security_domains, after.security_domains);
+    assert_eq!(d0.version(), Some(2));
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.sp)
+                .await,
+        )
+        .await;
+    assert_eq!(b["packages"][1]["applied"], DEVICES as u64, "{b}");
+    assert_eq!(b["packages"][1]["failed"], 0, "{b}");
+    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
+
+    // The results route refuses what it cannot check.
+    let results_url = format!("{pkg_url}/results");
+    let (st, _) = post_raw(&web, &results_url, b"{}".to_vec()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // A result signed by a key the TAM never bound (a fresh, unregistered device).
+    let stranger = boot(&mut f, 799, LOCKS);
+    let r = stranger
+        .tee
+        .lock()
+        .unwrap()
+        .apply_otrp_batch(&v1, now())
+        .unwrap();
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    let queued = stranger.tee.lock().unwrap().otrp_batch_results();
+    let (st, text) = post_raw(&web, &results_url, queued[0].message.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{text}");
+    // The same result posted for another model.
+    let (st, text) = post_raw(
+        &web,
+        &format!("{}/results", otrp_batch_url(&url, OTHER)),
+        queued[0].message.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+
+    // Tenancy: another SP can neither publish into sp1's model nor see it.
+    let sp2 = approved_sp(&api, &t.oem, "sp2").await;
+    let (st, body) = api
+        .post(&publish_path, &sp2, json!({"components": ["sd1/hello-ta"]}))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (st, body) = api
+        .get(&format!("/api/v1/otrp-batches/{LOCKS}"), &sp2)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    let listed = api
+        .ok(StatusCode::OK, api.get("/api/v1/otrp-batches", &t.sp).await)
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["seq"], 2, "{listed}");
+
+    // Persisted: a restarted server (same store) serves the same newest package.
+    server.shutdown(Duration::from_secs(5)).await;
+    let server = f.start().await;
+    let r = client(&f.pki)
+        .get(otrp_batch_url(&server.tam_url(), LOCKS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), v2);
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+}
+
+async fn post_raw(http: &reqwest::Client, url: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let r = http
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/otrp+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otrp_batch_package_served_to_real_tees_sqlite() {
+    otrp_batch_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otrp_batch_package_served_to_real_tees_postgres() {
+    if skip_without_pg("otrp_batch_package_served_to_real_tees_postgres") {
+        return;
+    }
+    otrp_batch_flow(Backend::Postgres).await;
+}
