@@ -36,7 +36,10 @@ TEEP, over HTTP(S): the empty POST opens an OTrP session, the TAM's signed reque
 (GetDeviceState, CreateSD, InstallTA, ...) go to the TEE daemon untouched
 (ProcessOtrpMessage) and its signed responses go back (the GetDeviceTEEStateResponse
 wrapped in the GetDeviceStateResponse array) until 204. The TEE must trust the TAM's
-certificate (`otrp tee run --tam-cert`), which carries the TAM's tamid.
+certificate (`otrp tee run --tam-cert`), which carries the TAM's tamid. After each
+session, when the device has a model key (`otrp device provision --batch MODEL`), the
+Broker also fetches the model's OTrP batch package (GET /tam/otrp-batch/MODEL with
+If-None-Match), hands a new one to the TEE and POSTs the TEE-signed result.
 
 With --once, one session runs and the exit code tells whether it succeeded.";
 
