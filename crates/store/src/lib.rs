@@ -112,6 +112,22 @@ pub trait Store: Send + Sync {
     async fn insert_token(&self, t: &TokenRecord) -> Result<()>;
     /// Reads a token without consuming it.
     async fn token(&self, token: &[u8]) -> Result<Option<TokenRecord>>;
+    /// Reads a token without consuming it, with every Agent key of the device it names
+    /// (as [`Store::agent_keys`]: newest first; none when the token names no device).
+    /// [`SqlStore`]: one query.
+    async fn token_with_keys(
+        &self,
+        token: &[u8],
+    ) -> Result<Option<(TokenRecord, Vec<AgentKeyRecord>)>> {
+        let Some(t) = self.token(token).await? else {
+            return Ok(None);
+        };
+        let keys = match &t.device_id {
+            Some(d) => self.agent_keys(d).await?,
+            None => Vec::new(),
+        };
+        Ok(Some((t, keys)))
+    }
     /// Consumes a token atomically: succeeds once, before expiry, across all replicas.
     async fn consume_token(
         &self,
@@ -229,6 +245,30 @@ pub trait Store: Send + Sync {
         device_id: &str,
         component: &[u8],
     ) -> Result<Option<ProgressRecord>>;
+    /// What planning an Update for `device` reads: every `Active` deployment that may
+    /// target it (a superset: a caller still checks [`Target::matches`]; deployments by
+    /// tag are judged on the store's tags of the device), ordered by id, each with the
+    /// device's progress and, for an install, the component's latest `Ready` manifest.
+    /// [`SqlStore`]: one query.
+    async fn deployment_plans(&self, device: &DeviceRecord) -> Result<Vec<DeploymentPlan>> {
+        let mut out = Vec::new();
+        for d in self.deployments(None).await? {
+            if d.state != DeploymentState::Active || !d.target.matches(device) {
+                continue;
+            }
+            let progress = self.progress(d.id, &device.id, &d.component).await?;
+            let latest_ready = match d.action {
+                DeploymentAction::Install => self.latest_manifest(&d.component, true).await?,
+                DeploymentAction::Remove => None,
+            };
+            out.push(DeploymentPlan {
+                deployment: d,
+                progress,
+                latest_ready,
+            });
+        }
+        Ok(out)
+    }
     /// Every progress row of a device.
     async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>>;
     /// Counts of a deployment.

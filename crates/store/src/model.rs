@@ -488,6 +488,19 @@ pub struct ProgressRecord {
     pub updated_at: u64,
 }
 
+/// One active deployment as planning an Update reads it ([`crate::Store::deployment_plans`]):
+/// the deployment, the device's progress in it, and (installs only) the component's
+/// latest `Ready` manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentPlan {
+    /// The deployment (state `Active`).
+    pub deployment: DeploymentRecord,
+    /// The device's progress row of (deployment, device, component), if any.
+    pub progress: Option<ProgressRecord>,
+    /// For an install: the component's `Ready` manifest with the highest sequence number.
+    pub latest_ready: Option<ManifestRecord>,
+}
+
 /// Progress counts of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProgressCounts {

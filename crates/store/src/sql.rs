@@ -327,8 +327,12 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // No ping when a connection is taken from the pool: for SQLite a ping is one more
+        // round trip to the connection's worker thread per statement and can find nothing
+        // a statement would not (sqlx still pings when a connection is given back).
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
@@ -343,8 +347,13 @@ impl SqlStore {
             Some(s) => opts.options([("search_path", s.as_str())]),
             None => opts,
         };
+        // No ping when a connection is taken from the pool (a network round trip per
+        // statement): sqlx pings every connection when it is given back and drops it if
+        // that fails, so only a connection broken while idle (server restart) fails the
+        // one request that draws it.
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         PG_MIGRATIONS.run(&pool).await?;
@@ -402,27 +411,6 @@ impl SqlStore {
         }
     }
 
-    async fn device_tags(&self, id: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
-            .bind(id).fetch_all(p).await)?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
-
-    async fn device_from(&self, r: DeviceRow) -> Result<DeviceRecord> {
-        let tags = self.device_tags(&r.0).await?;
-        Ok(DeviceRecord {
-            id: r.0,
-            ueid: r.1,
-            model: r.2,
-            hwversion: r.3,
-            tags,
-            suite_alg: r.4,
-            revoked: r.5,
-            created_at: un(r.6, "devices", "created_at")?,
-        })
-    }
-
     async fn not_found_if_zero(&self, n: u64, what: &'static str, id: String) -> Result<()> {
         if n == 0 {
             Err(StoreError::NotFound { what, id })
@@ -475,13 +463,42 @@ impl Store for SqlStore {
     }
 
     async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
-        let sql = format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1");
-        let row: Option<DeviceRow> =
-            on_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
-        match row {
-            Some(r) => Ok(Some(self.device_from(r).await?)),
-            None => Ok(None),
-        }
+        // The row and its tags in one query: one row per tag (one with a NULL tag when
+        // there is none).
+        type Row = (
+            String,
+            Vec<u8>,
+            String,
+            String,
+            Option<i64>,
+            bool,
+            i64,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+            "SELECT d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, \
+             t.tag FROM devices d LEFT JOIN device_tags t ON t.device_id = d.id \
+             WHERE d.id = $1 ORDER BY t.tag")
+            .bind(id).fetch_all(p).await)?;
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let tags = first
+            .7
+            .into_iter()
+            .chain(rows.filter_map(|r| r.7))
+            .collect();
+        Ok(Some(DeviceRecord {
+            id: first.0,
+            ueid: first.1,
+            model: first.2,
+            hwversion: first.3,
+            tags,
+            suite_alg: first.4,
+            revoked: first.5,
+            created_at: un(first.6, "devices", "created_at")?,
+        }))
     }
 
     async fn devices(&self) -> Result<Vec<DeviceRecord>> {
@@ -615,6 +632,52 @@ impl Store for SqlStore {
         let row: Option<TokenRow> =
             on_pool!(self, p => sqlx::query_as(&sql).bind(token).fetch_optional(p).await)?;
         row.map(token_from).transpose()
+    }
+
+    async fn token_with_keys(
+        &self,
+        token: &[u8],
+    ) -> Result<Option<(TokenRecord, Vec<AgentKeyRecord>)>> {
+        // The token and its device's keys in one query: one row per key (one with NULL
+        // key columns when there is none).
+        type Row = (
+            Vec<u8>,
+            String,
+            Option<String>,
+            Option<Vec<u8>>,
+            i64,
+            Vec<u8>,
+            i64,
+            i64,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+            "SELECT t.token, t.kind, t.device_id, t.challenge, t.data_items, t.sent, \
+             t.created_at, t.expires_at, t.consumed_at, k.kid, k.cose_key, k.bound_at \
+             FROM tokens t LEFT JOIN agent_keys k ON k.device_id = t.device_id \
+             WHERE t.token = $1 ORDER BY k.bound_at DESC")
+            .bind(token).fetch_all(p).await)?;
+        let mut tok = None;
+        let mut keys = Vec::new();
+        for r in rows {
+            if let (Some(kid), Some(cose_key), Some(bound_at), Some(device_id)) =
+                (r.9, r.10, r.11, r.2.clone())
+            {
+                keys.push(AgentKeyRecord {
+                    kid,
+                    device_id,
+                    cose_key,
+                    bound_at: un(bound_at, "agent_keys", "bound_at")?,
+                });
+            }
+            if tok.is_none() {
+                tok = Some(token_from((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?);
+            }
+        }
+        Ok(tok.map(|t| (t, keys)))
     }
 
     async fn consume_token(
@@ -897,6 +960,93 @@ impl Store for SqlStore {
              FROM progress WHERE deployment_id = $1 AND device_id = $2 AND component = $3")
             .bind(deployment_id).bind(device_id).bind(component).fetch_optional(p).await)?;
         row.map(progress_from).transpose()
+    }
+
+    async fn deployment_plans(&self, device: &DeviceRecord) -> Result<Vec<DeploymentPlan>> {
+        // Active deployments that may target the device (by tag: any, judged below), each
+        // with the device's progress and the latest ready manifest of an install.
+        const SQL: &str = "SELECT d.id, d.sp_id, d.component, d.action, d.target_kind, \
+             d.target_value, d.rollout_kind, d.rollout_value, d.state, d.created_at, \
+             p.seq, p.state, p.detail, p.updated_at, \
+             m.seq, m.envelope, m.image_digest, m.status, m.created_at \
+             FROM deployments d \
+             LEFT JOIN progress p ON p.deployment_id = d.id AND p.device_id = $1 \
+               AND p.component = d.component \
+             LEFT JOIN manifests m ON d.action = 'install' AND m.component = d.component \
+               AND m.status = 'ready' AND m.seq = (SELECT MAX(m2.seq) FROM manifests m2 \
+               WHERE m2.component = d.component AND m2.status = 'ready') \
+             WHERE d.state = 'active' AND (d.target_kind IN ('all', 'tag') \
+               OR (d.target_kind = 'device' AND d.target_value = $1) \
+               OR (d.target_kind = 'model' AND d.target_value = $2)) \
+             ORDER BY d.id";
+        let mut out = Vec::new();
+        on_pool!(self, p => {
+            let rows = sqlx::query(SQL)
+                .bind(&device.id)
+                .bind(&device.model)
+                .fetch_all(p)
+                .await?;
+            for r in rows {
+                use sqlx::Row;
+                let deployment = deployment_from((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                    r.try_get(7)?,
+                    r.try_get(8)?,
+                    r.try_get(9)?,
+                ))?;
+                if !deployment.target.matches(device) {
+                    continue;
+                }
+                let progress = match (
+                    r.try_get::<Option<i64>, _>(10)?,
+                    r.try_get::<Option<String>, _>(11)?,
+                    r.try_get::<Option<String>, _>(12)?,
+                    r.try_get::<Option<i64>, _>(13)?,
+                ) {
+                    (Some(seq), Some(state), Some(detail), Some(at)) => Some(progress_from((
+                        deployment.id,
+                        device.id.clone(),
+                        deployment.component.clone(),
+                        seq,
+                        state,
+                        detail,
+                        at,
+                    ))?),
+                    _ => None,
+                };
+                let latest_ready = match (
+                    r.try_get::<Option<i64>, _>(14)?,
+                    r.try_get::<Option<Vec<u8>>, _>(15)?,
+                    r.try_get::<Option<Vec<u8>>, _>(16)?,
+                    r.try_get::<Option<String>, _>(17)?,
+                    r.try_get::<Option<i64>, _>(18)?,
+                ) {
+                    (Some(seq), Some(envelope), digest, Some(status), Some(at)) => {
+                        Some(manifest_from((
+                            deployment.component.clone(),
+                            seq,
+                            envelope,
+                            digest,
+                            status,
+                            at,
+                        ))?)
+                    }
+                    _ => None,
+                };
+                out.push(DeploymentPlan {
+                    deployment,
+                    progress,
+                    latest_ready,
+                });
+            }
+        });
+        Ok(out)
     }
 
     async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>> {

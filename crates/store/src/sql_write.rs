@@ -43,6 +43,24 @@ macro_rules! write_on {
                     .await?;
                 }
             }
+            StoreWrite::PutDeviceKeepTags(d) => {
+                sqlx::query(
+                    "INSERT INTO devices (id, ueid, model, hwversion, suite_alg, revoked, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (id) DO UPDATE SET ueid = excluded.ueid, \
+                     model = excluded.model, hwversion = excluded.hwversion, \
+                     suite_alg = excluded.suite_alg, revoked = excluded.revoked",
+                )
+                .bind(&d.id)
+                .bind(&d.ueid)
+                .bind(&d.model)
+                .bind(&d.hwversion)
+                .bind(d.suite_alg)
+                .bind(d.revoked)
+                .bind(u(d.created_at))
+                .execute(&mut *$tx)
+                .await?;
+            }
             StoreWrite::PutAttestation(a) => {
                 sqlx::query(
                     "INSERT INTO attestations (device_id, status, tee_version, measurement, \

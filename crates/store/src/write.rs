@@ -14,6 +14,10 @@ use crate::{Result, Store};
 pub enum StoreWrite {
     /// [`Store::put_device`] (tags included).
     PutDevice(DeviceRecord),
+    /// The device row of [`Store::put_device`] only: the device's stored tags stay as
+    /// they are and the record's `tags` are ignored (for a record read from the store and
+    /// changed in other fields: one statement instead of rewriting every tag).
+    PutDeviceKeepTags(DeviceRecord),
     /// [`Store::put_attestation`].
     PutAttestation(AttestationRecord),
     /// [`Store::put_agent_key`].
@@ -46,6 +50,13 @@ pub enum ConsumeFailure {
 pub(crate) async fn apply_one<S: Store + ?Sized>(store: &S, w: &StoreWrite) -> Result<()> {
     match w {
         StoreWrite::PutDevice(d) => store.put_device(d).await,
+        StoreWrite::PutDeviceKeepTags(d) => {
+            let tags = match store.device(&d.id).await? {
+                Some(stored) => stored.tags,
+                None => Vec::new(),
+            };
+            store.put_device(&DeviceRecord { tags, ..d.clone() }).await
+        }
         StoreWrite::PutAttestation(a) => store.put_attestation(a).await,
         StoreWrite::PutAgentKey(k) => store.put_agent_key(k).await,
         StoreWrite::SetDeviceSuite { id, alg } => store.set_device_suite(id, *alg).await,
