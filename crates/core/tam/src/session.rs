@@ -15,8 +15,8 @@ use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
 use otrp_store::{
     AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeFailure, ConsumeRefusal,
-    DeploymentAction, DeploymentState, DeviceRecord, ProgressRecord, ProgressState, Rollout,
-    SentItem, Store, StoreError, StoreWrite, TokenKind, TokenRecord,
+    DeploymentAction, DeploymentPlan, DeploymentState, DeviceRecord, ProgressRecord, ProgressState,
+    Rollout, SentItem, Store, StoreError, StoreWrite, TokenKind, TokenRecord,
 };
 use otrp_suit::CborItem;
 use otrp_teep::signed::{self, Verified, WireProfile};
@@ -373,9 +373,10 @@ impl Tam {
         }
         let peeked = peek(body)?;
         let token = token_of(&peeked.message).ok_or(TamError::MissingToken)?;
-        let tok = self
+        // The token and the Agent keys of the device it names: one read.
+        let (tok, keys) = self
             .store
-            .token(token)
+            .token_with_keys(token)
             .await?
             .ok_or(TamError::TokenUnknown)?;
         if tok.consumed_at.is_some() {
@@ -390,14 +391,14 @@ impl Tam {
                     .await
             }
             (TokenKind::Update, TeepMessage::Success(s)) => {
-                let _ = self.verify_known(&tok, &peeked, body).await?;
+                let _ = self.verify_known(&tok, keys, &peeked, body).await?;
                 check_reports(&s.suit_reports, &tok.token)?;
                 self.consume_recording(&tok, ProgressState::Done, "success", now)
                     .await?;
                 Ok(Outcome::Done)
             }
             (_, TeepMessage::Error(e)) => {
-                let _ = self.verify_known(&tok, &peeked, body).await?;
+                let _ = self.verify_known(&tok, keys, &peeked, body).await?;
                 let detail = format!(
                     "err-code {}{}",
                     e.err_code.to_u64(),
@@ -428,17 +429,14 @@ impl Tam {
             .map_err(refusal)
     }
 
-    /// Verifies a message from a device whose Agent key is already bound.
+    /// Verifies a message from a device whose Agent key is already bound; `records` are
+    /// the Agent keys of the token's device (read with the token).
     async fn verify_known(
         &self,
         tok: &TokenRecord,
         peeked: &Peeked,
         body: &[u8],
     ) -> Result<(String, Verified), TamError> {
-        let mut records = match &tok.device_id {
-            Some(d) => self.store.agent_keys(d).await?,
-            None => Vec::new(),
-        };
         if records.is_empty() {
             if let Some(kid) = &peeked.kid {
                 records.extend(self.store.agent_key(kid).await?);
@@ -492,6 +490,7 @@ impl Tam {
         };
         let suite = device.as_ref().and_then(|d| d.suite_alg).and_then(|alg| {
             let sig = SigAlg::from_cose(alg)?;
+        mut records: Vec<AgentKeyRecord>,
             Some(TeepCipherSuite::for_alg(sig, signed::alg_generation(alg)))
         });
         self.query_request(device.map(|d| d.id), suite, !fresh, now, rng)
@@ -589,7 +588,7 @@ impl Tam {
     ) -> Result<Outcome, TamError> {
         let requested = DataItemRequested(tok.data_items);
         // The device, the verified message, and the suite the store already holds for it.
-        let (device_id, verified, suite_stored) = match &qr.attestation_payload {
+        let (mut device, verified, suite_stored) = match &qr.attestation_payload {
             Some(evidence) => {
                 let challenge = tok
                     .challenge
@@ -662,9 +661,10 @@ impl Tam {
                     .map_err(|e| TamError::Malformed(format!("Agent key: {e}")))?;
                 let suite_stored = dev.suite_alg;
                 // One-time: the token, then the challenge (atomic across replicas), and
-                // what this step records, in one transaction.
+                // what this step records, in one transaction. The device's tags are those
+                // just read (none for a new device): only its row is written.
                 let writes = [
-                    StoreWrite::PutDevice(dev),
+                    StoreWrite::PutDeviceKeepTags(dev.clone()),
                     StoreWrite::PutAttestation(AttestationRecord {
                         device_id: device_id.clone(),
                         status: ar.status,
@@ -682,7 +682,7 @@ impl Tam {
                     }),
                 ];
                 self.consume_both(&tok, &challenge, now, &writes).await?;
-                (device_id, v, suite_stored)
+                (dev, v, suite_stored)
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
@@ -706,13 +706,14 @@ impl Tam {
                 if dev.as_ref().is_some_and(|d| d.revoked) {
                     return Err(TamError::DeviceRevoked(rec.device_id));
                 }
-                if !fresh || dev.is_none() {
+                let Some(dev) = dev.filter(|_| fresh) else {
                     let suite = Some(v.suite.clone());
                     return self
                         .query_request(Some(rec.device_id), suite, true, now, rng)
                         .await;
-                }
-                (rec.device_id, v, dev.and_then(|d| d.suite_alg))
+                };
+                let suite_stored = dev.suite_alg;
+                (dev, v, suite_stored)
             }
         };
         // Version and cipher-suite negotiation.
@@ -722,28 +723,26 @@ impl Tam {
         }
         if let Some(alg) = verified.suite.sign1_alg() {
             if suite_stored != Some(alg) {
-                self.store.set_device_suite(&device_id, alg).await?;
+                self.store.set_device_suite(&device.id, alg).await?;
+                device.suite_alg = Some(alg);
             }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
-        self.plan_update(&device_id, qr, &verified.suite, now, rng)
+        self.plan_update(&device, qr, &verified.suite, now, rng)
             .await
     }
 
-    /// Decides what the device must change and sends it as an Update (or ends).
+    /// Decides what the device (as just read or written by this step) must change and
+    /// sends it as an Update (or ends).
     async fn plan_update<R: CryptoRngCore + Send>(
         &self,
-        device_id: &str,
+        device: &DeviceRecord,
         qr: &QueryResponse,
         suite: &TeepCipherSuite,
         now: u64,
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
-        let device = self
-            .store
-            .device(device_id)
-            .await?
-            .ok_or_else(|| TamError::UnknownAgentKey(format!("(device {device_id})")))?;
+        let device_id = device.id.as_str();
         // What the device reports.
         let installed: Vec<(Vec<u8>, Option<Vec<u8>>)> = qr
             .tc_list
@@ -762,14 +761,17 @@ impl Tam {
         let mut sent: Vec<SentItem> = Vec::new();
         let mut required: Vec<Vec<u8>> = Vec::new();
 
-        for dep in self.store.deployments(None).await? {
-            if dep.state != DeploymentState::Active || !dep.target.matches(&device) {
+        // Active deployments for the device, with its progress and the latest ready
+        // manifest of each: one read.
+        for plan in self.store.deployment_plans(device).await? {
+            let DeploymentPlan {
+                deployment: dep,
+                progress: prior,
+                latest_ready,
+            } = plan;
+            if dep.state != DeploymentState::Active || !dep.target.matches(device) {
                 continue;
             }
-            let prior = self
-                .store
-                .progress(dep.id, device_id, &dep.component)
-                .await?;
             let included = match dep.rollout {
                 Rollout::Full => true,
                 Rollout::Percent(p) => bucket(self.provider, dep.id, device_id) < p,
@@ -783,7 +785,7 @@ impl Tam {
             }
             match dep.action {
                 DeploymentAction::Install => {
-                    let Some(m) = self.store.latest_manifest(&dep.component, true).await? else {
+                    let Some(m) = latest_ready else {
                         continue;
                     };
                     required.push(dep.component.clone());
