@@ -18,6 +18,7 @@
 //! 6. `cnf`: the Agent key (a `kid` thumbprint or a full COSE_Key) is bound into the result.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use ciborium::value::Value;
@@ -153,10 +154,35 @@ pub struct ReferenceValues {
     pub hwversions: Vec<String>,
 }
 
+/// How many validated TEE certificate chains an [`EatVerifier`] remembers.
+pub const CHAIN_CACHE_ENTRIES: usize = 8192;
+
+/// A TEE certificate chain that validated to the verifier's roots: what the evidence
+/// check needs from it, and while it holds without validating again.
+#[derive(Clone)]
+struct ValidatedChain {
+    ueid: Vec<u8>,
+    key: PublicKey,
+    /// Unix seconds, inclusive: the latest notBefore of the leaf and intermediates.
+    from: u64,
+    /// Unix seconds, exclusive: the earliest of the leaf's and intermediates' notAfter + 1
+    /// and the trust store's CRLs' nextUpdate.
+    until: u64,
+}
+
 /// The built-in verifier for TEEP EAT evidence.
+///
+/// Validated TEE chains (`x5chain`) are remembered per SHA-256 of their certificates
+/// (leaf and intermediates, in order) until the earliest of their certificates' expiry
+/// and the next update of the trust store's CRLs; the roots and CRLs of a verifier never
+/// change ([`EatVerifier::with_roots`] starts an empty cache). A remembered chain is only
+/// the signer's key and UEID: the evidence's signature, nonce, claims, reference values
+/// and the revoked list are checked on every call. The cache is per process and keyed by
+/// immutable content, so TAM replicas sharing a store need no coordination.
 pub struct EatVerifier {
     provider: &'static dyn CryptoProvider,
     roots: Option<TrustStore>,
+    chains: Mutex<HashMap<[u8; 32], ValidatedChain>>,
     /// When set, the TFW endorsement (claim -70001) is required and must chain here.
     tfw_roots: Option<TrustStore>,
     /// kid (thumbprint) → (ueid, key).
@@ -188,6 +214,7 @@ impl EatVerifier {
         EatVerifier {
             provider,
             roots: None,
+            chains: Mutex::new(HashMap::new()),
             tfw_roots: None,
             registered: HashMap::new(),
             reference: HashMap::new(),
@@ -199,7 +226,84 @@ impl EatVerifier {
     /// Trust `x5chain`s that lead to these TEE roots (with the store's CRLs, if any).
     pub fn with_roots(mut self, roots: TrustStore) -> Self {
         self.roots = Some(roots);
+        self.chains = Mutex::new(HashMap::new());
         self
+    }
+
+    /// How many validated TEE chains are remembered now.
+    pub fn cached_chains(&self) -> usize {
+        self.chains.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// The signer (UEID, key) of a TEE chain at `now`: remembered, or validated with
+    /// `roots` and then remembered for as long as the result cannot change.
+    fn tee_signer(
+        &self,
+        roots: &TrustStore,
+        leaf: &[u8],
+        rest: &[Vec<u8>],
+        now: u64,
+    ) -> Result<(Vec<u8>, PublicKey), AttestationError> {
+        let mut material = Vec::with_capacity(
+            leaf.len() + rest.iter().map(Vec::len).sum::<usize>() + 8 * (rest.len() + 1),
+        );
+        for der in std::iter::once(leaf).chain(rest.iter().map(Vec::as_slice)) {
+            material.extend_from_slice(&(der.len() as u64).to_be_bytes());
+            material.extend_from_slice(der);
+        }
+        let digest = self.provider.sha256(&material);
+        if let Ok(cache) = self.chains.lock() {
+            if let Some(c) = cache
+                .get(&digest)
+                .filter(|c| c.from <= now && now < c.until)
+            {
+                return Ok((c.ueid.clone(), c.key.clone()));
+            }
+        }
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+        let v = roots
+            .verify(leaf, rest, Usage::TeeAttestation, when)
+            .map_err(Self::chain_error)?;
+        let ueid = v
+            .info
+            .ueid
+            .clone()
+            .ok_or_else(|| AttestationError::Chain("TEE certificate carries no ueid".into()))?;
+        // While the result holds: every given certificate valid, every CRL current. An
+        // intermediate that cannot be read here is not remembered at all.
+        let mut window = Some((v.info.not_before, v.info.not_after.saturating_add(1)));
+        for der in rest {
+            window = match (window, otrp_pki::cert::CertInfo::from_der(der)) {
+                (Some((from, until)), Ok(i)) => Some((
+                    from.max(i.not_before),
+                    until.min(i.not_after.saturating_add(1)),
+                )),
+                _ => None,
+            };
+        }
+        if let (Some((from, until)), Some(crl)) = (window, roots.crls_current_until()) {
+            window = Some((from, until.min(crl)));
+        }
+        if let (Some((from, until)), Ok(mut cache)) = (window, self.chains.lock()) {
+            if from <= now && now < until {
+                if cache.len() >= CHAIN_CACHE_ENTRIES {
+                    cache.retain(|_, c| c.from <= now && now < c.until);
+                    if cache.len() >= CHAIN_CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                }
+                cache.insert(
+                    digest,
+                    ValidatedChain {
+                        ueid: ueid.clone(),
+                        key: v.public_key.clone(),
+                        from,
+                        until,
+                    },
+                );
+            }
+        }
+        Ok((ueid, v.public_key))
     }
 
     /// Requires the trusted firmware's endorsement of the TEE measurement (EAT claim
@@ -352,14 +456,7 @@ impl Verifier for EatVerifier {
                 let (leaf, rest) = chain
                     .split_first()
                     .ok_or_else(|| AttestationError::Malformed("empty x5chain".into()))?;
-                let when = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
-                let v = roots
-                    .verify(leaf, rest, Usage::TeeAttestation, when)
-                    .map_err(Self::chain_error)?;
-                let ueid = v.info.ueid.clone().ok_or_else(|| {
-                    AttestationError::Chain("TEE certificate carries no ueid".into())
-                })?;
-                (ueid, v.public_key)
+                self.tee_signer(roots, leaf, rest, now)?
             }
             _ => {
                 let (ueid, key) = self

@@ -320,3 +320,59 @@ fn tfw_endorsement_of_the_measurement_is_required_and_checked() {
         Err(AttestationError::TfwEndorsement(_))
     ));
 }
+
+/// A validated TEE chain is remembered (one entry per chain) and reused only while its
+/// result cannot change: the certificates' validity and the CRLs' nextUpdate bound it,
+/// and the per-evidence checks (nonce, revoked list) still run on every call.
+#[test]
+fn validated_chains_are_remembered_only_while_they_hold() {
+    let mut pki = pki(50);
+    let p = provisioned(&mut pki, 51, Some(2));
+    let mut v = pki_verifier(&pki);
+    assert_eq!(v.cached_chains(), 0);
+    let first = v.verify(&evidence(&p, NONCE), NONCE, NOW).unwrap();
+    assert_eq!(v.cached_chains(), 1);
+    // Same chain, new evidence: same result, still one entry.
+    let again = v.verify(&evidence(&p, NONCE), NONCE, NOW + 5).unwrap();
+    assert_eq!(again.ueid, first.ueid);
+    assert_eq!(again.agent_key_kid, first.agent_key_kid);
+    assert_eq!(v.cached_chains(), 1);
+    // The per-evidence checks are not cached.
+    assert_eq!(
+        v.verify(&evidence(&p, b"another-nonce"), NONCE, NOW + 6),
+        Err(AttestationError::NonceMismatch)
+    );
+    // After the leaf's notAfter the chain is validated again, and refused.
+    match v.verify(&evidence(&p, NONCE), NONCE, p.not_after + 1) {
+        Err(AttestationError::CertExpired(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // A device put on the revoked list is refused although its chain is remembered.
+    v.revoke(&p.dev.ueid);
+    match v.verify(&evidence(&p, NONCE), NONCE, NOW + 7) {
+        Err(AttestationError::Revoked(d)) => assert!(d.contains("device")),
+        other => panic!("{other:?}"),
+    }
+    // Another chain, another entry.
+    let q = provisioned(&mut pki, 52, None);
+    v.verify(&evidence(&q, NONCE), NONCE, NOW).unwrap();
+    assert_eq!(v.cached_chains(), 2);
+}
+
+#[test]
+fn a_remembered_chain_is_not_used_past_the_crls_next_update() {
+    let mut pki = pki(53);
+    let p = provisioned(&mut pki, 54, None);
+    let roots = pki.trust_store(CaRole::Tee).unwrap();
+    let crl_until = roots.crls_current_until().unwrap();
+    assert!(crl_until > NOW && crl_until < p.not_after);
+    let v = pki_verifier(&pki);
+    v.verify(&evidence(&p, NONCE), NONCE, NOW).unwrap();
+    v.verify(&evidence(&p, NONCE), NONCE, crl_until - 1)
+        .unwrap();
+    assert_eq!(v.cached_chains(), 1);
+    match v.verify(&evidence(&p, NONCE), NONCE, crl_until) {
+        Err(AttestationError::Chain(d)) => assert!(d.contains("CRL"), "{d}"),
+        other => panic!("{other:?}"),
+    }
+}

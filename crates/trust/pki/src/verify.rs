@@ -66,6 +66,8 @@ pub struct VerifiedCert {
 pub struct TrustStore {
     roots: Vec<CertificateDer<'static>>,
     crls: Option<Vec<OwnedCertRevocationList>>,
+    /// The earliest nextUpdate of the CRLs (Unix seconds); None without CRLs.
+    crls_current_until: Option<u64>,
 }
 
 fn malformed(what: String) -> impl FnOnce(webpki::Error) -> ChainError {
@@ -81,6 +83,7 @@ impl TrustStore {
         let store = TrustStore {
             roots: roots.into_iter().map(CertificateDer::from).collect(),
             crls: None,
+            crls_current_until: None,
         };
         store.check_roots()?;
         Ok(store)
@@ -91,14 +94,23 @@ impl TrustStore {
     /// [`ChainError::RevocationUnknown`].
     pub fn with_crls(roots: Vec<Vec<u8>>, crls: Vec<Vec<u8>>) -> Result<Self, ChainError> {
         let mut parsed = Vec::with_capacity(crls.len());
+        let mut until = u64::MAX;
         for (i, der) in crls.iter().enumerate() {
             parsed.push(
                 OwnedCertRevocationList::from_der(der).map_err(malformed(format!("CRL #{i}")))?,
             );
+            // webpki keeps nextUpdate to itself: read it again (0, i.e. never current,
+            // if it cannot be: webpki requires it).
+            let next = <x509_cert::crl::CertificateList as der::Decode>::from_der(der)
+                .ok()
+                .and_then(|c| c.tbs_cert_list.next_update)
+                .map_or(0, |t| t.to_unix_duration().as_secs());
+            until = until.min(next);
         }
         let store = TrustStore {
             roots: roots.into_iter().map(CertificateDer::from).collect(),
             crls: Some(parsed),
+            crls_current_until: Some(until),
         };
         store.check_roots()?;
         Ok(store)
@@ -109,6 +121,14 @@ impl TrustStore {
             webpki::anchor_from_trusted_cert(root).map_err(malformed(format!("root #{i}")))?;
         }
         Ok(())
+    }
+
+    /// With CRLs: the earliest nextUpdate among them (Unix seconds), from which on
+    /// [`TrustStore::verify`] refuses chains as [`ChainError::CrlExpired`]; None when the
+    /// store checks no revocation. A validation result stays what it was until then, the
+    /// validity of the certificates, or another store (callers that cache results).
+    pub fn crls_current_until(&self) -> Option<u64> {
+        self.crls_current_until
     }
 
     /// Number of anchors.
