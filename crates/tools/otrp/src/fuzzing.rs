@@ -122,6 +122,119 @@ fn provider() -> &'static dyn CryptoProvider {
     otrp_crypto::rust_crypto_provider()
 }
 
+/// The provider the harness signs its inputs with (ring, uninstrumented native code,
+/// key pairs prepared once): the code under test still verifies with [`provider`], but
+/// a fuzz build no longer spends most of an execution on the coverage-instrumented
+/// pure-Rust signing of the harness. Ed25519 signatures are deterministic, so the bytes
+/// are those `RustCryptoProvider` makes (`ring_ed25519_signatures_match_rust_crypto`);
+/// ring's ES256 nonces are random, which the handling behind the signature check does
+/// not depend on (a crash still reproduces from its input).
+fn signing_provider() -> &'static dyn CryptoProvider {
+    static RING: otrp_crypto::RingProvider = otrp_crypto::RingProvider;
+    &RING
+}
+
+/// The provider of the Agents under test: the pure-Rust provider (the TEE's) for all
+/// it does with its input (signature verification, ECDH, decryption, digests), but its
+/// own signatures (answers, EATs: over bytes it built, no branch on them) by
+/// [`signing_provider`]. Coverage-instrumented pure-Rust P-256 signing was most of an
+/// `agent_otrp` execution (every request, refused or not, is answered TEE-signed).
+#[derive(Debug)]
+struct AgentProvider;
+
+impl CryptoProvider for AgentProvider {
+    fn sha256(&self, data: &[u8]) -> [u8; 32] {
+        provider().sha256(data)
+    }
+
+    fn sign(
+        &self,
+        alg: otrp_crypto::SigAlg,
+        key: &PrivateKey,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        signing_provider().sign(alg, key, msg)
+    }
+
+    fn verify(
+        &self,
+        alg: otrp_crypto::SigAlg,
+        key: &PublicKey,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        provider().verify(alg, key, msg, sig)
+    }
+
+    fn ecdh_p256(
+        &self,
+        private: &otrp_crypto::p256::SecretKey,
+        peer: &otrp_crypto::p256::PublicKey,
+    ) -> Result<otrp_crypto::zeroize::Zeroizing<[u8; 32]>, otrp_crypto::CryptoError> {
+        provider().ecdh_p256(private, peer)
+    }
+
+    fn hkdf_sha256(
+        &self,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        provider().hkdf_sha256(salt, ikm, info, out)
+    }
+
+    fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> [u8; 32] {
+        provider().hmac_sha256(key, data)
+    }
+
+    fn aes_kw_wrap(&self, kek: &[u8], key: &[u8]) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        provider().aes_kw_wrap(kek, key)
+    }
+
+    fn aes_kw_unwrap(
+        &self,
+        kek: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        provider().aes_kw_unwrap(kek, wrapped)
+    }
+
+    fn aes_gcm_seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        provider().aes_gcm_seal(key, nonce, aad, plaintext)
+    }
+
+    fn aes_gcm_open(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, otrp_crypto::CryptoError> {
+        provider().aes_gcm_open(key, nonce, aad, ciphertext)
+    }
+
+    fn aes_ctr_apply(
+        &self,
+        key: &[u8],
+        iv: &[u8; 16],
+        data: &mut [u8],
+    ) -> Result<(), otrp_crypto::CryptoError> {
+        provider().aes_ctr_apply(key, iv, data)
+    }
+}
+
+fn agent_provider() -> &'static dyn CryptoProvider {
+    static AGENT: AgentProvider = AgentProvider;
+    &AGENT
+}
+
 /// A fixed key from a seeded generator: the same on every run, so every crash reproduces.
 fn fixed_key(seed: u64, kind: KeyKind) -> PrivateKey {
     match PrivateKey::generate(kind, &mut ChaCha20Rng::seed_from_u64(seed)) {
@@ -163,7 +276,7 @@ fn keys() -> &'static Keys {
 /// signature check.
 fn signed_by(key: &PrivateKey, payload: &[u8]) -> Option<Vec<u8>> {
     otrp_cose::sign1(
-        provider(),
+        signing_provider(),
         key,
         payload,
         false,
@@ -192,7 +305,7 @@ fn teep_agent() -> otrp_agent::Agent<otrp_suit_processor::MemoryStore, otrp_agen
         tfw_endorsement: None,
     };
     let attester = otrp_agent::EatAttester::new(
-        provider(),
+        agent_provider(),
         k.attestation.clone(),
         identity,
         &k.agent.public_key(),
@@ -213,7 +326,7 @@ fn teep_agent() -> otrp_agent::Agent<otrp_suit_processor::MemoryStore, otrp_agen
         max_tokens: 8,
     };
     otrp_agent::Agent::new(
-        provider(),
+        agent_provider(),
         config,
         otrp_suit_processor::MemoryStore::new(),
         attester,
@@ -238,13 +351,22 @@ pub fn agent_teep(data: &[u8]) {
     let _ = agent.handle(data, 1_800_000_002);
 }
 
-fn otrp_agent_config() -> &'static otrp_agent::OtrpConfig {
-    static CONFIG: OnceLock<otrp_agent::OtrpConfig> = OnceLock::new();
-    CONFIG.get_or_init(|| {
+/// The `agent_otrp` fixture, built once per process: the OTrP Agent (stateless itself,
+/// its state lives in the store, which is fresh per execution) and the `kid` of the
+/// trusted TAM (its JWK thumbprint: a public-key derivation, not redone per input).
+struct OtrpFixture {
+    agent: otrp_agent::OtrpAgent,
+    kid: String,
+}
+
+fn otrp_fixture() -> &'static OtrpFixture {
+    static FIXTURE: OnceLock<OtrpFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
         let k = keys();
-        otrp_agent::OtrpConfig {
+        let tam = k.otrp_tam.public_key();
+        let config = otrp_agent::OtrpConfig {
             tams: vec![otrp_agent::OtrpTam {
-                key: k.otrp_tam.public_key(),
+                key: tam.clone(),
                 tamid: "fuzz-tam".into(),
                 oem: true,
             }],
@@ -263,37 +385,47 @@ fn otrp_agent_config() -> &'static otrp_agent::OtrpConfig {
                 device: device_identity(),
                 ..Default::default()
             },
+        };
+        OtrpFixture {
+            agent: otrp_agent::OtrpAgent::new(agent_provider(), config),
+            kid: otrp_crypto::jwk::thumbprint_b64(&tam, provider()),
         }
     })
 }
 
-/// The OTrP Agent's request entry (`OtrpAgent::handle`, JSON) on a fresh in-memory
-/// store per execution: the raw bytes, then (first byte = command, rest = TBS payload)
-/// the payload in a flattened JWS signed by the trusted TAM (ES256, RFC 6979), so it
-/// reaches the handling behind the signature check.
-pub fn agent_otrp(data: &[u8]) {
-    let agent = otrp_agent::OtrpAgent::new(provider(), otrp_agent_config().clone());
-    let mut store = otrp_suit_processor::MemoryStore::new();
-    let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let _ = agent.handle(&mut store, data, 1_800_000_000, &mut rng);
-    let Some((&first, payload)) = data.split_first() else {
-        return;
-    };
-    let kinds = otrp_json::MessageKind::ALL;
-    let kind = kinds[usize::from(first) % kinds.len()];
-    let key = &keys().otrp_tam;
-    let kid = otrp_crypto::jwk::thumbprint_b64(&key.public_key(), provider());
-    let signer = otrp_json::Signer::new(key).with_kid(kid);
-    let Ok(jws) = otrp_json::jose::sign_flattened(provider(), &signer, payload) else {
-        return;
-    };
+/// `payload` as the TBS of a `kind` request in a flattened JWS signed by the trusted
+/// OTrP TAM (ES256, signed with [`signing_provider`]).
+fn otrp_signed_request(kind: otrp_json::MessageKind, payload: &[u8]) -> Option<Vec<u8>> {
+    let signer = otrp_json::Signer::new(&keys().otrp_tam).with_kid(otrp_fixture().kid.clone());
+    let jws = otrp_json::jose::sign_flattened(signing_provider(), &signer, payload).ok()?;
     let request = otrp_json::SignedRequest {
         kind,
         jws: otrp_json::Jws::Flattened(jws),
     };
-    if let Ok(bytes) = otrp_json::json::to_vec(&request) {
-        let _ = agent.handle(&mut store, &bytes, 1_800_000_001, &mut rng);
-    }
+    otrp_json::json::to_vec(&request).ok()
+}
+
+/// The OTrP Agent's request entry (`OtrpAgent::handle`, JSON) on a fresh in-memory
+/// store per execution. An input starting with `{` (a JSON object: every OTrP message,
+/// and the published examples) goes to the Agent as it is (JSON decoding, rogue or
+/// tampered signatures); any other is `[command, TBS payload…]`: the payload in a
+/// flattened JWS signed by the trusted TAM (ES256), so it reaches the command handling
+/// behind the signature check. Each execution takes one of the two paths: the Agent's
+/// verification and TEE-signed answer are the cost of an execution, paid once.
+pub fn agent_otrp(data: &[u8]) {
+    let agent = &otrp_fixture().agent;
+    let mut store = otrp_suit_processor::MemoryStore::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let request = match data.split_first() {
+        Some((&first, payload)) if first != b'{' => {
+            let kinds = otrp_json::MessageKind::ALL;
+            let kind = kinds[usize::from(first) % kinds.len()];
+            otrp_signed_request(kind, payload)
+        }
+        _ => None,
+    };
+    let message = request.as_deref().unwrap_or(data);
+    let _ = agent.handle(&mut store, message, 1_800_000_001, &mut rng);
 }
 
 /// The fixed base image of `delta_apply` (and the image its seeds patch towards).
@@ -453,7 +585,7 @@ fn suit_signed(data: &[u8], key: &PrivateKey) -> Option<Vec<u8>> {
     let mut digest_bytes = Vec::new();
     ciborium::into_writer(&digest, &mut digest_bytes).ok()?;
     let block = otrp_cose::sign1(
-        provider(),
+        signing_provider(),
         key,
         &digest_bytes,
         true,
@@ -584,4 +716,64 @@ fn otrp_seeds() -> Vec<Vec<u8>> {
         out.push(seed);
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// `agent_otrp`'s signed path gets past the Agent's signature check (RustCrypto
+    /// verifying ring's ES256): a GetDeviceState TBS (the published example, asking for
+    /// the TEE's ES256) in the harness framing is answered, not refused.
+    #[test]
+    fn agent_otrp_signed_requests_reach_the_command_handling() {
+        let kinds = otrp_json::MessageKind::ALL;
+        let index = kinds
+            .iter()
+            .position(|k| *k == otrp_json::MessageKind::GetDeviceState)
+            .unwrap();
+        let tbs = br#"{"GetDeviceStateTBSRequest": {"ver": "1.0",
+            "rid": "8C6F9DBB-FC39-435c-BC89-4D3614DA2F0B",
+            "tid": "4F454A7F-002D-4157-884E-B0DD1A06A8AE",
+            "ocspdat": ["c2FtcGxlIG9jc3BkYXQgQjY0IGVuY29kZWQgQVNOMQ=="],
+            "supportedsigalgs": ["ES256"]}}"#;
+        let mut input = vec![u8::try_from(index).unwrap()];
+        input.extend_from_slice(tbs);
+        assert_ne!(input[0], b'{', "the input takes the signed path");
+        let request = otrp_signed_request(kinds[usize::from(input[0])], &input[1..]);
+        let mut store = otrp_suit_processor::MemoryStore::new();
+        let out = otrp_fixture().agent.handle(
+            &mut store,
+            &request.unwrap(),
+            1_800_000_001,
+            &mut ChaCha20Rng::seed_from_u64(7),
+        );
+        let refused: Vec<_> = out
+            .events
+            .iter()
+            .filter(|e| matches!(e, otrp_agent::OtrpEvent::Refused { .. }))
+            .collect();
+        assert!(refused.is_empty(), "{refused:?}");
+        let answer = otrp_json::decode_any(&out.send.unwrap()).unwrap();
+        assert!(
+            matches!(&answer, otrp_json::OtrpMessage::Response(r)
+                if r.kind == otrp_json::MessageKind::GetDeviceState),
+            "{}",
+            answer.name()
+        );
+    }
+
+    /// The harness's ring Ed25519 signatures are byte for byte those of the pure-Rust
+    /// provider, so `agent_teep` and `suit_process` inputs stay deterministic.
+    #[test]
+    fn ring_ed25519_signatures_match_rust_crypto() {
+        let opts = otrp_cose::SignOptions::default();
+        for key in [&keys().tam, &keys().suit_signer] {
+            let payload = b"fuzz input";
+            let ring = otrp_cose::sign1(signing_provider(), key, payload, false, &opts).unwrap();
+            let rust = otrp_cose::sign1(provider(), key, payload, false, &opts).unwrap();
+            assert_eq!(ring, rust);
+        }
+    }
 }
