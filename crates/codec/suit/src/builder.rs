@@ -166,8 +166,13 @@ impl TaManifestBuilder {
     /// URIs (it bounds the download) and encrypted content. A manifest with a
     /// dependency and no vendor/class ids also drops the shared sequence that only
     /// selects component index 0, and the same no-op at the start of `validate`
-    /// (every sequence starts at index 0). Conditions are never dropped. Sign with
-    /// [`crate::auth::compact_sign_options`] (no kid) to complete the profile.
+    /// (every sequence starts at index 0). A manifest without a dependency and without
+    /// vendor/class ids sets the image digest (and size) in the install sequence's first
+    /// `override-parameters`, next to the payload's URI or content, and has no shared
+    /// sequence (5 B less): the same digest is checked by the same
+    /// `condition-image-match` after the fetch or write.
+    /// Conditions are never dropped. Sign with [`crate::auth::compact_sign_options`]
+    /// (no kid) to complete the profile.
     pub fn compact(mut self, yes: bool) -> Self {
         self.compact = yes;
         self
@@ -192,31 +197,36 @@ impl TaManifestBuilder {
         Ok(p)
     }
 
-    fn payload_commands(&self) -> Result<Vec<Command>> {
+    /// The payload's commands; `image` are parameters set in the same
+    /// `override-parameters` (the compact profile's image digest and size).
+    fn payload_commands(&self, image: Vec<Parameter>) -> Result<Vec<Command>> {
         let payload = self.payload.as_ref().ok_or(SuitError::Invalid {
             path: "builder/payload".into(),
             reason: "no payload source (uri, integrated payload or encrypted content)",
         })?;
-        Ok(match payload {
-            PayloadSource::Uri(u) => vec![
-                Command::OverrideParameters(Parameters(vec![Parameter::Uri(u.clone())])),
-                Command::Action(Action::Fetch, ALL),
-            ],
-            PayloadSource::Integrated { key, .. } => vec![
-                Command::OverrideParameters(Parameters(vec![Parameter::Uri(key.clone())])),
-                Command::Action(Action::Fetch, ALL),
-            ],
+        let mut params = image;
+        let action = match payload {
+            PayloadSource::Uri(u) => {
+                params.push(Parameter::Uri(u.clone()));
+                Action::Fetch
+            }
+            PayloadSource::Integrated { key, .. } => {
+                params.push(Parameter::Uri(key.clone()));
+                Action::Fetch
+            }
             PayloadSource::Encrypted {
                 ciphertext,
                 encryption_info,
-            } => vec![
-                Command::OverrideParameters(Parameters(vec![
-                    Parameter::Content(ciphertext.clone()),
-                    Parameter::EncryptionInfo(encryption_info.clone()),
-                ])),
-                Command::Action(Action::Write, ALL),
-            ],
-        })
+            } => {
+                params.push(Parameter::Content(ciphertext.clone()));
+                params.push(Parameter::EncryptionInfo(encryption_info.clone()));
+                Action::Write
+            }
+        };
+        Ok(vec![
+            Command::OverrideParameters(Parameters(params)),
+            Command::Action(action, ALL),
+        ])
     }
 
     /// Builds the manifest.
@@ -243,9 +253,18 @@ impl TaManifestBuilder {
         let mut manifest;
         match &self.dependency {
             None => {
-                // Appendix E examples 1/2: identity and image checks in the shared sequence.
+                // Appendix E examples 1/2: identity and image checks in the shared sequence
+                // (compact: the image parameters move to the install sequence).
+                let image = self.image_params()?;
+                // Only when that leaves the shared sequence empty (no vendor/class ids):
+                // otherwise it stays, and moving the digest would save nothing.
+                let (shared_image, install_image) = if self.compact && ids.is_empty() {
+                    (Vec::new(), image)
+                } else {
+                    (image, Vec::new())
+                };
                 let mut params = ids;
-                params.extend(self.image_params()?);
+                params.extend(shared_image);
                 let mut shared = Vec::new();
                 if !params.is_empty() {
                     shared.push(Command::OverrideParameters(Parameters(params)));
@@ -255,7 +274,7 @@ impl TaManifestBuilder {
                     common.shared_sequence = Some(Wrapped::new(CommandSequence(shared))?);
                 }
                 manifest = Manifest::new(self.sequence_number, Wrapped::new(common)?);
-                let mut install = self.payload_commands()?;
+                let mut install = self.payload_commands(install_image)?;
                 if self.image.is_some() {
                     install.push(Command::Condition(Condition::ImageMatch, ALL));
                 }
@@ -319,7 +338,7 @@ impl TaManifestBuilder {
                     Command::Action(Action::ProcessDependency, ReportingPolicy(0)),
                     Command::SetComponentIndex(IndexArg::One(0)),
                 ];
-                install.extend(self.payload_commands()?);
+                install.extend(self.payload_commands(Vec::new())?);
                 manifest.install = Some(Severable::Inline(Wrapped::new(CommandSequence(install))?));
                 if self.uninstall {
                     manifest.uninstall = Some(Wrapped::new(CommandSequence(vec![

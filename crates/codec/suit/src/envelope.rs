@@ -253,6 +253,29 @@ impl Envelope {
         self.severable_sequence(m::INSTALL)
     }
 
+    /// The image digest the manifest sets for its component: the first `image-digest`
+    /// that the shared sequence sets, else the first one the install sequence sets at
+    /// top level before fetching (where the compact profile puts it,
+    /// [`crate::TaManifestBuilder::compact`]). `None` if neither sets one (or the
+    /// install sequence is severed and missing).
+    pub fn image_digest(&self) -> Option<&Wrapped<Digest>> {
+        fn find(seq: &CommandSequence) -> Option<&Wrapped<Digest>> {
+            seq.parameters().find_map(|p| match p {
+                crate::params::Parameter::ImageDigest(d) => Some(d),
+                _ => None,
+            })
+        }
+        let common = self.manifest.value().common.value();
+        if let Some(d) = common
+            .shared_sequence
+            .as_ref()
+            .and_then(|s| find(s.value()))
+        {
+            return Some(d);
+        }
+        self.install().ok().flatten().and_then(find)
+    }
+
     /// The integrated payload under `key` (e.g. `"#tc"`).
     pub fn integrated_payload(&self, key: &str) -> Option<&[u8]> {
         self.integrated

@@ -21,6 +21,31 @@ pub enum VendorId {
     Pen(Vec<u8>),
 }
 
+impl VendorId {
+    /// A vendor identified by its IANA Private Enterprise Number, as SUIT's `cbor-pen`
+    /// (`#6.112(bstr)`, RFC 9090): the bytes of the relative OID with the single arc
+    /// `number` (base 128, most significant group first, the high bit set on every
+    /// byte but the last). PEN 32473 is `81 FD 59`: 6 bytes encoded, against 17 for a
+    /// UUID.
+    pub fn pen(number: u64) -> VendorId {
+        let mut groups = Vec::new();
+        let mut n = number;
+        loop {
+            groups.push((n & 0x7f) as u8);
+            n >>= 7;
+            if n == 0 {
+                break;
+            }
+        }
+        groups.reverse();
+        let last = groups.len() - 1;
+        for g in &mut groups[..last] {
+            *g |= 0x80;
+        }
+        VendorId::Pen(groups)
+    }
+}
+
 /// `SUIT_Parameter_Version_Match = [comparison-type, [+int]]` (update-management).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionMatch {
@@ -280,4 +305,28 @@ pub(crate) fn int_list(value: Value, path: &Path<'_>) -> Result<Vec<i64>> {
         out.push(to_int(v, &path.index(i))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pen_is_the_relative_oid_of_the_number() {
+        assert_eq!(VendorId::pen(32473), VendorId::Pen(vec![0x81, 0xFD, 0x59]));
+        assert_eq!(VendorId::pen(0), VendorId::Pen(vec![0x00]));
+        assert_eq!(VendorId::pen(127), VendorId::Pen(vec![0x7f]));
+        assert_eq!(VendorId::pen(128), VendorId::Pen(vec![0x81, 0x00]));
+        // Encoded as #6.112(bstr) and decoded back to the same identifier.
+        let p = Parameter::VendorId(VendorId::pen(32473));
+        let v = p.value_cbor();
+        assert_eq!(
+            v,
+            Value::Tag(tag::PEN, boxed(Value::Bytes(vec![0x81, 0xFD, 0x59])))
+        );
+        let ctx = Ctx::new(crate::cbor::Limits::default());
+        let back = Parameter::from_label_value(p.label(), v, &Path::root("t"), &ctx).unwrap();
+        assert_eq!(back, p);
+    }
 }

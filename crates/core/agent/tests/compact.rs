@@ -1,5 +1,6 @@
 //! The compact wire profile (docs/CONSTRAINED.md): Updates without kids (TEEP and SUIT),
-//! 8-byte tokens, no image-size for integrated payloads. The Agent accepts it next to
+//! 8-byte tokens, no image-size for integrated payloads, the image digest set in the
+//! install sequence (no shared sequence) and the payload under `#`. The Agent accepts it next to
 //! the standard profile, and every refusal of the standard profile still holds when the
 //! verifier has to pick the key itself.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -63,11 +64,15 @@ fn app_id(sd: &[u8]) -> ComponentId {
     ComponentId::new([sd, b"app"])
 }
 
-/// A compact TA envelope: integrated image, no image-size, SUIT COSE_Sign1 without kid.
+/// The compact profile's integrated-payload key.
+const KEY: &str = "#";
+
+/// A compact TA envelope: integrated image under `#`, no image-size, image digest in the
+/// install sequence, SUIT COSE_Sign1 without kid.
 fn compact_ta(sd: &[u8], seq: u64, image: &[u8], signer: &PrivateKey) -> Vec<u8> {
     TaManifestBuilder::new(app_id(sd), seq)
         .image_of(image)
-        .integrated_payload("#tc", image.to_vec())
+        .integrated_payload(KEY, image.to_vec())
         .uninstall(true)
         .compact(true)
         .build_signed(provider(), signer, &otrp_suit::compact_sign_options())
@@ -105,20 +110,15 @@ fn a_compact_update_installs_and_carries_no_kid() {
     let mut w = world();
     let image = b"compact TA image".repeat(20);
     let env = compact_ta(b"sp-b", 1, &image, &w.signer_b);
-    // The SUIT signature has no kid, the manifest no image-size.
+    // The SUIT signature has no kid, the manifest no image-size and no shared sequence:
+    // the install sequence sets the image digest next to the `#` URI.
     let parsed = Envelope::decode(&env).unwrap();
     let block = &parsed.authentication.value().blocks[0];
     let cose = otrp_cose::parse_sign1(block).unwrap();
     assert!(cose.unprotected.key_id.is_empty() && cose.protected.header.key_id.is_empty());
-    let shared = parsed
-        .manifest()
-        .common
-        .value()
-        .shared_sequence
-        .clone()
-        .unwrap();
-    let params: Vec<&Parameter> = shared
-        .value()
+    assert!(parsed.manifest().common.value().shared_sequence.is_none());
+    let install = parsed.install().unwrap().unwrap();
+    let params: Vec<&Parameter> = install
         .commands()
         .iter()
         .flat_map(|c| match c {
@@ -130,6 +130,9 @@ fn a_compact_update_installs_and_carries_no_kid() {
         .iter()
         .any(|p| matches!(p, Parameter::ImageDigest(_))));
     assert!(!params.iter().any(|p| matches!(p, Parameter::ImageSize(_))));
+    assert!(params
+        .iter()
+        .any(|p| matches!(p, Parameter::Uri(u) if u == KEY)));
     // TAM B is the second of two trusted keys: the first candidate fails, the second
     // verifies.
     let key_b = w.tam_b.key.clone();
@@ -239,7 +242,7 @@ fn a_compact_manifest_without_image_size_refuses_a_payload_of_another_length() {
         } else {
             payload.push(0);
         }
-        env.integrated = vec![("#tc".into(), payload)];
+        env.integrated = vec![(KEY.into(), payload)];
         let msg = compact_update(&mut w.tam_a, &key_a, vec![env.encode().unwrap()]);
         let e = w.d.error(&msg, 2);
         assert_eq!(e.err_code, ErrCode::ManifestProcessingFailed);

@@ -202,6 +202,13 @@ impl UnpackError {
 pub const DELTA_KEY: &str = "#delta";
 /// Envelope key of the full image in a delta-capable manifest.
 pub const FULL_KEY: &str = "#tc";
+/// Envelope key of the full image in a compact-profile manifest (docs/CONSTRAINED.md):
+/// a fragment-only URI like `#tc`, one key byte instead of three, written twice (the
+/// envelope key and the manifest's `uri`). Agents resolve any `#…` URI against the
+/// envelope, so both keys work everywhere.
+pub const COMPACT_FULL_KEY: &str = "#";
+/// The keys a full image may be carried under, [`FULL_KEY`] first.
+pub const FULL_KEYS: [&str; 2] = [FULL_KEY, COMPACT_FULL_KEY];
 
 /// `otrp-delta-base` as a SUIT parameter.
 pub fn delta_base_parameter(base: &Digest) -> otrp_suit::Result<Parameter> {
@@ -229,12 +236,40 @@ pub fn make_delta_capable(
     bases: &[Digest],
     full_compressed: bool,
 ) -> otrp_suit::Result<()> {
+    make_delta_capable_keyed(manifest, bases, full_compressed, FULL_KEY)
+}
+
+/// [`make_delta_capable`] with the full image under `full_key` ([`FULL_KEY`], or
+/// [`COMPACT_FULL_KEY`] in the compact profile). Image parameters (`image-digest`,
+/// `image-size`) that the manifest's install sequence sets at top level — the compact
+/// profile's place for them, see `TaManifestBuilder::compact` — are kept: set before the
+/// `try-each` (or with the full image's URI when there is no base), so every alternative
+/// and the final `condition-image-match` see them.
+pub fn make_delta_capable_keyed(
+    manifest: &mut otrp_suit::Manifest,
+    bases: &[Digest],
+    full_compressed: bool,
+    full_key: &str,
+) -> otrp_suit::Result<()> {
     use otrp_suit::{
         Action, Command, CommandSequence, Condition, Parameters, ReportingPolicy, Severable,
         TryEach, Wrapped,
     };
+    let image: Vec<Parameter> = match &manifest.install {
+        Some(Severable::Inline(w)) => w
+            .value()
+            .parameters()
+            .filter(|p| matches!(p, Parameter::ImageDigest(_) | Parameter::ImageSize(_)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let fetch = Command::Action(Action::Fetch, ReportingPolicy::ALL);
-    let mut full = alloc::vec![Parameter::Uri(FULL_KEY.into())];
+    let mut full = Vec::new();
+    if bases.is_empty() {
+        full.extend(image.iter().cloned());
+    }
+    full.push(Parameter::Uri(full_key.into()));
     if full_compressed {
         full.push(Parameter::Other {
             label: COMPRESSED,
@@ -246,6 +281,9 @@ pub fn make_delta_capable(
     if bases.is_empty() {
         install.extend(full_seq);
     } else {
+        if !image.is_empty() {
+            install.push(Command::OverrideParameters(Parameters(image)));
+        }
         let mut sequences = Vec::with_capacity(bases.len() + 1);
         for b in bases {
             sequences.push(Wrapped::new(CommandSequence(alloc::vec![

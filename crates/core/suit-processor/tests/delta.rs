@@ -6,7 +6,10 @@
 use otrp_cose::SignOptions;
 use otrp_crypto::{rust_crypto_provider, CryptoProvider, KeyKind, PrivateKey, PublicKey};
 use otrp_suit::{ComponentId, Digest, Envelope, ReportReason, TaManifestBuilder, Wrapped};
-use otrp_suit_processor::delta::{delta_offer, make_delta_capable, DELTA_KEY, FULL_KEY};
+use otrp_suit_processor::delta::{
+    delta_offer, make_delta_capable, make_delta_capable_keyed, COMPACT_FULL_KEY, DELTA_KEY,
+    FULL_KEY,
+};
 use otrp_suit_processor::{
     AllowAll, ChangeSet, ComponentStore, MemoryStore, Processor, ProcessorConfig, Step,
 };
@@ -194,4 +197,78 @@ fn delta_without_an_installed_image_is_refused() {
         vec![(DELTA_KEY, otrp_delta::diff(&v1, &v2))],
     );
     refused(&store, &env);
+}
+
+/// [`envelope`] in the compact profile: image digest in the install sequence (before the
+/// `try-each`, or with the full image's URI), no image-size, full image under `#`, no kid.
+fn compact_envelope(
+    seq: u64,
+    new: &[u8],
+    bases: &[&[u8]],
+    payloads: Vec<(&str, Vec<u8>)>,
+) -> Vec<u8> {
+    let mut m = TaManifestBuilder::new(id(), seq)
+        .image_of(new)
+        .uri(COMPACT_FULL_KEY)
+        .compact(true)
+        .build_manifest()
+        .unwrap();
+    let bases: Vec<Digest> = bases.iter().map(|b| Digest::sha256(b)).collect();
+    make_delta_capable_keyed(&mut m, &bases, true, COMPACT_FULL_KEY).unwrap();
+    assert!(m.common.value().shared_sequence.is_none());
+    let mut env = Envelope::unsigned(Wrapped::new(m).unwrap()).unwrap();
+    for (k, v) in payloads {
+        env.integrated.push((k.into(), v));
+    }
+    env.add_signature(provider(), &signer(), &otrp_suit::compact_sign_options())
+        .unwrap();
+    env.encode().unwrap()
+}
+
+#[test]
+fn compact_delta_capable_manifest_installs_full_then_delta_and_checks_the_image() {
+    let v1 = image(1);
+    let v2 = changed(&v1);
+    let mut store = MemoryStore::new();
+    // No base: the digest is set with the full image's URI in one override.
+    let first = compact_envelope(1, &v1, &[], vec![(COMPACT_FULL_KEY, full(&v1))]);
+    let parsed = Envelope::decode(&first).unwrap();
+    assert_eq!(
+        parsed.image_digest().map(|d| d.value().clone()),
+        Some(Digest::sha256(&v1))
+    );
+    install(&mut store, &first);
+    assert_eq!(store.images.get(&id()).unwrap(), &v1);
+    // With bases: the digest is set before the try-each; the delta alternative uses it.
+    let patch = otrp_delta::diff(&v1, &v2);
+    let env = compact_envelope(2, &v2, &[&v1], vec![(DELTA_KEY, patch.clone())]);
+    let parsed = Envelope::decode(&env).unwrap();
+    assert_eq!(
+        parsed.image_digest().map(|d| d.value().clone()),
+        Some(Digest::sha256(&v2))
+    );
+    let offer = delta_offer(&parsed);
+    assert_eq!(offer.bases, vec![otrp_delta::digest(&v1)]);
+    assert!(offer.full_compressed);
+    // A patch producing another image, and a full image of another image: refused.
+    let v3 = changed(&v2);
+    refused(
+        &store,
+        &compact_envelope(
+            2,
+            &v2,
+            &[&v1],
+            vec![(DELTA_KEY, otrp_delta::diff(&v1, &v3))],
+        ),
+    );
+    refused(
+        &store,
+        &compact_envelope(2, &v2, &[&v1], vec![(COMPACT_FULL_KEY, full(&v3))]),
+    );
+    install(&mut store, &env);
+    assert_eq!(store.images.get(&id()).unwrap(), &v2);
+    // The standard profile's envelope for the same update: kid, image-size, shared
+    // sequence; the standard forms keep installing (the tests above).
+    let standard = envelope(2, &v2, &[&v1], vec![(DELTA_KEY, patch)]);
+    assert!(standard.len() > env.len());
 }

@@ -130,9 +130,17 @@ fn run(
 }
 
 fn install(store: &mut MemoryStore, env: &[u8], server: &[(&str, Vec<u8>)]) -> Vec<String> {
-    let cfg = config();
+    install_on(&config(), store, env, server)
+}
+
+fn install_on(
+    cfg: &ProcessorConfig,
+    store: &mut MemoryStore,
+    env: &[u8],
+    server: &[(&str, Vec<u8>)],
+) -> Vec<String> {
     let anchors = anchors();
-    let mut p = Processor::new(provider(), &cfg, &anchors, &AllowAll);
+    let mut p = Processor::new(provider(), cfg, &anchors, &AllowAll);
     let (step, fetched) = run(&mut p, store, &ChangeSet::default(), env, server);
     match step {
         Step::Done(applied) => {
@@ -146,9 +154,17 @@ fn install(store: &mut MemoryStore, env: &[u8], server: &[(&str, Vec<u8>)]) -> V
 }
 
 fn refused(store: &MemoryStore, env: &[u8], server: &[(&str, Vec<u8>)]) -> (ReportReason, String) {
-    let cfg = config();
+    refused_on(&config(), store, env, server)
+}
+
+fn refused_on(
+    cfg: &ProcessorConfig,
+    store: &MemoryStore,
+    env: &[u8],
+    server: &[(&str, Vec<u8>)],
+) -> (ReportReason, String) {
     let anchors = anchors();
-    let mut p = Processor::new(provider(), &cfg, &anchors, &AllowAll);
+    let mut p = Processor::new(provider(), cfg, &anchors, &AllowAll);
     let before = store.clone();
     let (step, _) = run(&mut p, store, &ChangeSet::default(), env, server);
     assert_eq!(*store, before, "a refused manifest changed the store");
@@ -669,4 +685,144 @@ fn compact_manifest_installs_and_is_refused_when_tampered_or_signed_by_another_k
             "flip at {pos}: {reason:?} {detail}"
         );
     }
+}
+
+/// A device whose vendor is identified by `vendor` (class CLASS).
+fn config_with_vendor(vendor: otrp_suit::VendorId) -> ProcessorConfig {
+    let mut c = config();
+    c.device.vendor_id = Some(vendor);
+    c
+}
+
+/// The position of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn compact_manifest_with_a_pen_vendor_installs_on_that_vendor_only() {
+    let pen = otrp_suit::VendorId::pen(32473);
+    let device = config_with_vendor(pen.clone());
+    let image = b"image v1".to_vec();
+    let b = |vendor: otrp_suit::VendorId| {
+        TaManifestBuilder::new(ta_id(), 1)
+            .vendor(vendor)
+            .class_id(CLASS)
+            .image_of(&image)
+            .integrated_payload("#", image.clone())
+            .manifest_component_id(ta_manifest_id())
+    };
+    let with_pen = compact_signed(&b(pen.clone()), &signer());
+    let with_uuid = compact_signed(&b(otrp_suit::VendorId::Uuid(VENDOR)), &signer());
+    // cbor-pen (d8 70 43 81 fd 59: 6 B) instead of a UUID (50 + 16 B: 17 B).
+    assert_eq!(with_uuid.len() - with_pen.len(), 11);
+    assert!(with_pen
+        .windows(6)
+        .any(|w| w == [0xd8, 0x70, 0x43, 0x81, 0xfd, 0x59]));
+    // Vendor and class conditions both stay in the manifest.
+    let env = otrp_suit::Envelope::decode(&with_pen).unwrap();
+    let shared = env
+        .manifest()
+        .common
+        .value()
+        .shared_sequence
+        .clone()
+        .unwrap();
+    let conditions: Vec<_> = shared
+        .value()
+        .commands()
+        .iter()
+        .filter_map(|c| match c {
+            otrp_suit::Command::Condition(k, _) => Some(*k),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        vec![
+            otrp_suit::Condition::VendorIdentifier,
+            otrp_suit::Condition::ClassIdentifier
+        ]
+    );
+    let mut store = MemoryStore::new();
+    install_on(&device, &mut store, &with_pen, &[]);
+    assert_eq!(store.image(&ta_id()).unwrap(), Some(image.clone()));
+    // Refused by a device of another vendor, by PEN or by UUID, and by another class.
+    let empty = MemoryStore::new();
+    for other in [
+        config_with_vendor(otrp_suit::VendorId::pen(32474)),
+        config_with_vendor(otrp_suit::VendorId::Uuid(VENDOR)),
+    ] {
+        let (reason, detail) = refused_on(&other, &empty, &with_pen, &[]);
+        assert_eq!(reason, ReportReason::ConditionFailed);
+        assert!(detail.contains("VendorIdentifier"), "{detail}");
+    }
+    let mut other_class = device.clone();
+    other_class.device.class_ids = vec![[9; 16]];
+    let (reason, detail) = refused_on(&other_class, &empty, &with_pen, &[]);
+    assert_eq!(reason, ReportReason::ConditionFailed);
+    assert!(detail.contains("ClassIdentifier"), "{detail}");
+    // The PEN is signed: changing it (to the other vendor's number) breaks the digest.
+    let mut tampered = with_pen.clone();
+    let at = find(&with_pen, &[0x81, 0xfd, 0x59]);
+    tampered[at + 2] = 0x5a;
+    let (reason, _) = refused_on(
+        &config_with_vendor(otrp_suit::VendorId::pen(32474)),
+        &empty,
+        &tampered,
+        &[],
+    );
+    assert_eq!(reason, ReportReason::Unauthorised);
+}
+
+#[test]
+fn compact_manifest_checks_the_digest_it_sets_in_install() {
+    let image = b"image v1".to_vec();
+    let b = TaManifestBuilder::new(ta_id(), 1)
+        .image_of(&image)
+        .integrated_payload("#", image.clone())
+        .manifest_component_id(ta_manifest_id());
+    let standard = signed(&b);
+    let compact = compact_signed(&b, &signer());
+    let env = otrp_suit::Envelope::decode(&compact).unwrap();
+    // No shared sequence; install = [override {image-digest, uri "#"}, fetch, image-match].
+    assert!(env.manifest().common.value().shared_sequence.is_none());
+    let seq = env.install().unwrap().unwrap();
+    match &seq.commands()[0] {
+        otrp_suit::Command::OverrideParameters(ps) => {
+            assert_eq!(ps.image_digest(), Some(&Digest::sha256(&image)));
+            assert_eq!(ps.uri(), Some("#"));
+            assert_eq!(ps.image_size(), None);
+        }
+        other => panic!("install starts with {other:?}"),
+    }
+    assert!(matches!(
+        seq.commands().last(),
+        Some(otrp_suit::Command::Condition(
+            otrp_suit::Condition::ImageMatch,
+            _
+        ))
+    ));
+    assert_eq!(
+        env.image_digest().map(|d| d.value()),
+        Some(&Digest::sha256(&image))
+    );
+    // kid 35 B, image-size 2 B, shared sequence 5 B (its own framing minus the install
+    // sequence's longer header).
+    assert_eq!(standard.len() - compact.len(), 35 + 2 + 5);
+    let mut store = MemoryStore::new();
+    install(&mut store, &compact, &[]);
+    assert_eq!(store.image(&ta_id()).unwrap(), Some(image.clone()));
+    // Another payload of the same length (outside the signature): the digest refuses it.
+    let empty = MemoryStore::new();
+    let mut other = env.clone();
+    other.integrated = vec![("#".into(), b"image v2".to_vec())];
+    let (reason, _) = refused(&empty, &other.encode().unwrap(), &[]);
+    assert_eq!(reason, ReportReason::ConditionFailed);
+    // The digest itself is signed: one bit of it flipped is refused before any command.
+    let digest_at = find(&compact, &Digest::sha256(&image).bytes);
+    let mut bad = compact.clone();
+    bad[digest_at + 7] ^= 0x01;
+    let (reason, _) = refused(&empty, &bad, &[]);
+    assert_eq!(reason, ReportReason::Unauthorised);
 }
