@@ -151,6 +151,9 @@ pub struct Agent<S: ComponentStore, A: Attester> {
     unrequested: Vec<ComponentId>,
     pending: Option<Pending>,
     last_reports: Vec<Vec<u8>>,
+    /// Batch mode: data components (`[..TA, "perso"]`) install only for a TA that is
+    /// installed or installed by the same Update (see [`crate::batch`]).
+    data_needs_ta: bool,
 }
 
 struct SdPolicy<'a> {
@@ -302,6 +305,7 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             unrequested: Vec::new(),
             pending: None,
             last_reports: Vec::new(),
+            data_needs_ta: false,
         }
     }
 
@@ -323,6 +327,11 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
     /// The configuration, mutably (batch mode adds the batch KEK for one package).
     pub(crate) fn config_mut(&mut self) -> &mut AgentConfig {
         &mut self.config
+    }
+
+    /// Batch mode: whether data components need their TA (set for one package).
+    pub(crate) fn set_data_needs_ta(&mut self, yes: bool) {
+        self.data_needs_ta = yes;
     }
 
     /// The crypto provider.
@@ -1045,6 +1054,8 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
         // 2. SUIT processing of each manifest, staged on top of each other.
         let mut reports: Vec<SuitReport> = Vec::new();
         let mut installed: Vec<ComponentId> = Vec::new();
+        // Data components written, with the index of their manifest's report.
+        let mut data: Vec<(usize, ComponentId)> = Vec::new();
         for env_bytes in up.manifest_list.iter().flatten() {
             let sds = match self.load_sds(&staged) {
                 Ok(s) => s,
@@ -1103,12 +1114,42 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
                     } else {
                         staged.merge(a.changes);
                         for c in &a.installed {
+                            if crate::batch::data_target(c).is_some() {
+                                data.push((reports.len(), c.clone()));
+                            }
                             if !installed.contains(c) {
                                 installed.push(c.clone());
                             }
                         }
                     }
                     reports.push(a.report);
+                }
+            }
+        }
+        // 2b. Batch mode: data only for a TA installed before or by this Update (and not
+        // removed by it).
+        if self.data_needs_ta {
+            let view = View::new(&self.store, &staged);
+            for (i, c) in &data {
+                let Some(ta) = crate::batch::data_target(c) else {
+                    continue;
+                };
+                let present = view
+                    .image(&ta)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|img| !img.is_empty());
+                if !present {
+                    reports.truncate(i + 1);
+                    if let Some(r) = reports.get_mut(*i) {
+                        *r = failure_from(r, ReportReason::ComponentUnauthorised);
+                    }
+                    let detail = alloc::format!(
+                        "data {} is for TA {}, which is neither installed nor installed by this package",
+                        crate::batch::display(c),
+                        crate::batch::display(&ta)
+                    );
+                    return self.manifest_failure(reports, tok, &suite, detail);
                 }
             }
         }

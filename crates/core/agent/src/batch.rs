@@ -12,7 +12,15 @@
 //!
 //! then it runs the ordinary Update processing (SUIT signature, Security Domain policy,
 //! per-manifest anti-rollback) with the batch private key added to the KEKs for this one
-//! package, so payloads encrypted to the batch key decrypt only here. The signed Success
+//! package, so payloads encrypted to the batch key decrypt only here.
+//!
+//! **Data** (personalization for the whole batch: a lock's access list, a drone's no-fly
+//! zones) is a component `[..TA segments, "perso"]` ([`DATA_SEGMENT`]) whose manifest
+//! the package carries like a TA's. In a batch package it is installed only for a TA
+//! that is installed already or installed by the same package (and not removed by it):
+//! otherwise the whole package fails (SUIT report `component-unauthorised` for the data
+//! manifest), nothing changes, the package is not marked applied, and an Error report is
+//! queued. Its own SUIT sequence number must grow like any manifest's. The signed Success
 //! or Error the Agent would have answered is **queued** in the store
 //! (`agent/batch-reports`, at most [`MAX_QUEUED_REPORTS`]) for the shell to send
 //! asynchronously (`POST /tam/batch/<id>/report`, or at the next session), then
@@ -35,6 +43,26 @@ pub const BATCH_OPTION: u64 = 70100;
 pub const BATCH_REPORTS_KEY: &str = "agent/batch-reports";
 /// Most reports kept queued (the oldest are dropped first).
 pub const MAX_QUEUED_REPORTS: usize = 16;
+
+/// Last component-id segment naming a TA's data (personalization): `[..TA, "perso"]`
+/// (the TEE's store hands such a component to the TA as its personalization data).
+pub const DATA_SEGMENT: &[u8] = b"perso";
+
+/// The TA a data component belongs to (`[..TA, "perso"]` → TA), None for other components.
+pub fn data_target(id: &otrp_suit::ComponentId) -> Option<otrp_suit::ComponentId> {
+    let (last, rest) = id.segments().split_last()?;
+    (last.as_slice() == DATA_SEGMENT && !rest.is_empty())
+        .then(|| otrp_suit::ComponentId(rest.to_vec()))
+}
+
+/// `a/b/c` (lossy UTF-8) for log and error messages.
+pub(crate) fn display(id: &otrp_suit::ComponentId) -> String {
+    id.segments()
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 fn seq_key(batch_id: &str) -> String {
     format!("agent/batch/{}", hex::encode(batch_id.as_bytes()))
@@ -270,7 +298,9 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             .processor
             .keks
             .push(DeviceKek::EcdhP256(m.key.clone()));
+        self.set_data_needs_ta(true);
         let out = f(self);
+        self.set_data_needs_ta(false);
         self.config_mut().processor.keks.pop();
         Pending(out)
     }
@@ -331,5 +361,21 @@ impl Pending {
                 detail,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otrp_suit::ComponentId;
+
+    #[test]
+    fn data_components_name_their_ta() {
+        let data = ComponentId::new([&b"drones"[..], b"geofence", b"perso"]);
+        let ta = ComponentId::new([&b"drones"[..], b"geofence"]);
+        assert_eq!(data_target(&data), Some(ta.clone()));
+        assert_eq!(display(&data), "drones/geofence/perso");
+        assert_eq!(data_target(&ta), None);
+        assert_eq!(data_target(&ComponentId::new([&b"perso"[..]])), None);
     }
 }

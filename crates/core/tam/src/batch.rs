@@ -21,6 +21,19 @@
 //! [`verify_report`]) or sends it at the next session.
 //!
 //! The TAM's signing cost is one signature per batch package, not one per device.
+//!
+//! # Data updates (personalization for a whole batch)
+//!
+//! A package may also carry **data** for a TA (a smart lock's access list, a drone's
+//! no-fly zones): the SP-signed SUIT manifest of the component `[..TA segments, "perso"]`
+//! ([`data_component`], the same convention as per-device personalization), whose
+//! payload is encrypted to the batch key like a TA image. It is the same data for every
+//! device of the batch (per-device data does not fit a package that is identical for
+//! all; it goes through per-device personalization). A batch package is public
+//! (cacheable), so [`check_data_for_batch`] refuses data whose payload is not encrypted to
+//! the batch. The Agent installs the data only for a TA that is installed or installed
+//! by the same package; the data manifest's sequence number and the batch sequence number
+//! both must grow.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +85,106 @@ pub enum BatchError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] otrp_store::StoreError),
+    /// A data manifest that would travel readable by anyone who fetches the package.
+    #[error("data manifest not encrypted to batch {batch_id}: {why}")]
+    DataNotEncrypted {
+        /// The batch.
+        batch_id: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Last component-id segment naming a TA's data (personalization): `[..TA, "perso"]`.
+pub const DATA_SEGMENT: &[u8] = b"perso";
+
+/// The data component of the TA `ta` (its segments): `ta` followed by [`DATA_SEGMENT`].
+pub fn data_component(ta: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut segs = ta.to_vec();
+    segs.push(DATA_SEGMENT.to_vec());
+    segs
+}
+
+/// The TA a data component belongs to (`[..TA, "perso"]` → TA), None for other components.
+pub fn data_target(component: &[Vec<u8>]) -> Option<&[Vec<u8>]> {
+    let (last, rest) = component.split_last()?;
+    (last.as_slice() == DATA_SEGMENT && !rest.is_empty()).then_some(rest)
+}
+
+fn collect_encryption_infos<'a>(
+    seq: &'a otrp_suit::command::CommandSequence,
+    out: &mut Vec<&'a [u8]>,
+) {
+    use otrp_suit::command::Command;
+    for c in seq.commands() {
+        match c {
+            Command::OverrideParameters(p) | Command::SetParameters(p) => {
+                out.extend(p.0.iter().filter_map(|p| match p {
+                    otrp_suit::Parameter::EncryptionInfo(b) => Some(b.as_slice()),
+                    _ => None,
+                }));
+            }
+            Command::RunSequence(w) => collect_encryption_infos(w.value(), out),
+            Command::TryEach(t) => {
+                for w in &t.sequences {
+                    collect_encryption_infos(w.value(), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks that the SUIT envelope `envelope` (a data manifest) carries its payload
+/// encrypted to batch `batch_id`: it sets `encryption-info` (in its shared or install
+/// sequence) and every one names a recipient with kid [`batch_kid`], and it carries no
+/// plaintext integrated payload or URI for the device to fetch.
+pub fn check_data_for_batch(envelope: &[u8], batch_id: &str) -> Result<(), BatchError> {
+    check_id(batch_id)?;
+    let bad = |why: String| BatchError::DataNotEncrypted {
+        batch_id: batch_id.into(),
+        why,
+    };
+    let env = otrp_suit::Envelope::decode(envelope).map_err(|e| bad(format!("envelope: {e}")))?;
+    let mut infos = Vec::new();
+    if let Some(shared) = &env.manifest().common.value().shared_sequence {
+        collect_encryption_infos(shared.value(), &mut infos);
+    }
+    let install = env
+        .install()
+        .map_err(|e| bad(format!("install sequence: {e}")))?;
+    if let Some(install) = install {
+        collect_encryption_infos(install, &mut infos);
+        let plain = install
+            .parameters()
+            .any(|p| matches!(p, otrp_suit::Parameter::Uri(_)));
+        if plain {
+            return Err(bad(
+                "the manifest fetches a payload (integrated or by URI) instead of writing encrypted content".into(),
+            ));
+        }
+    }
+    if infos.is_empty() {
+        return Err(bad(
+            "its payload is not encrypted (no encryption-info)".into()
+        ));
+    }
+    let kid = batch_kid(batch_id);
+    for info in infos {
+        let enc = otrp_cose::encrypt::parse_encryption_info(info)
+            .map_err(|e| bad(format!("encryption-info: {e}")))?;
+        if !enc
+            .recipients
+            .iter()
+            .any(|r| r.unprotected.key_id == kid || r.protected.header.key_id == kid)
+        {
+            return Err(bad(format!(
+                "no recipient with kid {:?} (encrypt it with the batch public key)",
+                String::from_utf8_lossy(&kid)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The `kid` put in the recipient header of batch-encrypted payloads.

@@ -248,3 +248,213 @@ async fn replayed_older_packages_are_refused() {
     publisher.publish(pkg2).expect("publish");
     assert!(publisher.publish(pkg1).is_err());
 }
+
+// --- data (personalization for the whole batch) ------------------------------------------
+
+fn data_id() -> ComponentId {
+    ComponentId(otrp_tam::batch::data_component(component().segments()))
+}
+
+fn zones(v: u64) -> Vec<u8> {
+    format!("{{\"version\": {v}, \"zones\": []}}").into_bytes()
+}
+
+/// The SP's data manifest `v` for the TA, encrypted to `batch`'s key (or, with
+/// `encrypted = false`, carried in plaintext).
+fn data_manifest(batch: &PrivateKey, v: u64, encrypted: bool) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(100 + v);
+    let b = TaManifestBuilder::new(data_id(), v);
+    let b = if encrypted {
+        encrypt_for_batch(
+            b,
+            agent_provider(),
+            &mut rng,
+            &zones(v),
+            BATCH,
+            &p256_pub(batch),
+        )
+        .expect("encryption")
+    } else {
+        b.image_of(&zones(v)).integrated_payload("#tc", zones(v))
+    };
+    b.build_signed(agent_provider(), &signer(), &SignOptions::default())
+        .expect("signing")
+        .encode()
+        .expect("encoding")
+}
+
+fn sd() -> Vec<u8> {
+    sd_manifest(b"sd-a", "sp-a", vec![signer().public_key()], 1)
+}
+
+fn signed(seq: u64, manifests: Vec<Vec<u8>>, unneeded: Vec<otrp_teep::ComponentId>) -> Vec<u8> {
+    build_package(
+        otrp_crypto::default_provider(),
+        &tam_keys().p256,
+        BATCH,
+        seq,
+        manifests,
+        unneeded,
+    )
+    .expect("package")
+    .bytes
+}
+
+#[test]
+fn data_components_name_their_ta() {
+    use otrp_tam::batch::{data_component, data_target};
+    let ta = vec![b"drones".to_vec(), b"geofence".to_vec()];
+    let d = data_component(&ta);
+    assert_eq!(d.last().map(Vec::as_slice), Some(&b"perso"[..]));
+    assert_eq!(data_target(&d), Some(ta.as_slice()));
+    assert_eq!(data_target(&ta), None);
+    assert_eq!(data_target(&[b"perso".to_vec()]), None);
+}
+
+#[test]
+fn the_tam_accepts_only_data_encrypted_to_the_batch() {
+    use otrp_tam::batch::{check_data_for_batch, BatchError};
+    let bk = batch_key(700);
+    check_data_for_batch(&data_manifest(&bk, 1, true), BATCH).expect("encrypted to the batch");
+    for (env, batch) in [
+        // Plaintext: anyone fetching the public package could read it.
+        (data_manifest(&bk, 1, false), BATCH),
+        // Encrypted, but to another batch's kid.
+        (data_manifest(&bk, 1, true), "lot-8"),
+        // Not a SUIT envelope.
+        (vec![0xa0], BATCH),
+    ] {
+        assert!(
+            matches!(
+                check_data_for_batch(&env, batch),
+                Err(BatchError::DataNotEncrypted { .. })
+            ),
+            "{batch}"
+        );
+    }
+}
+
+#[test]
+fn fleet_data_is_installed_for_the_ta_identically_on_every_device() {
+    let bk = batch_key(700);
+    let m = member(BATCH, &bk);
+    let mut devices: Vec<Device> = (0..5)
+        .map(|i| Device::new(4000 + i, &tam_public(), vec![]))
+        .collect();
+    let publisher = BatchPublisher::new();
+    // Package 1: the SD, the TA and its data v1; package 2: data v2 alone.
+    let p1 = signed(
+        1,
+        vec![
+            sd(),
+            ta_manifest(&signer(), &bk, 1),
+            data_manifest(&bk, 1, true),
+        ],
+        vec![],
+    );
+    let p2 = signed(2, vec![sd(), data_manifest(&bk, 2, true)], vec![]);
+    for (seq, pkg) in [(1u64, &p1), (2, &p2)] {
+        let built = BatchPackage {
+            batch_id: BATCH.into(),
+            sequence: seq,
+            etag: format!("\"{seq}\""),
+            coap_etag: [0; 8],
+            bytes: pkg.clone(),
+        };
+        publisher.publish(built).expect("publish");
+        for dev in &mut devices {
+            let fetched = publisher.get(BATCH, None);
+            assert_eq!(fetched.body(), pkg.as_slice(), "identical bytes");
+            match dev.agent.handle_batch(&m, fetched.body(), NOW + seq) {
+                BatchOutcome::Applied { sequence, .. } => assert_eq!(sequence, seq),
+                other => panic!("package {seq}: expected Applied, got {other:?}"),
+            }
+            assert_eq!(dev.image(&data_id()), Some(zones(seq)));
+            assert_eq!(dev.image(&component()), Some(image(1)));
+        }
+    }
+    let dev = &mut devices[0];
+    // Replaying package 1 (data v1) changes nothing.
+    let before = dev.agent.store().clone();
+    assert_eq!(
+        dev.agent.handle_batch(&m, &p1, NOW + 5),
+        BatchOutcome::Refused(BatchRefusal::Rollback {
+            sequence: 1,
+            applied: 2
+        })
+    );
+    assert_eq!(*dev.agent.store(), before);
+    // A tampered package (one byte of the signed payload changed) changes nothing.
+    let mut tampered = p2.clone();
+    let at = tampered.len() - 80;
+    tampered[at] ^= 1;
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &tampered, NOW + 5),
+        BatchOutcome::Refused(_)
+    ));
+    assert_eq!(*dev.agent.store(), before);
+    // A newer package cannot bring older data: the data manifest's own sequence refuses.
+    let p3 = signed(3, vec![sd(), data_manifest(&bk, 1, true)], vec![]);
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &p3, NOW + 6),
+        BatchOutcome::Failed { .. }
+    ));
+    assert_eq!(dev.image(&data_id()), Some(zones(2)));
+    assert_eq!(dev.agent.batch_sequence(BATCH), Some(2));
+}
+
+#[test]
+fn data_for_a_ta_the_device_lacks_is_refused_and_reported() {
+    let bk = batch_key(700);
+    let m = member(BATCH, &bk);
+    // A device that never got the TA: the data-only package fails, nothing changes but
+    // the queued Error report, and the package is not marked applied.
+    let mut dev = Device::new(5000, &tam_public(), vec![]);
+    let data_only = signed(1, vec![sd(), data_manifest(&bk, 1, true)], vec![]);
+    match dev.agent.handle_batch(&m, &data_only, NOW) {
+        BatchOutcome::Failed { code, detail, .. } => {
+            assert_eq!(code, ErrCode::ManifestProcessingFailed);
+            assert!(detail.contains("neither installed"), "{detail}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(dev.image(&data_id()), None);
+    assert!(
+        dev.agent.security_domains().is_empty(),
+        "the SD came with the failed package"
+    );
+    assert_eq!(dev.agent.batch_sequence(BATCH), None);
+    assert_eq!(dev.agent.batch_reports().len(), 1);
+    // The next package brings the TA too: both are installed.
+    let with_ta = signed(
+        2,
+        vec![
+            sd(),
+            ta_manifest(&signer(), &bk, 1),
+            data_manifest(&bk, 1, true),
+        ],
+        vec![],
+    );
+    assert!(matches!(
+        dev.agent.handle_batch(&m, &with_ta, NOW + 1),
+        BatchOutcome::Applied { .. }
+    ));
+    assert_eq!(dev.image(&data_id()), Some(zones(1)));
+    // A package removing the TA cannot install data for it.
+    let removing = signed(
+        3,
+        vec![data_manifest(&bk, 2, true)],
+        vec![otrp_teep::ComponentId::new(component().segments().to_vec())],
+    );
+    match dev.agent.handle_batch(&m, &removing, NOW + 2) {
+        BatchOutcome::Failed { detail, .. } => {
+            assert!(detail.contains("neither installed"), "{detail}")
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(dev.image(&data_id()), Some(zones(1)));
+    assert_eq!(dev.image(&component()), Some(image(1)));
+    assert_eq!(dev.agent.batch_sequence(BATCH), Some(2));
+    // Error, Success, Error: every outcome is reported.
+    assert_eq!(dev.agent.batch_reports().len(), 3);
+}
