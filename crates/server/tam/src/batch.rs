@@ -14,6 +14,17 @@
 //! confidentiality the SP encrypts the payload to the batch public key before signing
 //! (`otrp sp publish --batch-key`, [`otrp_tam::batch::encrypt_for_batch`]).
 //!
+//! **Data** (personalization for the whole batch, e.g. the access list of every lock of a
+//! lot or the no-fly zones of every drone): `"data": ["SD/TA"]` adds the newest ready
+//! manifest of the TA's data component `SD/TA/perso` (uploaded like any manifest, e.g. by
+//! `otrp sp batch publish --data FILE --for-ta SD/TA`), after the TAs. The caller must own
+//! the TA. Since the package is public and cacheable, the TAM refuses (422) a data
+//! manifest whose payload is not encrypted to this batch's key
+//! ([`otrp_tam::batch::check_data_for_batch`]); the same holds for a data component named
+//! in `components`. Devices install the data only for a TA they have or get in the same
+//! package. Per-device data does not fit here (the package is the same for every device):
+//! use `POST /api/v1/personalization`.
+//!
 //! Tenancy: an SP publishes only its own components (another SP's answer 404, as
 //! everywhere in the API) and must be approved; the first account that publishes to a
 //! batch id owns it (another SP gets 403 for that batch); the OEM may publish to any batch
@@ -65,7 +76,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use otrp_store::{AccountKind, BatchPackageRecord, BatchReportRecord, ManifestStatus, StoreError};
-use otrp_tam::batch::{build_package, verify_report, BatchError, CountingProvider};
+use otrp_tam::batch::{
+    build_package, check_data_for_batch, data_component, data_target, verify_report, BatchError,
+    CountingProvider,
+};
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
 use serde::{Deserialize, Serialize};
@@ -206,6 +220,11 @@ pub struct PublishBatch {
     /// Components to remove from the devices of the batch.
     #[serde(default)]
     pub remove: Vec<String>,
+    /// TAs (SD/NAME) whose data goes into the package: the newest ready manifest of each
+    /// TA's data component `SD/NAME/perso`, encrypted to the batch key (else 422), after
+    /// the components. The same data for every device of the batch.
+    #[serde(default)]
+    pub data: Vec<String>,
 }
 
 /// One batch package as the API shows it.
@@ -318,6 +337,51 @@ async fn ready_manifest(s: &AppState, c: &Caller, key: &[u8]) -> BatchResult<(Ve
     Ok((m.envelope, m.seq))
 }
 
+/// What a package being built carries so far.
+#[derive(Default)]
+struct Contents {
+    manifests: Vec<Vec<u8>>,
+    included: Vec<Vec<u8>>,
+    contents: Vec<String>,
+}
+
+impl Contents {
+    fn push(&mut self, key: Vec<u8>, seq: u64, envelope: Vec<u8>) {
+        self.contents
+            .push(format!("{}#{seq}", component_display(&key)));
+        self.manifests.push(envelope);
+        self.included.push(key);
+    }
+}
+
+/// Adds the newest SD manifest of the SD a component (its segments) lies in, once, so a
+/// device without the SD gets it from the same package.
+async fn include_sd(s: &AppState, segs: &[Vec<u8>], pkg: &mut Contents) -> BatchResult<()> {
+    if let Some(sd) = segs
+        .first()
+        .filter(|_| segs.len() > 1 && segs.get(1).map(Vec::as_slice) != Some(b"sd"))
+    {
+        let sd_key = sd_component_key(&String::from_utf8_lossy(sd));
+        if !pkg.included.contains(&sd_key) {
+            if let Some(m) = s.store.latest_manifest(&sd_key, true).await? {
+                pkg.push(sd_key, m.seq, m.envelope);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A data manifest must be encrypted to the batch: the package is public (cacheable).
+fn check_data(envelope: &[u8], batch_id: &str) -> BatchResult<()> {
+    check_data_for_batch(envelope, batch_id).map_err(|e| {
+        BatchApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+            format!("a batch package is public: encrypt the data to the batch key (`otrp sp batch publish --data FILE --for-ta SD/TA --batch-key PKI_DIR/batch/{batch_id}.pub.pem`)"),
+        )
+    })
+}
+
 async fn publish_inner(
     s: &AppState,
     c: &Caller,
@@ -347,42 +411,54 @@ async fn publish_inner(
             ));
         }
     }
-    if req.components.is_empty() && req.remove.is_empty() {
+    if req.components.is_empty() && req.remove.is_empty() && req.data.is_empty() {
         return Err(BatchApiError::new(
             StatusCode::BAD_REQUEST,
-            "a batch package needs components to install or remove",
-            "name them with \"components\": [\"SD/NAME\"] or \"remove\"",
+            "a batch package needs components to install or remove, or data",
+            "name them with \"components\": [\"SD/NAME\"], \"remove\" or \"data\"",
         ));
     }
-    let mut manifests: Vec<Vec<u8>> = Vec::new();
-    let mut included: Vec<Vec<u8>> = Vec::new();
-    let mut contents: Vec<String> = Vec::new();
+    let mut pkg = Contents::default();
     for name in &req.components {
         let key = component_key_of(name)?;
         // Ownership of the TA first: another SP's component answers 404.
         s.admin.component(c, &key).await?;
         let segs = component_id_of(&key).unwrap_or_default();
-        if let Some(sd) = segs
-            .first()
-            .filter(|_| segs.len() > 1 && segs.get(1).map(Vec::as_slice) != Some(b"sd"))
-        {
-            let sd_key = sd_component_key(&String::from_utf8_lossy(sd));
-            if !included.contains(&sd_key) {
-                if let Some(m) = s.store.latest_manifest(&sd_key, true).await? {
-                    contents.push(format!("{}#{}", component_display(&sd_key), m.seq));
-                    manifests.push(m.envelope);
-                    included.push(sd_key);
-                }
-            }
-        }
-        if included.contains(&key) {
+        include_sd(s, &segs, &mut pkg).await?;
+        if pkg.included.contains(&key) {
             continue;
         }
         let (env, seq) = ready_manifest(s, c, &key).await?;
-        contents.push(format!("{}#{seq}", component_display(&key)));
-        manifests.push(env);
-        included.push(key);
+        if data_target(&segs).is_some() {
+            check_data(&env, batch_id)?;
+        }
+        pkg.push(key, seq, env);
     }
+    for name in &req.data {
+        let ta_key = component_key_of(name)?;
+        // The TA must be the caller's (another SP's answers 404).
+        s.admin.component(c, &ta_key).await?;
+        let segs = component_id_of(&ta_key).unwrap_or_default();
+        let data_key = otrp_tam::component_key(&data_component(&segs));
+        if pkg.included.contains(&data_key) {
+            continue;
+        }
+        include_sd(s, &segs, &mut pkg).await?;
+        let m = s.store.latest_manifest(&data_key, true).await?.ok_or_else(|| {
+            BatchApiError::new(
+                StatusCode::CONFLICT,
+                format!("TA {name} has no ready data manifest ({})", component_display(&data_key)),
+                format!("upload it first: `otrp sp batch publish --batch {batch_id} --data FILE --for-ta {name} --data-seq N ...`"),
+            )
+        })?;
+        check_data(&m.envelope, batch_id)?;
+        pkg.push(data_key, m.seq, m.envelope);
+    }
+    let Contents {
+        manifests,
+        included: _,
+        mut contents,
+    } = pkg;
     let mut unneeded = Vec::new();
     for name in &req.remove {
         let key = component_key_of(name)?;
@@ -454,7 +530,8 @@ async fn publish_inner(
     request_body = PublishBatch,
     params(("batch_id" = String, Path, description = "Batch id (as provisioned on the devices)")),
     responses((status = 201, body = BatchPackageOut), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn publish(
     State(s): State<Arc<AppState>>,

@@ -97,3 +97,36 @@ pub fn ta_envelope_for_batch(
     .and_then(|e| e.encode())
     .map_err(|e| format!("building the SUIT manifest: {e}"))
 }
+
+/// The component id (`SD/TA/perso`) of the data of TA `for_ta` (`SD/TA`), as the TEE
+/// hands it to that TA as its personalization data.
+pub fn data_component_name(for_ta: &str) -> Result<String, String> {
+    component_segments(for_ta)?;
+    let perso = String::from_utf8_lossy(otrp_tam::batch::DATA_SEGMENT);
+    Ok(format!("{}/{perso}", for_ta.trim_end_matches('/')))
+}
+
+/// Builds and signs the SUIT envelope of data for TA `for_ta` (`SD/TA`) in batch mode:
+/// component `SD/TA/perso` ([`data_component_name`]), manifest sequence number `seq`, the
+/// data encrypted to the batch public key like [`ta_envelope_for_batch`] (the same bytes
+/// for every device of the batch).
+pub fn data_envelope_for_batch(
+    provider: &dyn CryptoProvider,
+    key: &PrivateKey,
+    for_ta: &str,
+    seq: u64,
+    data: &[u8],
+    batch_id: &str,
+    batch_public_pem: &str,
+) -> Result<Vec<u8>, String> {
+    let component = data_component_name(for_ta)?;
+    ta_envelope_for_batch(
+        provider,
+        key,
+        &component,
+        seq,
+        data,
+        batch_id,
+        batch_public_pem,
+    )
+}
