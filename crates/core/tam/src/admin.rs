@@ -104,14 +104,10 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-/// The image digest (encoded SUIT_Digest) a manifest sets in its common sequence.
+/// The image digest (encoded SUIT_Digest) a manifest sets: in its shared sequence, or in
+/// its install sequence (compact profile), see [`Envelope::image_digest`].
 fn image_digest(env: &Envelope) -> Option<Vec<u8>> {
-    let common = env.manifest().common.value();
-    let seq = common.shared_sequence.as_ref()?;
-    seq.value().parameters().find_map(|p| match p {
-        otrp_suit::Parameter::ImageDigest(d) => Some(d.bytes().to_vec()),
-        _ => None,
-    })
+    env.image_digest().map(|d| d.bytes().to_vec())
 }
 
 impl Admin {

@@ -22,7 +22,9 @@ use otrp_cose::SignOptions;
 use otrp_crypto::{CryptoProvider, PrivateKey};
 use otrp_store::{ManifestRecord, Store};
 use otrp_suit::{CborItem, ComponentId, Digest, Envelope, TaManifestBuilder, Wrapped};
-use otrp_suit_processor::delta::{delta_offer, make_delta_capable, DELTA_KEY, FULL_KEY};
+use otrp_suit_processor::delta::{
+    delta_offer, make_delta_capable_keyed, COMPACT_FULL_KEY, DELTA_KEY, FULL_KEY, FULL_KEYS,
+};
 use otrp_teep::WireProfile;
 
 use crate::session::TamError;
@@ -72,8 +74,10 @@ pub fn delta_capable_envelope(
 }
 
 /// [`delta_capable_envelope`] under a wire profile: [`WireProfile::Compact`] omits
-/// `image-size` (the payload is integrated) and signs without a kid
-/// (`TaManifestBuilder::compact`, `otrp_suit::compact_sign_options`).
+/// `image-size` (the payload is integrated), sets the image digest in the install
+/// sequence instead of a shared sequence, carries the full image under
+/// [`COMPACT_FULL_KEY`] (`#`) and signs without a kid (`TaManifestBuilder::compact`,
+/// `otrp_suit::compact_sign_options`).
 #[allow(clippy::too_many_arguments)]
 pub fn delta_capable_envelope_profile(
     provider: &dyn CryptoProvider,
@@ -86,21 +90,22 @@ pub fn delta_capable_envelope_profile(
     profile: WireProfile,
 ) -> Result<Vec<u8>, otrp_suit::SuitError> {
     let compact = profile == WireProfile::Compact;
+    let full_key = if compact { COMPACT_FULL_KEY } else { FULL_KEY };
     let mut manifest = TaManifestBuilder::new(component.clone(), seq)
         .image_of(new)
-        .uri(FULL_KEY)
+        .uri(full_key)
         .uninstall(true)
         .compact(compact)
         .build_manifest()?;
     let bases: Vec<Digest> = bases.iter().map(|b| Digest::sha256(b)).collect();
-    make_delta_capable(&mut manifest, &bases, compress)?;
+    make_delta_capable_keyed(&mut manifest, &bases, compress, full_key)?;
     let mut env = Envelope::unsigned(Wrapped::new(manifest)?)?;
     let payload = if compress {
         otrp_delta::compress_full(new, otrp_delta::DEFAULT_CHUNK_SIZE, COMPRESSION_LEVEL)
     } else {
         new.to_vec()
     };
-    env.integrated.push((FULL_KEY.into(), payload));
+    env.integrated.push((full_key.into(), payload));
     let opts = if compact {
         otrp_suit::compact_sign_options()
     } else {
@@ -110,10 +115,17 @@ pub fn delta_capable_envelope_profile(
     env.encode()
 }
 
-/// The plaintext image carried by an envelope's `#tc` payload (inflated when the
-/// manifest marks it compressed), if it carries one that matches its image digest.
+/// The full-image payload of an envelope: under `#tc` ([`FULL_KEY`]) or, in the compact
+/// profile, `#` ([`COMPACT_FULL_KEY`]).
+pub fn full_payload(env: &Envelope) -> Option<&[u8]> {
+    FULL_KEYS.iter().find_map(|k| env.integrated_payload(k))
+}
+
+/// The plaintext image carried by an envelope's `#tc` (or compact `#`) payload (inflated
+/// when the manifest marks it compressed), if it carries one that matches its image
+/// digest.
 pub fn full_image(env: &Envelope) -> Option<Vec<u8>> {
-    let payload = env.integrated_payload(FULL_KEY)?;
+    let payload = full_payload(env)?;
     let digest = image_digest(env)?;
     if delta_offer(env).full_compressed {
         let mut out = Vec::new();
@@ -124,22 +136,14 @@ pub fn full_image(env: &Envelope) -> Option<Vec<u8>> {
     }
 }
 
-/// The SHA-256 image digest a manifest's shared sequence sets.
+/// The SHA-256 image digest a manifest sets (shared sequence, or the compact profile's
+/// install sequence: [`Envelope::image_digest`]).
 fn image_digest(env: &Envelope) -> Option<[u8; 32]> {
-    let shared = env.manifest().common.value().shared_sequence.as_ref()?;
-    shared.value().commands().iter().find_map(|c| match c {
-        otrp_suit::Command::OverrideParameters(ps) | otrp_suit::Command::SetParameters(ps) => {
-            ps.iter().find_map(|p| match p {
-                otrp_suit::Parameter::ImageDigest(d)
-                    if d.value().alg == otrp_suit::labels::digest_alg::SHA256 =>
-                {
-                    d.value().bytes.as_slice().try_into().ok()
-                }
-                _ => None,
-            })
-        }
-        _ => None,
-    })
+    let d = env.image_digest()?.value();
+    if d.alg != otrp_suit::labels::digest_alg::SHA256 {
+        return None;
+    }
+    d.bytes.as_slice().try_into().ok()
 }
 
 /// Decodes a reported `image-digest` (encoded SUIT_Digest) into SHA-256 bytes.
@@ -207,7 +211,7 @@ pub async fn envelope_for(
     if !offer.bases.contains(&base) {
         return full();
     }
-    let Some(full_payload) = env.integrated_payload(FULL_KEY).map(<[u8]>::len) else {
+    let Some(full_payload) = full_payload(&env).map(<[u8]>::len) else {
         return full();
     };
     let Some(new) = full_image(&env) else {
@@ -222,7 +226,7 @@ pub async fn envelope_for(
     }
     let patch_len = patch.len();
     env.integrated
-        .retain(|(k, _)| k != FULL_KEY && k != DELTA_KEY);
+        .retain(|(k, _)| !FULL_KEYS.contains(&k.as_str()) && k != DELTA_KEY);
     env.integrated.push((DELTA_KEY.into(), patch));
     let bytes = env
         .encode()

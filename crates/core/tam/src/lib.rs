@@ -36,7 +36,7 @@ pub use attest::{
 pub use otrp::{OtrpError, OtrpSession, OtrpTamConfig, MEDIA_TYPE as OTRP_MEDIA_TYPE};
 pub use otrp_store::model;
 pub use otrp_teep::WireProfile;
-pub use session::{CompactPolicy, Outcome, Tam, TamConfig, TamError, TamKeys, KCCS};
+pub use session::{CompactPolicy, Outcome, Tam, TamConfig, TamError, TamKeys, Transport, KCCS};
 
 use ciborium::value::Value;
 

@@ -146,22 +146,56 @@ pub struct TamConfig {
     pub compact: CompactPolicy,
 }
 
+/// The transport a TEEP message reached the TAM over, as the shell that received it
+/// tells [`Tam::process_over`]. It selects nothing but the wire profile
+/// ([`CompactPolicy::transports`]): identity and authorization always come from
+/// signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// TEEP over HTTP(S) (draft-ietf-teep-otrp-over-http).
+    Http,
+    /// TEEP over CoAP (UDP, Block-wise transfer): the constrained links.
+    Coap,
+}
+
+impl Transport {
+    /// The transport's name in configuration files and logs (`http`, `coap`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Coap => "coap",
+        }
+    }
+}
+
 /// Which devices the TAM sends Updates in [`WireProfile::Compact`] (no kid, 8-byte
 /// token); every other device gets [`WireProfile::Standard`]. Agents accept both, so the
-/// choice is the TAM's alone: per device model (constrained hardware), or for every
-/// device (a TAM instance that serves only constrained links, e.g. CoAP).
+/// choice is the TAM's alone: per device model (constrained hardware), per transport (the
+/// session's Update goes back over the link its QueryResponse came in on, e.g. CoAP), or
+/// for every device (a TAM instance that serves only constrained links).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactPolicy {
     /// Every device.
     pub all: bool,
     /// Devices whose model (EAT `hwmodel`, as stored) is one of these.
     pub models: Vec<String>,
+    /// Devices whose QueryResponse reached the TAM over one of these transports.
+    pub transports: Vec<Transport>,
 }
 
 impl CompactPolicy {
-    /// The profile for a device of `model`.
+    /// The profile for a device of `model`, whatever its transport (the policy's
+    /// `transports` only apply when the transport is known: [`Self::profile`]).
     pub fn profile_for(&self, model: &str) -> WireProfile {
-        if self.all || self.models.iter().any(|m| m == model) {
+        self.profile(model, None)
+    }
+
+    /// The profile for a device of `model` whose message came over `transport` (None:
+    /// the shell did not say).
+    pub fn profile(&self, model: &str, transport: Option<Transport>) -> WireProfile {
+        let by_transport = transport.is_some_and(|t| self.transports.contains(&t));
+        if self.all || by_transport || self.models.iter().any(|m| m == model) {
             WireProfile::Compact
         } else {
             WireProfile::Standard
@@ -368,6 +402,32 @@ impl Tam {
         now: u64,
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
+        self.process_inner(None, device_hint, body, now, rng).await
+    }
+
+    /// [`Self::process`] for a message that arrived over `transport`: the same rules,
+    /// and an Update to this session follows [`CompactPolicy::profile`] for that
+    /// transport (e.g. compact Updates for devices reaching the TAM over CoAP).
+    pub async fn process_over<R: CryptoRngCore + Send>(
+        &self,
+        transport: Transport,
+        device_hint: Option<&str>,
+        body: &[u8],
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
+        self.process_inner(Some(transport), device_hint, body, now, rng)
+            .await
+    }
+
+    async fn process_inner<R: CryptoRngCore + Send>(
+        &self,
+        transport: Option<Transport>,
+        device_hint: Option<&str>,
+        body: &[u8],
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Outcome, TamError> {
         if body.is_empty() {
             return self.open_session(device_hint, now, rng).await;
         }
@@ -387,7 +447,7 @@ impl Tam {
         }
         match (tok.kind, &peeked.message) {
             (TokenKind::Query, TeepMessage::QueryResponse(qr)) => {
-                self.query_response(tok.clone(), qr, &peeked, body, now, rng)
+                self.query_response(tok.clone(), qr, &peeked, body, transport, now, rng)
                     .await
             }
             (TokenKind::Update, TeepMessage::Success(s)) => {
@@ -434,6 +494,7 @@ impl Tam {
     async fn verify_known(
         &self,
         tok: &TokenRecord,
+        mut records: Vec<AgentKeyRecord>,
         peeked: &Peeked,
         body: &[u8],
     ) -> Result<(String, Verified), TamError> {
@@ -490,7 +551,6 @@ impl Tam {
         };
         let suite = device.as_ref().and_then(|d| d.suite_alg).and_then(|alg| {
             let sig = SigAlg::from_cose(alg)?;
-        mut records: Vec<AgentKeyRecord>,
             Some(TeepCipherSuite::for_alg(sig, signed::alg_generation(alg)))
         });
         self.query_request(device.map(|d| d.id), suite, !fresh, now, rng)
@@ -577,12 +637,14 @@ impl Tam {
         Ok(Outcome::Reply(bytes))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn query_response<R: CryptoRngCore + Send>(
         &self,
         tok: TokenRecord,
         qr: &QueryResponse,
         peeked: &Peeked,
         body: &[u8],
+        transport: Option<Transport>,
         now: u64,
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
@@ -728,7 +790,7 @@ impl Tam {
             }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
-        self.plan_update(&device, qr, &verified.suite, now, rng)
+        self.plan_update(&device, qr, &verified.suite, transport, now, rng)
             .await
     }
 
@@ -739,6 +801,7 @@ impl Tam {
         device: &DeviceRecord,
         qr: &QueryResponse,
         suite: &TeepCipherSuite,
+        transport: Option<Transport>,
         now: u64,
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
@@ -885,7 +948,7 @@ impl Tam {
         if sent.is_empty() {
             return Ok(Outcome::Done);
         }
-        let profile = self.config.compact.profile_for(&device.model);
+        let profile = self.config.compact.profile(&device.model, transport);
         let mut token = vec![0u8; profile.token_len()];
         rng.fill_bytes(&mut token);
         let mut update = Update::new().with_token(token.clone());
