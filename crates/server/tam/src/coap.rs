@@ -71,7 +71,7 @@ pub fn handler(state: Arc<AppState>) -> Handler {
             if req.get {
                 return Response::error(Code::MethodNotAllowed);
             }
-            match process_teep(&state, &req.body).await {
+            match process_teep(&state, &req.body, otrp_tam::Transport::Coap).await {
                 Exchange::Reply(bytes) => Response::changed(bytes),
                 Exchange::Done => Response::changed(Vec::new()),
                 Exchange::Failed { status, message } => {

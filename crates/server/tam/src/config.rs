@@ -19,6 +19,7 @@
 //! signing_cert = "/etc/otrp/tam-chain.pem" # TAM certificate chain of signing_key (OTrP)
 //! compact = "none"                       # none | all: TEEP wire profile of every Update
 //! compact_models = ["lock-v1"]           # models (EAT hwmodel) that get compact Updates
+//! compact_transports = ["coap"]          # http | coap: devices over these get compact Updates
 //!
 //! [[otrp_oem_authorization]]             # OTrP CreateSD on OEM-gated devices
 //! sp = "bank"
@@ -37,8 +38,10 @@
 //! `compact` and `compact_models` choose the compact TEEP wire profile for Updates
 //! (no kid, 8-byte token; docs/CONSTRAINED.md): `compact = "all"` for every device (a TAM
 //! instance that serves only constrained links), otherwise only devices whose model is in
-//! `compact_models`; everything else gets the standard profile. Agents accept both, so
-//! this is the TAM's choice alone. It applies to TEEP over HTTP and over CoAP alike.
+//! `compact_models`, or whose session runs over a transport in `compact_transports`
+//! (e.g. `["coap"]`: every device reaching the TAM over CoAP, whatever its model, while
+//! HTTP devices keep the standard profile); everything else gets the standard profile.
+//! Agents accept both, so this is the TAM's choice alone.
 //!
 //! `accept_unlisted_models` is per replica (this file), unlike the reference values,
 //! which live in the store: replicas of one fleet must set it alike, or a device of an
@@ -89,6 +92,25 @@ pub enum PolicyConfig {
     OemOwnedSd,
     /// [`Policy::DualControl`].
     DualControl,
+}
+
+/// A transport named in `compact_transports`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportConfig {
+    /// TEEP over HTTP(S) (`POST /tam`).
+    Http,
+    /// TEEP over CoAP (`/teep`, `coap_listen`).
+    Coap,
+}
+
+impl From<TransportConfig> for otrp_tam::Transport {
+    fn from(t: TransportConfig) -> otrp_tam::Transport {
+        match t {
+            TransportConfig::Http => otrp_tam::Transport::Http,
+            TransportConfig::Coap => otrp_tam::Transport::Coap,
+        }
+    }
 }
 
 /// Which devices get compact Updates regardless of model (`compact` in the config file).
@@ -180,6 +202,8 @@ pub struct ServerConfig {
     pub compact: CompactConfig,
     /// Device models (EAT `hwmodel`) whose Updates use the compact wire profile.
     pub compact_models: Vec<String>,
+    /// Transports whose devices get Updates in the compact wire profile (`["coap"]`).
+    pub compact_transports: Vec<TransportConfig>,
 }
 
 /// Default listen address.
@@ -215,6 +239,7 @@ impl Default for ServerConfig {
             otrp_oem_authorization: Vec::new(),
             compact: CompactConfig::None,
             compact_models: Vec::new(),
+            compact_transports: Vec::new(),
         }
     }
 }
@@ -292,11 +317,20 @@ impl ServerConfig {
             .collect()
     }
 
-    /// The TAM core's compact wire-profile policy from `compact` and `compact_models`.
+    /// The TAM core's compact wire-profile policy from `compact`, `compact_models` and
+    /// `compact_transports`.
     pub fn compact_policy(&self) -> otrp_tam::CompactPolicy {
+        let mut transports: Vec<otrp_tam::Transport> = Vec::new();
+        for t in &self.compact_transports {
+            let t = otrp_tam::Transport::from(*t);
+            if !transports.contains(&t) {
+                transports.push(t);
+            }
+        }
         otrp_tam::CompactPolicy {
             all: self.compact == CompactConfig::All,
             models: self.compact_models.clone(),
+            transports,
         }
     }
 
@@ -362,6 +396,22 @@ mod tests {
             .unwrap_or_default()
             .compact_policy();
         assert_eq!(all.profile_for("gateway"), otrp_tam::WireProfile::Compact);
+        let coap = ServerConfig::from_toml("compact_transports = [\"coap\", \"coap\"]\n")
+            .unwrap_or_default()
+            .compact_policy();
+        assert_eq!(coap.transports, vec![otrp_tam::Transport::Coap]);
+        assert_eq!(
+            coap.profile("gateway", Some(otrp_tam::Transport::Coap)),
+            otrp_tam::WireProfile::Compact
+        );
+        assert_eq!(
+            coap.profile("gateway", Some(otrp_tam::Transport::Http)),
+            otrp_tam::WireProfile::Standard
+        );
+        let e = ServerConfig::from_toml("compact_transports = [\"udp\"]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("compact_transports"), "{e}");
         let e = ServerConfig::from_toml("compact = \"some\"\n")
             .err()
             .unwrap_or_default();

@@ -172,6 +172,7 @@ impl AppState {
             tracing::info!(
                 all = tam_config.compact.all,
                 models = ?tam_config.compact.models,
+                transports = ?tam_config.compact.transports,
                 "compact TEEP wire profile (no kid, 8-byte token) for these Updates"
             );
         }

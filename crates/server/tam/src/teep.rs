@@ -253,7 +253,10 @@ pub async fn post_tam(
             ),
         );
     }
-    exchange_response(process_teep(&state, &body).await, TEEP_CBOR)
+    exchange_response(
+        process_teep(&state, &body, otrp_tam::Transport::Http).await,
+        TEEP_CBOR,
+    )
 }
 
 /// The HTTP answer to an exchange (`POST /tam`, `POST /otrp`): 200 with the reply as
@@ -299,11 +302,20 @@ pub enum Exchange {
 
 /// One TEEP exchange with the TAM core, shared by `POST /tam` and the CoAP `/teep`
 /// resource: an empty `body` opens a session (ProcessConnect), anything else is a TEEP
-/// message (ProcessTeepMessage). Records the exchange metrics and logs.
-pub async fn process_teep(state: &AppState, body: &[u8]) -> Exchange {
+/// message (ProcessTeepMessage). `transport` is the link the message came over (it
+/// selects the wire profile of an Update: `compact_transports`). Records the exchange
+/// metrics and logs.
+pub async fn process_teep(
+    state: &AppState,
+    body: &[u8],
+    transport: otrp_tam::Transport,
+) -> Exchange {
     let started = Instant::now();
     let mut rng = rand::rngs::OsRng;
-    let result = state.tam.process(None, body, now(), &mut rng).await;
+    let result = state
+        .tam
+        .process_over(transport, None, body, now(), &mut rng)
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     finish_exchange(
         &TEEP_KIND,

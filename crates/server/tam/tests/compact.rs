@@ -2,13 +2,22 @@
 //! `compact_models`; docs/CONSTRAINED.md), seen through the real HTTPS server: the Broker
 //! loop keeps the bytes the TAM sent, and the Update among them is kid-less with an
 //! 8-byte token for a device whose model is listed (or with `compact = "all"`), and has a
-//! kid and a 16-byte token otherwise. Every device installs the TA either way.
+//! kid and a 16-byte token otherwise. Every device installs the TA either way. With
+//! `compact_transports = ["coap"]`, the same server sends compact Updates to the device
+//! that reaches it over CoAP and standard ones to the device on HTTPS.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[path = "common/coap_support.rs"]
+mod coap_support;
 mod common;
 
+use std::time::Duration;
+
+use coap_support::AgentLink;
 use common::*;
-use otrp_tam_server::config::CompactConfig;
+use otrp_broker::{run_session, Http, TeeLink};
+use otrp_tam_server::config::{CompactConfig, TransportConfig};
+use otrp_tee_daemon::{TeeError, TeepReply};
 use otrp_teep::TeepMessage;
 use reqwest::StatusCode;
 
@@ -112,4 +121,104 @@ async fn compact_models_get_kidless_updates_with_8_byte_tokens_over_http() {
     assert_eq!((kid, token), (false, 8), "compact = all");
     // The same TA and manifest: the kid (35 B with its header) and 8 token bytes go.
     assert_eq!(standard_len - compact_len, 43);
+}
+
+/// A device's Agent as the Broker's TEE, keeping every TAM message it is given.
+struct Recording<'a> {
+    link: AgentLink<'a>,
+    seen: Vec<Vec<u8>>,
+}
+
+impl TeeLink for Recording<'_> {
+    async fn process(&mut self, message: Vec<u8>) -> Result<TeepReply, TeeError> {
+        self.seen.push(message.clone());
+        self.link.process(message).await
+    }
+    async fn provide_fetch(&mut self, uri: String, bytes: Vec<u8>) -> Result<TeepReply, TeeError> {
+        self.link.provide_fetch(uri, bytes).await
+    }
+    async fn fetch_failed(&mut self, uri: String) -> Result<TeepReply, TeeError> {
+        self.link.fetch_failed(uri).await
+    }
+    async fn process_error(&mut self, detail: String) -> Result<(), TeeError> {
+        self.link.process_error(detail).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_transports_coap_gets_compact_updates_and_https_keeps_standard() {
+    let mut f = Fixture::new("compact-coap", Backend::Sqlite);
+    f.config.compact_transports = vec![TransportConfig::Coap];
+    let (store, backend) = f.store().await;
+    let (state, server) = f.start_with_state(store, backend).await;
+    let coap_config = otrp_coap::Config {
+        max_body: 64 * 1024,
+        ..otrp_coap::Config::fast(Duration::from_millis(150))
+    };
+    let coap = otrp_coap::CoapServer::bind_with(
+        "127.0.0.1:0",
+        coap_config.clone(),
+        otrp_tam_server::coap::handler(state.clone()),
+    )
+    .await
+    .unwrap();
+    let server = server.with_coap(coap);
+    let url = format!("coap://{}/teep", server.coap_addr().unwrap());
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    // Two devices of the same model (listed nowhere), one per transport.
+    let mut over_coap = provision_device(&mut f, 311);
+    let mut over_https = provision_device(&mut f, 312);
+    register_device(&api, &t.oem, &over_coap, &[]).await;
+    register_device(&api, &t.oem, &over_https, &[]).await;
+    publish_and_deploy(&f, &api, &t, 1).await;
+    let keys = vec![
+        f.identity.keys.p256.public_key(),
+        f.identity.keys.ed25519.public_key(),
+    ];
+
+    let http = Http::new(None, Duration::from_secs(30))
+        .unwrap()
+        .with_coap_config(coap_config);
+    let mut rec = Recording {
+        link: AgentLink(&mut over_coap),
+        seen: Vec::new(),
+    };
+    let report = run_session(&http, &url, &mut rec)
+        .await
+        .unwrap_or_else(|e| panic!("session over {url} failed: {e}"));
+    assert_eq!(report.count("installed"), 1, "{report:?}");
+    let coap_seen = rec.seen;
+    assert!(installed(&over_coap, &[b"sd1", b"hello-ta"]));
+    let (kid, token, compact_len) = update_shape(&coap_seen, &keys);
+    assert_eq!((kid, token), (false, 8), "device over CoAP");
+
+    // The same server, the same TA, over HTTPS: standard.
+    let mut relayed = Vec::new();
+    let client = client(&f.pki);
+    let mut next = Vec::new();
+    for _ in 0..32 {
+        let mut req = client
+            .post(server.tam_url())
+            .header(reqwest::header::ACCEPT, TEEP);
+        if !next.is_empty() {
+            req = req.header(reqwest::header::CONTENT_TYPE, TEEP);
+        }
+        let resp = req.body(next.clone()).send().await.unwrap();
+        if resp.status() == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.bytes().await.unwrap().to_vec();
+        let out = over_https.agent.handle(&body, now());
+        over_https.events.extend(out.events.iter().cloned());
+        relayed.push(body);
+        next = out.send.unwrap();
+    }
+    assert!(installed(&over_https, &[b"sd1", b"hello-ta"]));
+    let (kid, token, standard_len) = update_shape(&relayed, &keys);
+    assert_eq!((kid, token), (true, 16), "device over HTTPS");
+    assert_eq!(standard_len - compact_len, 43);
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
 }
