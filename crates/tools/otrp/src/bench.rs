@@ -31,7 +31,7 @@ use otrp_cose::SignOptions;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, KeyKind, PrivateKey, PublicKey};
 use otrp_store::{AccountKind, AgentKeyRecord, DeploymentAction, Rollout, SqlStore, Store, Target};
 use otrp_suit::{ComponentId, Envelope, ManifestDependency, TaManifestBuilder};
-use otrp_suit_processor::delta::{DELTA_KEY, FULL_KEY};
+use otrp_suit_processor::delta::{COMPACT_FULL_KEY, DELTA_KEY, FULL_KEY, FULL_KEYS};
 use otrp_tam::batch::{build_package, encrypt_for_batch, verify_report, CountingProvider};
 use otrp_tam::{Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys};
 use otrp_teep::{TeepMessage, Update, WireProfile};
@@ -65,6 +65,10 @@ pub struct WireArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the plain Updates of the overhead table to this directory
+    /// (`update-<profile>-<size>.cbor`), for `otrp inspect`.
+    #[arg(long, value_name = "DIR")]
+    dump: Option<std::path::PathBuf>,
 }
 
 /// `otrp bench batch`.
@@ -244,17 +248,23 @@ fn ta_envelope(
     .map_err(|e| anyhow!("SUIT: {e}"))?;
     let Some(base) = delta else { return Ok(full) };
     let mut env = Envelope::decode(&full).map_err(|e| anyhow!("SUIT: {e}"))?;
-    env.integrated.retain(|(k, _)| k != FULL_KEY);
+    env.integrated
+        .retain(|(k, _)| !FULL_KEYS.contains(&k.as_str()));
     env.integrated
         .push((DELTA_KEY.into(), otrp_delta::diff(base, image)));
     env.encode().map_err(|e| anyhow!("SUIT: {e}"))
 }
 
-/// A plain (uncompressed, integrated) SP-signed envelope: the payload-overhead baseline.
+/// A plain (uncompressed, integrated) SP-signed envelope: the payload-overhead baseline
+/// (`#tc`, compact: `#`).
 fn plain_envelope(keys: &Keys, image: &[u8], profile: WireProfile) -> Result<Vec<u8>> {
+    let key = match profile {
+        WireProfile::Standard => FULL_KEY,
+        WireProfile::Compact => COMPACT_FULL_KEY,
+    };
     TaManifestBuilder::new(component(), 1)
         .image_of(image)
-        .integrated_payload(FULL_KEY, image.to_vec())
+        .integrated_payload(key, image.to_vec())
         .compact(profile == WireProfile::Compact)
         .build_signed(provider(), &keys.sp, &suit_opts(profile))
         .and_then(|e| e.encode())
@@ -704,6 +714,12 @@ fn wire(args: &WireArgs) -> Result<()> {
         for profile in [WireProfile::Standard, WireProfile::Compact] {
             let plain_env = plain_envelope(&keys, &v1, profile)?;
             let plain = teep_install(&keys, plain_env.clone(), profile)?;
+            if let Some(dir) = &args.dump {
+                let name = format!("update-{}-{size}.cbor", profile_name(profile));
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(dir.join(&name), &plain))
+                    .with_context(|| format!("writing {}", dir.join(&name).display()))?;
+            }
             overheads.push(Overhead {
                 size,
                 profile,
