@@ -82,9 +82,9 @@ Examples:
       --batch-key pki/batch/lot-7.pub.pem
 
   # fleet-wide data for an installed TA: new no-fly zones for every drone of the lot
-  otrp sp --pki pki --token $SP_TOKEN batch publish --batch lot-7 \
-      --data zones.json --for-ta drones/geofence --data-seq 2 \
-      --key pki/issued/sp/sp1.key.pem --cert pki/issued/sp/sp1.chain.pem \
+  otrp sp --pki pki --token $SP_TOKEN batch publish --batch lot-7 \\
+      --data zones.json --for-ta drones/geofence --data-seq 2 \\
+      --key pki/issued/sp/sp1.key.pem --cert pki/issued/sp/sp1.chain.pem \\
       --batch-key pki/batch/lot-7.pub.pem
 
 Next: `otrp sp batch status --batch lot-7`.
@@ -328,6 +328,12 @@ fn print_package(p: &serde_json::Value) {
 /// Runs `otrp sp batch …`.
 pub fn run(client: &ApiClient, args: &BatchArgs) -> Result<(), CliError> {
     match &args.command {
+        BatchCommand::Publish(a) if a.profile == ProfileArg::Otrp && a.data.is_some() => {
+            Err(CliError::new(
+                "--data is for TEEP batch packages",
+                "drop --profile otrp, or send the data with `otrp sp batch publish --data`",
+            ))
+        }
         BatchCommand::Publish(a) if a.profile == ProfileArg::Otrp => publish_otrp(client, a),
         BatchCommand::Status(s) if s.profile == ProfileArg::Otrp => status_otrp(client, s),
         BatchCommand::RegisterKey(a) => register_key(client, a),
