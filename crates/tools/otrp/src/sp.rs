@@ -687,17 +687,13 @@ mod tests {
         assert!(env.verify(provider, &[key.public_key()]).unwrap()[0]
             .kid
             .is_none());
-        let shared = env
-            .manifest()
-            .common
-            .value()
-            .shared_sequence
-            .clone()
-            .unwrap();
-        assert!(shared.value().commands().iter().any(|c| matches!(
-            c,
+        // (Compact: set in the install sequence, with the URI, before the fetch.)
+        let install = env.install().unwrap().unwrap();
+        assert!(matches!(
+            &install.commands()[0],
             otrp_suit::Command::OverrideParameters(ps)
-                if ps.iter().any(|p| matches!(p, otrp_suit::Parameter::ImageSize(_)))
-        )));
+                if ps.image_size() == Some(image.len() as u64)
+                    && ps.uri() == Some("https://cdn.example/lock.wasm")
+        ));
     }
 }
