@@ -115,20 +115,25 @@ pub struct BatchRound {
 
 /// `GET` URL of `batch_id`'s package for the TAM at `tam_url` (`.../tam`).
 pub fn batch_url(tam_url: &str, batch_id: &str) -> String {
-    let base = tam_url.trim_end_matches('/');
-    let base = base.strip_suffix("/tam").unwrap_or(base);
-    format!("{base}/tam/batch/{batch_id}")
+    tam_resource_url(tam_url, "batch", batch_id)
 }
 
-async fn get_package(
+/// `<TAM origin>/tam/<kind>/<id>` for the TAM at `tam_url` (`.../tam`).
+pub(crate) fn tam_resource_url(tam_url: &str, kind: &str, id: &str) -> String {
+    let base = tam_url.trim_end_matches('/');
+    let base = base.strip_suffix("/tam").unwrap_or(base);
+    format!("{base}/tam/{kind}/{id}")
+}
+
+/// Conditional `GET` of a batch package of media type `accept`: (status, body, ETag).
+/// 304 and 404 come back with an empty body; any other non-200 status is an error.
+pub(crate) async fn get_package(
     http: &Http,
     url: &str,
+    accept: &str,
     etag: Option<&str>,
 ) -> Result<(u16, Vec<u8>, Option<String>), BrokerError> {
-    let mut req = http
-        .client
-        .get(url)
-        .header(reqwest::header::ACCEPT, TEEP_CBOR);
+    let mut req = http.client.get(url).header(reqwest::header::ACCEPT, accept);
     if let Some(e) = etag {
         req = req.header(reqwest::header::IF_NONE_MATCH, e);
     }
@@ -229,14 +234,24 @@ async fn post_report_coap(
 
 async fn post_report(http: &Http, url: &str, r: &PendingBatchReport) -> Result<u16, BrokerError> {
     let u = format!("{url}/reports?seq={}", r.sequence);
+    post_signed(http, &u, TEEP_CBOR, r.message.clone()).await
+}
+
+/// `POST` of a device's signed report or result of media type `content_type`: the status.
+pub(crate) async fn post_signed(
+    http: &Http,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<u16, BrokerError> {
     let resp = http
         .client
-        .post(&u)
-        .header(reqwest::header::CONTENT_TYPE, TEEP_CBOR)
-        .body(r.message.clone())
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
         .send()
         .await
-        .map_err(|e| BrokerError::Tam(format!("POST {u}: {}", error_chain(&e))))?;
+        .map_err(|e| BrokerError::Tam(format!("POST {url}: {}", error_chain(&e))))?;
     Ok(resp.status().as_u16())
 }
 
@@ -261,7 +276,7 @@ pub async fn batch_round<T: BatchLink>(
         (c, b, None, e)
     } else {
         let url = batch_url(tam_url, &batch);
-        let (c, b, e) = get_package(http, &url, state.etag.as_deref()).await?;
+        let (c, b, e) = get_package(http, &url, TEEP_CBOR, state.etag.as_deref()).await?;
         (c, b, e, None)
     };
     round.fetch_status = Some(code);

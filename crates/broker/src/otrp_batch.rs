@@ -16,8 +16,9 @@ use otrp_tee_daemon::{
     OtrpBatchApplied, OtrpBatchStatus, PendingOtrpBatchResult, TeeClient, TeeError,
 };
 
+use crate::batch::{get_package, post_signed, tam_resource_url};
 use crate::otrp::OTRP_JSON;
-use crate::session::{error_chain, read_limited, Http, LocalTee};
+use crate::session::{Http, LocalTee};
 use crate::BrokerError;
 
 /// The TEE side of the OTrP batch: the daemon over its socket, or an in-process TEE.
@@ -102,38 +103,7 @@ pub struct OtrpBatchRound {
 
 /// `GET` URL of `model`'s OTrP batch package for the TAM at `tam_url` (`.../tam`).
 pub fn otrp_batch_url(tam_url: &str, model: &str) -> String {
-    let base = tam_url.trim_end_matches('/');
-    let base = base.strip_suffix("/tam").unwrap_or(base);
-    format!("{base}/tam/otrp-batch/{model}")
-}
-
-async fn get_package(
-    http: &Http,
-    url: &str,
-    etag: Option<&str>,
-) -> Result<(u16, Vec<u8>, Option<String>), BrokerError> {
-    let mut req = http
-        .client
-        .get(url)
-        .header(reqwest::header::ACCEPT, OTRP_JSON);
-    if let Some(e) = etag {
-        req = req.header(reqwest::header::IF_NONE_MATCH, e);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| BrokerError::Tam(format!("GET {url}: {}", error_chain(&e))))?;
-    let status = resp.status().as_u16();
-    let new_etag = resp
-        .headers()
-        .get(reqwest::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    match status {
-        200 => Ok((200, read_limited(resp).await?, new_etag)),
-        304 | 404 => Ok((status, Vec::new(), new_etag)),
-        s => Err(BrokerError::Tam(format!("GET {url}: HTTP {s}"))),
-    }
+    tam_resource_url(tam_url, "otrp-batch", model)
 }
 
 async fn post_result(
@@ -142,15 +112,7 @@ async fn post_result(
     r: &PendingOtrpBatchResult,
 ) -> Result<u16, BrokerError> {
     let u = format!("{}/results", otrp_batch_url(tam_url, &r.pkgid));
-    let resp = http
-        .client
-        .post(&u)
-        .header(reqwest::header::CONTENT_TYPE, OTRP_JSON)
-        .body(r.message.clone())
-        .send()
-        .await
-        .map_err(|e| BrokerError::Tam(format!("POST {u}: {}", error_chain(&e))))?;
-    Ok(resp.status().as_u16())
+    post_signed(http, &u, OTRP_JSON, r.message.clone()).await
 }
 
 /// One OTrP batch round for one TEE (see the module docs).
@@ -172,7 +134,7 @@ pub async fn otrp_batch_round<T: OtrpBatchLink>(
     };
     round.model = Some(model.clone());
     let url = otrp_batch_url(tam_url, &model);
-    let (code, bytes, etag) = get_package(http, &url, state.etag.as_deref()).await?;
+    let (code, bytes, etag) = get_package(http, &url, OTRP_JSON, state.etag.as_deref()).await?;
     round.fetch_status = Some(code);
     round.package_bytes = bytes.len();
     if code == 200 {
