@@ -347,13 +347,14 @@ impl SqlStore {
             Some(s) => opts.options([("search_path", s.as_str())]),
             None => opts,
         };
-        // No ping when a connection is taken from the pool (a network round trip per
-        // statement): sqlx pings every connection when it is given back and drops it if
-        // that fails, so only a connection broken while idle (server restart) fails the
-        // one request that draws it.
+        // A ping when a connection is taken from the pool (sqlx's default): a connection
+        // the server closed while it was idle (a restart, an administrator's
+        // pg_terminate_backend) is replaced instead of failing the request that draws it
+        // with a 500 (`otrp-tam-server --test fault`). It costs one network round trip
+        // per checkout; SQLite, whose connections cannot break that way, skips it.
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .test_before_acquire(false)
+            .test_before_acquire(true)
             .connect_with(opts)
             .await?;
         PG_MIGRATIONS.run(&pool).await?;
