@@ -98,6 +98,10 @@ impl CborItem for Digest {
     }
 }
 
+/// Last segment of the component that holds a TA's personalization data (OpenTrust's
+/// naming, shared by the TAM, the Agent and the TEE): `[..TA segments, "perso"]`.
+pub const PERSO_SEGMENT: &[u8] = b"perso";
+
 /// `SUIT_Component_Identifier = [* bstr]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ComponentId(pub Vec<Vec<u8>>);
@@ -118,6 +122,28 @@ impl ComponentId {
     /// Whether `prefix` is a prefix of this identifier (trust-domains dependency-prefix).
     pub fn starts_with(&self, prefix: &ComponentId) -> bool {
         self.0.starts_with(&prefix.0)
+    }
+    /// The component holding this TA's personalization data: the TA's segments followed
+    /// by [`PERSO_SEGMENT`].
+    ///
+    /// ```
+    /// use otrp_suit::ComponentId;
+    /// let ta = ComponentId::new(["drones", "geofence"]);
+    /// assert_eq!(ta.perso(), ComponentId::new(["drones", "geofence", "perso"]));
+    /// assert_eq!(ta.perso().perso_target(), Some(ta.clone()));
+    /// assert_eq!(ta.perso_target(), None);
+    /// assert_eq!(ComponentId::new(["perso"]).perso_target(), None);
+    /// ```
+    pub fn perso(&self) -> ComponentId {
+        let mut segs = self.0.clone();
+        segs.push(PERSO_SEGMENT.to_vec());
+        ComponentId(segs)
+    }
+    /// The TA a personalization-data component belongs to; `None` for any other
+    /// component (also for a bare `["perso"]`).
+    pub fn perso_target(&self) -> Option<ComponentId> {
+        let (last, rest) = self.0.split_last()?;
+        (last.as_slice() == PERSO_SEGMENT && !rest.is_empty()).then(|| ComponentId(rest.to_vec()))
     }
 }
 

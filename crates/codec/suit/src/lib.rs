@@ -30,7 +30,7 @@ pub use cbor::{CborItem, Limits, Opaque, Value, Wrapped};
 pub use command::{
     Action, Command, CommandSequence, Condition, IndexArg, ReportingPolicy, TryEach,
 };
-pub use digest::{ComponentId, Digest};
+pub use digest::{ComponentId, Digest, PERSO_SEGMENT};
 pub use envelope::{Authentication, Envelope, SeveredMembers};
 pub use error::{Result, SuitError};
 pub use manifest::{

@@ -1114,7 +1114,7 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
                     } else {
                         staged.merge(a.changes);
                         for c in &a.installed {
-                            if crate::batch::data_target(c).is_some() {
+                            if c.perso_target().is_some() {
                                 data.push((reports.len(), c.clone()));
                             }
                             if !installed.contains(c) {
@@ -1131,7 +1131,7 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
         if self.data_needs_ta {
             let view = View::new(&self.store, &staged);
             for (i, c) in &data {
-                let Some(ta) = crate::batch::data_target(c) else {
+                let Some(ta) = c.perso_target() else {
                     continue;
                 };
                 let present = view

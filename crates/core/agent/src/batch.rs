@@ -15,7 +15,7 @@
 //! package, so payloads encrypted to the batch key decrypt only here.
 //!
 //! **Data** (personalization for the whole batch: a lock's access list, a drone's no-fly
-//! zones) is a component `[..TA segments, "perso"]` ([`DATA_SEGMENT`]) whose manifest
+//! zones) is a component `[..TA segments, "perso"]` ([`otrp_suit::PERSO_SEGMENT`]) whose manifest
 //! the package carries like a TA's. In a batch package it is installed only for a TA
 //! that is installed already or installed by the same package (and not removed by it):
 //! otherwise the whole package fails (SUIT report `component-unauthorised` for the data
@@ -43,17 +43,6 @@ pub const BATCH_OPTION: u64 = 70100;
 pub const BATCH_REPORTS_KEY: &str = "agent/batch-reports";
 /// Most reports kept queued (the oldest are dropped first).
 pub const MAX_QUEUED_REPORTS: usize = 16;
-
-/// Last component-id segment naming a TA's data (personalization): `[..TA, "perso"]`
-/// (the TEE's store hands such a component to the TA as its personalization data).
-pub const DATA_SEGMENT: &[u8] = b"perso";
-
-/// The TA a data component belongs to (`[..TA, "perso"]` → TA), None for other components.
-pub fn data_target(id: &otrp_suit::ComponentId) -> Option<otrp_suit::ComponentId> {
-    let (last, rest) = id.segments().split_last()?;
-    (last.as_slice() == DATA_SEGMENT && !rest.is_empty())
-        .then(|| otrp_suit::ComponentId(rest.to_vec()))
-}
 
 /// `a/b/c` (lossy UTF-8) for log and error messages.
 pub(crate) fn display(id: &otrp_suit::ComponentId) -> String {
@@ -370,12 +359,8 @@ mod tests {
     use otrp_suit::ComponentId;
 
     #[test]
-    fn data_components_name_their_ta() {
+    fn data_components_display_as_paths() {
         let data = ComponentId::new([&b"drones"[..], b"geofence", b"perso"]);
-        let ta = ComponentId::new([&b"drones"[..], b"geofence"]);
-        assert_eq!(data_target(&data), Some(ta.clone()));
         assert_eq!(display(&data), "drones/geofence/perso");
-        assert_eq!(data_target(&ta), None);
-        assert_eq!(data_target(&ComponentId::new([&b"perso"[..]])), None);
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! A package may also carry **data** for a TA (a smart lock's access list, a drone's
 //! no-fly zones): the SP-signed SUIT manifest of the component `[..TA segments, "perso"]`
-//! ([`data_component`], the same convention as per-device personalization), whose
+//! ([`otrp_suit::ComponentId::perso`], the same convention as per-device personalization), whose
 //! payload is encrypted to the batch key like a TA image. It is the same data for every
 //! device of the batch (per-device data does not fit a package that is identical for
 //! all; it goes through per-device personalization). A batch package is public
@@ -93,22 +93,6 @@ pub enum BatchError {
         /// What is wrong.
         why: String,
     },
-}
-
-/// Last component-id segment naming a TA's data (personalization): `[..TA, "perso"]`.
-pub const DATA_SEGMENT: &[u8] = b"perso";
-
-/// The data component of the TA `ta` (its segments): `ta` followed by [`DATA_SEGMENT`].
-pub fn data_component(ta: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut segs = ta.to_vec();
-    segs.push(DATA_SEGMENT.to_vec());
-    segs
-}
-
-/// The TA a data component belongs to (`[..TA, "perso"]` → TA), None for other components.
-pub fn data_target(component: &[Vec<u8>]) -> Option<&[Vec<u8>]> {
-    let (last, rest) = component.split_last()?;
-    (last.as_slice() == DATA_SEGMENT && !rest.is_empty()).then_some(rest)
 }
 
 fn collect_encryption_infos<'a>(

@@ -252,7 +252,7 @@ async fn replayed_older_packages_are_refused() {
 // --- data (personalization for the whole batch) ------------------------------------------
 
 fn data_id() -> ComponentId {
-    ComponentId(otrp_tam::batch::data_component(component().segments()))
+    component().perso()
 }
 
 fn zones(v: u64) -> Vec<u8> {
@@ -298,17 +298,6 @@ fn signed(seq: u64, manifests: Vec<Vec<u8>>, unneeded: Vec<otrp_teep::ComponentI
     )
     .expect("package")
     .bytes
-}
-
-#[test]
-fn data_components_name_their_ta() {
-    use otrp_tam::batch::{data_component, data_target};
-    let ta = vec![b"drones".to_vec(), b"geofence".to_vec()];
-    let d = data_component(&ta);
-    assert_eq!(d.last().map(Vec::as_slice), Some(&b"perso"[..]));
-    assert_eq!(data_target(&d), Some(ta.as_slice()));
-    assert_eq!(data_target(&ta), None);
-    assert_eq!(data_target(&[b"perso".to_vec()]), None);
 }
 
 #[test]

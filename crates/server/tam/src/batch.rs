@@ -77,8 +77,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use otrp_store::{AccountKind, BatchPackageRecord, BatchReportRecord, ManifestStatus, StoreError};
 use otrp_tam::batch::{
-    build_package, check_data_for_batch, data_component, data_target, verify_report, BatchError,
-    CountingProvider,
+    build_package, check_data_for_batch, verify_report, BatchError, CountingProvider,
 };
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
@@ -429,7 +428,10 @@ async fn publish_inner(
             continue;
         }
         let (env, seq) = ready_manifest(s, c, &key).await?;
-        if data_target(&segs).is_some() {
+        if otrp_suit::ComponentId(segs.clone())
+            .perso_target()
+            .is_some()
+        {
             check_data(&env, batch_id)?;
         }
         pkg.push(key, seq, env);
@@ -439,7 +441,8 @@ async fn publish_inner(
         // The TA must be the caller's (another SP's answers 404).
         s.admin.component(c, &ta_key).await?;
         let segs = component_id_of(&ta_key).unwrap_or_default();
-        let data_key = otrp_tam::component_key(&data_component(&segs));
+        let data_key =
+            otrp_tam::component_key(otrp_suit::ComponentId(segs.clone()).perso().segments());
         if pkg.included.contains(&data_key) {
             continue;
         }

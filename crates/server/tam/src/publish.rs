@@ -102,7 +102,7 @@ pub fn ta_envelope_for_batch(
 /// hands it to that TA as its personalization data.
 pub fn data_component_name(for_ta: &str) -> Result<String, String> {
     component_segments(for_ta)?;
-    let perso = String::from_utf8_lossy(otrp_tam::batch::DATA_SEGMENT);
+    let perso = String::from_utf8_lossy(otrp_suit::PERSO_SEGMENT);
     Ok(format!("{}/{perso}", for_ta.trim_end_matches('/')))
 }
 

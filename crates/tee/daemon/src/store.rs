@@ -48,8 +48,7 @@ const MAN: &str = "agent/man/";
 const SEQ: &str = "agent/seq/";
 const ST: &str = "agent/st/";
 const WASM_MAGIC: &[u8] = b"\0asm";
-/// Last segment naming a personalization-data component.
-pub const PERSO_SEGMENT: &[u8] = b"perso";
+pub use otrp_suit::PERSO_SEGMENT;
 
 /// The component and manifest id of the TEE OS.
 pub fn os_component_id() -> ComponentId {
@@ -177,12 +176,6 @@ pub fn ta_id_for(id: &ComponentId) -> Option<TaId> {
     let digest = otrp_crypto::rust_crypto_provider().sha256(&cbor);
     let hexed = hex::encode(digest);
     TaId::new(&format!("h:{}", hexed.get(..40).unwrap_or(&hexed))).ok()
-}
-
-/// The TA that a personalization component (`[..ta segments, "perso"]`) belongs to.
-pub fn perso_target(id: &ComponentId) -> Option<ComponentId> {
-    let (last, rest) = id.segments().split_last()?;
-    (last.as_slice() == PERSO_SEGMENT && !rest.is_empty()).then(|| ComponentId(rest.to_vec()))
 }
 
 /// Whether `image` is a Wasm module (a TA for the runtime).
@@ -334,7 +327,7 @@ impl ComponentStore for PlatformStore {
         let mut guard = lock(&self.platform);
         for (id, image) in &changes.images {
             writes.push((id_name(IMG, id)?, image.clone()));
-            if let Some(target) = perso_target(id) {
+            if let Some(target) = id.perso_target() {
                 if let Some(ta) = ta_id_for(&target) {
                     ta_ops.push(TaOp::Perso(ta, image.clone()));
                 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use otrp_suit::ComponentId;
 use otrp_suit_processor::{ChangeSet, ComponentStore};
 use otrp_tee_daemon::proto::{encode_frame, read_frame, Request, Response, MAX_FRAME};
-use otrp_tee_daemon::store::{perso_target, PERSO_SEGMENT};
+use otrp_tee_daemon::store::PERSO_SEGMENT;
 use otrp_tee_daemon::{os_component_id, ta_id_for, PlatformStore, TEE_IMAGE};
 use otrp_tee_platform::{Platform, PlatformConfig};
 use rand_chacha::rand_core::SeedableRng;
@@ -39,11 +39,11 @@ fn ta_ids_and_perso_targets() {
     let long = vec![b'a'; 200];
     assert!(ta_id_for(&id(&[&long])).unwrap().as_str().starts_with("h:"));
     assert_eq!(
-        perso_target(&id(&[b"drones", b"geofence", PERSO_SEGMENT])),
+        id(&[b"drones", b"geofence", PERSO_SEGMENT]).perso_target(),
         Some(id(&[b"drones", b"geofence"]))
     );
-    assert_eq!(perso_target(&id(&[PERSO_SEGMENT])), None);
-    assert_eq!(perso_target(&id(&[b"drones", b"geofence"])), None);
+    assert_eq!(id(&[PERSO_SEGMENT]).perso_target(), None);
+    assert_eq!(id(&[b"drones", b"geofence"]).perso_target(), None);
 }
 
 #[test]
