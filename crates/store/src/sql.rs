@@ -46,6 +46,10 @@ macro_rules! on_pool {
 #[path = "sql_write.rs"]
 mod write;
 
+#[path = "sql_batch.rs"]
+mod batch_tables;
+use batch_tables::{OTRP_BATCH, TEEP_BATCH};
+
 #[path = "sql_otrp_batch.rs"]
 mod otrp_batch;
 
@@ -1249,106 +1253,33 @@ impl Store for SqlStore {
 
     // --- batch ---
     async fn insert_batch_package(&self, b: &BatchPackageRecord) -> Result<()> {
-        let n = on_pool!(self, p => sqlx::query(
-            "INSERT INTO batch_packages (batch_id, seq, owner, contents, bytes, etag, \
-             tam_signatures, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
-             (SELECT 1 FROM batch_packages WHERE batch_id = $1 AND seq >= $2)")
-            .bind(&b.batch_id).bind(u(b.seq)).bind(&b.owner).bind(&b.contents)
-            .bind(&b.bytes).bind(&b.etag).bind(u(b.tam_signatures)).bind(u(b.created_at))
-            .execute(p).await.map(|r| r.rows_affected()));
-        match n {
-            Ok(1) => Ok(()),
-            Ok(_) => {
-                let latest = self
-                    .latest_batch_package(&b.batch_id)
-                    .await?
-                    .map_or(0, |l| l.seq);
-                Err(StoreError::SequenceNotGrowing { seq: b.seq, latest })
-            }
-            Err(e) if is_unique_violation(&e) => Err(StoreError::SequenceNotGrowing {
-                seq: b.seq,
-                latest: b.seq,
-            }),
-            Err(e) => Err(e.into()),
-        }
+        self.insert_package(&TEEP_BATCH, b).await
     }
 
     async fn latest_batch_package(&self, batch_id: &str) -> Result<Option<BatchPackageRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages WHERE batch_id = $1 \
-             ORDER BY seq DESC LIMIT 1"
-        );
-        let row: Option<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
-            .bind(batch_id).fetch_optional(p).await)?;
-        row.map(batch_package_from).transpose()
+        self.latest_package(&TEEP_BATCH, batch_id).await
     }
 
     async fn batch_package(&self, batch_id: &str, seq: u64) -> Result<Option<BatchPackageRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages WHERE batch_id = $1 AND seq = $2"
-        );
-        let row: Option<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
-            .bind(batch_id).bind(u(seq)).fetch_optional(p).await)?;
-        row.map(batch_package_from).transpose()
+        self.package_at(&TEEP_BATCH, batch_id, seq).await
     }
 
     async fn batch_packages(&self, batch_id: Option<&str>) -> Result<Vec<BatchPackageRecord>> {
-        let sql = format!(
-            "SELECT {BATCH_PACKAGE_COLS} FROM batch_packages \
-             WHERE ($1 IS NULL OR batch_id = $1) ORDER BY batch_id, seq"
-        );
-        let rows: Vec<BatchPackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
-            .bind(batch_id).fetch_all(p).await)?;
-        rows.into_iter().map(batch_package_from).collect()
+        self.packages_of(&TEEP_BATCH, batch_id).await
     }
 
     async fn put_batch_report(&self, r: &BatchReportRecord) -> Result<()> {
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO batch_reports (batch_id, seq, device_id, success, detail, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (batch_id, seq, device_id) DO UPDATE SET success = excluded.success, \
-             detail = excluded.detail, received_at = excluded.received_at")
-            .bind(&r.batch_id).bind(u(r.seq)).bind(&r.device_id).bind(r.success)
-            .bind(&r.detail).bind(u(r.received_at))
-            .execute(p).await.map(|x| x.rows_affected()))?;
-        Ok(())
+        self.put_report(&TEEP_BATCH, r).await
     }
 
     async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>> {
-        let rows: Vec<(String, i64, String, bool, String, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT batch_id, seq, device_id, success, detail, received_at FROM batch_reports \
-             WHERE batch_id = $1 AND seq = $2 ORDER BY device_id")
-            .bind(batch_id).bind(u(seq)).fetch_all(p).await)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(BatchReportRecord {
-                    batch_id: r.0,
-                    seq: un(r.1, "batch_reports", "seq")?,
-                    device_id: r.2,
-                    success: r.3,
-                    detail: r.4,
-                    received_at: un(r.5, "batch_reports", "received_at")?,
-                })
-            })
-            .collect()
+        self.reports_of(&TEEP_BATCH, batch_id, seq).await
     }
 
     async fn batch_report_counts(&self, batch_id: &str, seq: u64) -> Result<BatchReportCounts> {
-        let rows: Vec<(bool, i64)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT success, COUNT(*) FROM batch_reports WHERE batch_id = $1 AND seq = $2 \
-             GROUP BY success")
-            .bind(batch_id).bind(u(seq)).fetch_all(p).await)?;
-        let mut c = BatchReportCounts::default();
-        for (success, n) in rows {
-            let n = un(n, "batch_reports", "count")?;
-            if success {
-                c.applied += n;
-            } else {
-                c.failed += n;
-            }
-        }
-        Ok(c)
+        self.report_counts(&TEEP_BATCH, batch_id, seq).await
     }
+
     // --- OTrP-profile batch (sql_otrp_batch.rs) ---
     async fn put_otrp_batch_model(&self, m: &OtrpBatchModelRecord) -> Result<()> {
         self.put_otrp_batch_model_impl(m).await
@@ -1359,11 +1290,11 @@ impl Store for SqlStore {
     }
 
     async fn insert_otrp_batch_package(&self, p: &BatchPackageRecord) -> Result<()> {
-        self.insert_otrp_batch_package_impl(p).await
+        self.insert_package(&OTRP_BATCH, p).await
     }
 
     async fn latest_otrp_batch_package(&self, model: &str) -> Result<Option<BatchPackageRecord>> {
-        self.latest_otrp_batch_package_impl(model).await
+        self.latest_package(&OTRP_BATCH, model).await
     }
 
     async fn otrp_batch_package(
@@ -1371,45 +1302,28 @@ impl Store for SqlStore {
         model: &str,
         seq: u64,
     ) -> Result<Option<BatchPackageRecord>> {
-        self.otrp_batch_package_impl(model, seq).await
+        self.package_at(&OTRP_BATCH, model, seq).await
     }
 
     async fn otrp_batch_packages(&self, model: Option<&str>) -> Result<Vec<BatchPackageRecord>> {
-        self.otrp_batch_packages_impl(model).await
+        self.packages_of(&OTRP_BATCH, model).await
     }
 
     async fn put_otrp_batch_result(&self, r: &BatchReportRecord) -> Result<()> {
-        self.put_otrp_batch_result_impl(r).await
+        self.put_report(&OTRP_BATCH, r).await
     }
 
     async fn otrp_batch_results(&self, model: &str, seq: u64) -> Result<Vec<BatchReportRecord>> {
-        self.otrp_batch_results_impl(model, seq).await
+        self.reports_of(&OTRP_BATCH, model, seq).await
     }
 
     async fn otrp_batch_result_counts(&self, model: &str, seq: u64) -> Result<BatchReportCounts> {
-        self.otrp_batch_result_counts_impl(model, seq).await
+        self.report_counts(&OTRP_BATCH, model, seq).await
     }
 
     async fn otrp_device_by_did(&self, did: &str) -> Result<Option<OtrpDeviceRecord>> {
         self.otrp_device_by_did_impl(did).await
     }
-}
-
-const BATCH_PACKAGE_COLS: &str =
-    "batch_id, seq, owner, contents, bytes, etag, tam_signatures, created_at";
-type BatchPackageRow = (String, i64, String, String, Vec<u8>, String, i64, i64);
-
-fn batch_package_from(r: BatchPackageRow) -> Result<BatchPackageRecord> {
-    Ok(BatchPackageRecord {
-        batch_id: r.0,
-        seq: un(r.1, "batch_packages", "seq")?,
-        owner: r.2,
-        contents: r.3,
-        bytes: r.4,
-        etag: r.5,
-        tam_signatures: un(r.6, "batch_packages", "tam_signatures")?,
-        created_at: un(r.7, "batch_packages", "created_at")?,
-    })
 }
 
 const REFERENCE_COLS: &str = "model, measurements, hwversions, removed, updated_at, updated_by";

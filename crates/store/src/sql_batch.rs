@@ -1,0 +1,218 @@
+//! The package and report queries both batch modes share. The TEEP batch tables
+//! (`batch_packages`, `batch_reports`, keyed by `batch_id`, migration `0004_batch`) and the
+//! OTrP ones (`otrp_batch_packages`, `otrp_batch_results`, keyed by `model`, migration
+//! `0005_otrp_batch`) have the same shape; [`BatchTables`] names which.
+
+use super::{is_unique_violation, u, un, Backend, SqlStore};
+use crate::batch::{BatchPackageRecord, BatchReportCounts, BatchReportRecord};
+use crate::{Result, StoreError};
+
+/// The tables of one batch mode (constant names: never user input).
+pub(super) struct BatchTables {
+    /// Packages: `(key, seq, owner, contents, bytes, etag, tam_signatures, created_at)`.
+    packages: &'static str,
+    /// Device reports: `(key, seq, device_id, success, detail, received_at)`.
+    reports: &'static str,
+    /// The column naming the batch (TEEP: batch id; OTrP: device model).
+    key: &'static str,
+}
+
+/// TEEP batch packages and their reports.
+pub(super) const TEEP_BATCH: BatchTables = BatchTables {
+    packages: "batch_packages",
+    reports: "batch_reports",
+    key: "batch_id",
+};
+
+/// OTrP batch command packages and their `OTrPBatchResult`s.
+pub(super) const OTRP_BATCH: BatchTables = BatchTables {
+    packages: "otrp_batch_packages",
+    reports: "otrp_batch_results",
+    key: "model",
+};
+
+type PackageRow = (String, i64, String, String, Vec<u8>, String, i64, i64);
+type ReportRow = (String, i64, String, bool, String, i64);
+
+impl BatchTables {
+    fn package_cols(&self) -> String {
+        format!(
+            "{}, seq, owner, contents, bytes, etag, tam_signatures, created_at",
+            self.key
+        )
+    }
+
+    fn package_from(&self, r: PackageRow) -> Result<BatchPackageRecord> {
+        Ok(BatchPackageRecord {
+            batch_id: r.0,
+            seq: un(r.1, self.packages, "seq")?,
+            owner: r.2,
+            contents: r.3,
+            bytes: r.4,
+            etag: r.5,
+            tam_signatures: un(r.6, self.packages, "tam_signatures")?,
+            created_at: un(r.7, self.packages, "created_at")?,
+        })
+    }
+
+    fn report_from(&self, r: ReportRow) -> Result<BatchReportRecord> {
+        Ok(BatchReportRecord {
+            batch_id: r.0,
+            seq: un(r.1, self.reports, "seq")?,
+            device_id: r.2,
+            success: r.3,
+            detail: r.4,
+            received_at: un(r.5, self.reports, "received_at")?,
+        })
+    }
+}
+
+impl SqlStore {
+    /// Inserts a package whose sequence number is above every earlier one of its batch
+    /// (checked by the database, also when two replicas race).
+    pub(super) async fn insert_package(
+        &self,
+        t: &BatchTables,
+        b: &BatchPackageRecord,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {p} ({cols}) SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
+             (SELECT 1 FROM {p} WHERE {k} = $1 AND seq >= $2)",
+            p = t.packages,
+            k = t.key,
+            cols = t.package_cols()
+        );
+        let n = on_pool!(self, p => sqlx::query(&sql)
+            .bind(&b.batch_id).bind(u(b.seq)).bind(&b.owner).bind(&b.contents)
+            .bind(&b.bytes).bind(&b.etag).bind(u(b.tam_signatures)).bind(u(b.created_at))
+            .execute(p).await.map(|r| r.rows_affected()));
+        match n {
+            Ok(1) => Ok(()),
+            Ok(_) => {
+                let latest = self
+                    .latest_package(t, &b.batch_id)
+                    .await?
+                    .map_or(0, |l| l.seq);
+                Err(StoreError::SequenceNotGrowing { seq: b.seq, latest })
+            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::SequenceNotGrowing {
+                seq: b.seq,
+                latest: b.seq,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The newest package of batch `id`.
+    pub(super) async fn latest_package(
+        &self,
+        t: &BatchTables,
+        id: &str,
+    ) -> Result<Option<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1 ORDER BY seq DESC LIMIT 1",
+            t.package_cols(),
+            t.packages,
+            t.key
+        );
+        let row: Option<PackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).fetch_optional(p).await)?;
+        row.map(|r| t.package_from(r)).transpose()
+    }
+
+    /// Package `seq` of batch `id`.
+    pub(super) async fn package_at(
+        &self,
+        t: &BatchTables,
+        id: &str,
+        seq: u64,
+    ) -> Result<Option<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1 AND seq = $2",
+            t.package_cols(),
+            t.packages,
+            t.key
+        );
+        let row: Option<PackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).bind(u(seq)).fetch_optional(p).await)?;
+        row.map(|r| t.package_from(r)).transpose()
+    }
+
+    /// Every package (of batch `id`, when given), by batch and sequence number.
+    pub(super) async fn packages_of(
+        &self,
+        t: &BatchTables,
+        id: Option<&str>,
+    ) -> Result<Vec<BatchPackageRecord>> {
+        let sql = format!(
+            "SELECT {cols} FROM {p} WHERE ($1 IS NULL OR {k} = $1) ORDER BY {k}, seq",
+            cols = t.package_cols(),
+            p = t.packages,
+            k = t.key
+        );
+        let rows: Vec<PackageRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).fetch_all(p).await)?;
+        rows.into_iter().map(|r| t.package_from(r)).collect()
+    }
+
+    /// Records (or replaces) a device's report on a package.
+    pub(super) async fn put_report(&self, t: &BatchTables, r: &BatchReportRecord) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {rep} ({k}, seq, device_id, success, detail, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT ({k}, seq, device_id) DO UPDATE SET success = excluded.success, \
+             detail = excluded.detail, received_at = excluded.received_at",
+            rep = t.reports,
+            k = t.key
+        );
+        on_pool!(self, p => sqlx::query(&sql)
+            .bind(&r.batch_id).bind(u(r.seq)).bind(&r.device_id).bind(r.success)
+            .bind(&r.detail).bind(u(r.received_at))
+            .execute(p).await.map(|x| x.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The reports on package `seq` of batch `id`, by device.
+    pub(super) async fn reports_of(
+        &self,
+        t: &BatchTables,
+        id: &str,
+        seq: u64,
+    ) -> Result<Vec<BatchReportRecord>> {
+        let sql = format!(
+            "SELECT {k}, seq, device_id, success, detail, received_at FROM {rep} \
+             WHERE {k} = $1 AND seq = $2 ORDER BY device_id",
+            rep = t.reports,
+            k = t.key
+        );
+        let rows: Vec<ReportRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).bind(u(seq)).fetch_all(p).await)?;
+        rows.into_iter().map(|r| t.report_from(r)).collect()
+    }
+
+    /// How many devices reported package `seq` of batch `id` applied, and how many failed.
+    pub(super) async fn report_counts(
+        &self,
+        t: &BatchTables,
+        id: &str,
+        seq: u64,
+    ) -> Result<BatchReportCounts> {
+        let sql = format!(
+            "SELECT success, COUNT(*) FROM {rep} WHERE {k} = $1 AND seq = $2 GROUP BY success",
+            rep = t.reports,
+            k = t.key
+        );
+        let rows: Vec<(bool, i64)> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).bind(u(seq)).fetch_all(p).await)?;
+        let mut c = BatchReportCounts::default();
+        for (success, n) in rows {
+            let n = un(n, t.reports, "count")?;
+            if success {
+                c.applied += n;
+            } else {
+                c.failed += n;
+            }
+        }
+        Ok(c)
+    }
+}
