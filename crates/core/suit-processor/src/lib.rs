@@ -80,5 +80,5 @@ pub use processor::{
 };
 pub use store::{
     component_id_text, ChangeSet, ComponentStore, Holder, ManifestRecord, MemoryStore, SeqMark,
-    StoreError, View,
+    Staged, StoreError, View,
 };

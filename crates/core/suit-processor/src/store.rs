@@ -313,6 +313,52 @@ impl ComponentStore for MemoryStore {
     }
 }
 
+/// A store whose commits are held back: reads see `base` with the held changes on top,
+/// and [`ComponentStore::commit`] merges into [`Staged::changes`] instead of writing. A
+/// caller runs several steps against it and commits `changes` to `base` once, all or
+/// nothing.
+pub struct Staged<'a> {
+    /// The real store, unchanged until the caller commits.
+    pub base: &'a dyn ComponentStore,
+    /// What the steps committed so far.
+    pub changes: ChangeSet,
+}
+
+impl<'a> Staged<'a> {
+    /// Nothing held yet.
+    pub fn new(base: &'a dyn ComponentStore) -> Self {
+        Staged {
+            base,
+            changes: ChangeSet::default(),
+        }
+    }
+}
+
+impl ComponentStore for Staged<'_> {
+    fn image(&self, id: &ComponentId) -> Result<Option<Vec<u8>>, StoreError> {
+        View::new(self.base, &self.changes).image(id)
+    }
+    fn manifest(&self, id: &ComponentId) -> Result<Option<ManifestRecord>, StoreError> {
+        View::new(self.base, &self.changes).manifest(id)
+    }
+    fn manifest_ids(&self) -> Result<Vec<ComponentId>, StoreError> {
+        View::new(self.base, &self.changes).manifest_ids()
+    }
+    fn sequence_mark(&self, id: &ComponentId) -> Result<Option<SeqMark>, StoreError> {
+        View::new(self.base, &self.changes).sequence_mark(id)
+    }
+    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        View::new(self.base, &self.changes).state(key)
+    }
+    fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        View::new(self.base, &self.changes).state_keys(prefix)
+    }
+    fn commit(&mut self, changes: ChangeSet) -> Result<(), StoreError> {
+        self.changes.merge(changes);
+        Ok(())
+    }
+}
+
 /// A read view of a store with staged changes on top (what the store will hold after
 /// the change set commits).
 pub struct View<'a> {

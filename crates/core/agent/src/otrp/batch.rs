@@ -31,8 +31,7 @@ use alloc::vec::Vec;
 use otrp_crypto::PrivateKey;
 use otrp_json::batch::{BatchResultTbs, BatchTbs};
 use otrp_json::{ErrorCode, JweJson, Signer, Status, TbsRequest, VerifyPolicy, OTRP_VERSION};
-use otrp_suit::ComponentId;
-use otrp_suit_processor::{ChangeSet, ComponentStore, ManifestRecord, SeqMark, StoreError, View};
+use otrp_suit_processor::{ChangeSet, ComponentStore, Staged};
 use rand_core::CryptoRngCore;
 use serde::de::DeserializeOwned;
 
@@ -43,38 +42,6 @@ pub const BATCH_SEQ_PREFIX: &str = "otrp/batch/";
 
 fn seq_key(pkgid: &str) -> String {
     alloc::format!("{BATCH_SEQ_PREFIX}{}", hex::encode(pkgid.as_bytes()))
-}
-
-/// A store with staged changes on top: the commands of one package see each other's
-/// effects, and nothing reaches the real store until the last one passed.
-struct Staged<'a> {
-    base: &'a dyn ComponentStore,
-    changes: ChangeSet,
-}
-
-impl ComponentStore for Staged<'_> {
-    fn image(&self, id: &ComponentId) -> Result<Option<Vec<u8>>, StoreError> {
-        View::new(self.base, &self.changes).image(id)
-    }
-    fn manifest(&self, id: &ComponentId) -> Result<Option<ManifestRecord>, StoreError> {
-        View::new(self.base, &self.changes).manifest(id)
-    }
-    fn manifest_ids(&self) -> Result<Vec<ComponentId>, StoreError> {
-        View::new(self.base, &self.changes).manifest_ids()
-    }
-    fn sequence_mark(&self, id: &ComponentId) -> Result<Option<SeqMark>, StoreError> {
-        View::new(self.base, &self.changes).sequence_mark(id)
-    }
-    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        View::new(self.base, &self.changes).state(key)
-    }
-    fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        View::new(self.base, &self.changes).state_keys(prefix)
-    }
-    fn commit(&mut self, changes: ChangeSet) -> Result<(), StoreError> {
-        self.changes.merge(changes);
-        Ok(())
-    }
 }
 
 impl OtrpAgent {
@@ -202,10 +169,7 @@ impl OtrpAgent {
         if tbs.requests.is_empty() {
             return Err(refused(ErrorCode::RequestInvalid, "empty batch package"));
         }
-        let mut staged = Staged {
-            base: &*store,
-            changes: ChangeSet::default(),
-        };
+        let mut staged = Staged::new(&*store);
         let mut events = Vec::new();
         for (i, req) in tbs.requests.iter().enumerate() {
             let (rid, _) = req.ids();

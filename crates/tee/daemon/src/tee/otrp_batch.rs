@@ -19,8 +19,7 @@
 
 use otrp_agent::otrp::batch::BATCH_SEQ_PREFIX;
 use otrp_agent::otrp::OtrpEvent;
-use otrp_suit::ComponentId;
-use otrp_suit_processor::{ChangeSet, ComponentStore, ManifestRecord, SeqMark, StoreError, View};
+use otrp_suit_processor::{ChangeSet, ComponentStore, Staged};
 use serde::{Deserialize, Serialize};
 
 use super::{Tee, TeeEvent};
@@ -76,38 +75,6 @@ pub struct PendingOtrpBatchResult {
     /// `{"OTrPBatchResult": JWS}` (`POST /tam/otrp-batch/<pkgid>/results`).
     #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
-}
-
-/// The store seen through changes not committed yet: the agent's single commit is held
-/// here, the queued result is added, and both reach the sealed store in one commit.
-struct Held<'a> {
-    base: &'a dyn ComponentStore,
-    changes: ChangeSet,
-}
-
-impl ComponentStore for Held<'_> {
-    fn image(&self, id: &ComponentId) -> Result<Option<Vec<u8>>, StoreError> {
-        View::new(self.base, &self.changes).image(id)
-    }
-    fn manifest(&self, id: &ComponentId) -> Result<Option<ManifestRecord>, StoreError> {
-        View::new(self.base, &self.changes).manifest(id)
-    }
-    fn manifest_ids(&self) -> Result<Vec<ComponentId>, StoreError> {
-        View::new(self.base, &self.changes).manifest_ids()
-    }
-    fn sequence_mark(&self, id: &ComponentId) -> Result<Option<SeqMark>, StoreError> {
-        View::new(self.base, &self.changes).sequence_mark(id)
-    }
-    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        View::new(self.base, &self.changes).state(key)
-    }
-    fn state_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        View::new(self.base, &self.changes).state_keys(prefix)
-    }
-    fn commit(&mut self, changes: ChangeSet) -> Result<(), StoreError> {
-        self.changes.merge(changes);
-        Ok(())
-    }
 }
 
 fn encode_results(results: &[PendingOtrpBatchResult]) -> Result<Vec<u8>, TeeError> {
@@ -222,10 +189,7 @@ impl Tee {
             return Err(TeeError::Identity("OTrP Agent unavailable".into()));
         };
         let mut rng = rand::rngs::OsRng;
-        let mut held = Held {
-            base: self.agent.store(),
-            changes: ChangeSet::default(),
-        };
+        let mut held = Staged::new(self.agent.store());
         let out = otrp.handle_batch(&mut held, package, &key, now, &mut rng);
         let mut changes = held.changes;
         let refused = out.events.iter().find_map(|e| match e {
