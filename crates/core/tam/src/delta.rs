@@ -89,9 +89,33 @@ pub fn delta_capable_envelope_profile(
     compress: bool,
     profile: WireProfile,
 ) -> Result<Vec<u8>, otrp_suit::SuitError> {
+    delta_capable_envelope_from(
+        provider,
+        signer,
+        TaManifestBuilder::new(component.clone(), seq),
+        new,
+        bases,
+        compress,
+        profile,
+    )
+}
+
+/// [`delta_capable_envelope_profile`] from a builder that already names the component
+/// and sequence number and may carry more of the manifest, such as the vendor and class
+/// ids the device checks (`otrp sp publish --vendor-pen`): the image, its payload and
+/// the delta alternatives are added here.
+pub fn delta_capable_envelope_from(
+    provider: &dyn CryptoProvider,
+    signer: &PrivateKey,
+    base: TaManifestBuilder,
+    new: &[u8],
+    bases: &[&[u8]],
+    compress: bool,
+    profile: WireProfile,
+) -> Result<Vec<u8>, otrp_suit::SuitError> {
     let compact = profile == WireProfile::Compact;
     let full_key = if compact { COMPACT_FULL_KEY } else { FULL_KEY };
-    let mut manifest = TaManifestBuilder::new(component.clone(), seq)
+    let mut manifest = base
         .image_of(new)
         .uri(full_key)
         .uninstall(true)

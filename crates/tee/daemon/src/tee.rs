@@ -101,6 +101,13 @@ pub struct TeeOptions {
     pub max_tokens: usize,
     /// Limits of the TA runtime.
     pub runtime: RuntimeConfig,
+    /// The SUIT vendor id this device answers to: `condition-vendor-identifier` compares
+    /// a manifest's vendor id with it byte for byte, and the device refuses a manifest of
+    /// another vendor. `None`: its oemid as a UUID. A vendor that signs its manifests
+    /// with its IANA Private Enterprise Number (`otrp sp publish --vendor-pen N`, 6 B on
+    /// the wire instead of 17) sets [`otrp_suit::VendorId::pen`]`(N)` here
+    /// (`otrp tee run --vendor-pen N`).
+    pub vendor: Option<otrp_suit::VendorId>,
 }
 
 impl Default for TeeOptions {
@@ -110,6 +117,7 @@ impl Default for TeeOptions {
             fsync: true,
             max_tokens: 64,
             runtime: RuntimeConfig::default(),
+            vendor: None,
         }
     }
 }
@@ -442,7 +450,12 @@ impl Tee {
             alg_gen: AlgIdGeneration::New,
             processor: ProcessorConfig {
                 device: SuitDevice {
-                    vendor_id: Some(otrp_suit::VendorId::Uuid(oemid)),
+                    vendor_id: Some(
+                        options
+                            .vendor
+                            .clone()
+                            .unwrap_or(otrp_suit::VendorId::Uuid(oemid)),
+                    ),
                     class_ids: vec![class],
                     device_id: None,
                 },

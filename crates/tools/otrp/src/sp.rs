@@ -183,10 +183,27 @@ For constrained devices (LoRaWAN, NB-IoT, CoAP):
               image has no image-size (the digest covers the exact bytes). Saves about
               40 B per manifest; every Agent accepts both profiles.
 
+Which devices may install it (SUIT vendor and class conditions, signed with the rest):
+  --vendor-pen N      your vendor's IANA Private Enterprise Number (iana.org/assignments/
+                      enterprise-numbers; e.g. 32473, the number IANA reserves for
+                      documentation). It travels as SUIT's cbor-pen, a relative OID:
+                      #6.112(h'81FD59') for 32473 is 6 bytes, against 17 for a vendor
+                      UUID, which counts on a 51-byte LoRaWAN frame.
+  --vendor-uuid UUID  the same check with a 16-byte vendor UUID (the device's oemid by
+                      default). Give one vendor form or the other, not both.
+  --class-model NAME  the device model (class id = SHA-256(NAME)[..16], as the TEE
+                      derives it from its EAT hwmodel).
+  A device compares the vendor id byte for byte with the one it is configured with
+  (`otrp tee run --vendor-pen N`; by default its oemid as a UUID) and REFUSES the
+  manifest on any difference (condition-vendor-identifier failed): a device set up with
+  a UUID refuses a PEN manifest, and one of another PEN refuses it too. Configure the
+  fleet with the same vendor id before publishing with it.
+
 Example:
   otrp sp --pki pki --token $SP_TOKEN publish ta.wasm \\
       --key pki/issued/sp/sp1.key.pem --cert pki/issued/sp/sp1.chain.pem \\
-      --component sd1/door-lock-ta --seq 1 [--compress] [--compact]
+      --component sd1/door-lock-ta --seq 1 [--compress] [--compact] \\
+      [--vendor-pen 32473 --class-model door-lock]
 
 Next: `otrp sp deploy --component sd1/door-lock-ta --target model:door-lock --stage 10%`.";
 
@@ -258,6 +275,18 @@ struct PublishArgs {
     /// integrated image.
     #[arg(long)]
     compact: bool,
+    /// Only devices of this vendor may install it: your IANA Private Enterprise Number,
+    /// signed as a SUIT `cbor-pen` (6 B on the wire; see the long help).
+    #[arg(long, value_name = "PEN", conflicts_with = "vendor_uuid")]
+    vendor_pen: Option<u64>,
+    /// Only devices of this vendor may install it: a 16-byte vendor UUID (32 hex digits,
+    /// dashes allowed), e.g. the oemid `otrp device show` prints (17 B on the wire).
+    #[arg(long, value_name = "UUID")]
+    vendor_uuid: Option<String>,
+    /// Only devices of this model may install it (class id: the first 16 bytes of
+    /// SHA-256 of the model name, as the TEE derives its own).
+    #[arg(long, value_name = "MODEL")]
+    class_model: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -470,6 +499,8 @@ fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
     };
     let env = if a.compress || a.compact {
         constrained_envelope(&key, a, &image, &payload)
+    } else if a.vendor_pen.is_some() || a.vendor_uuid.is_some() || a.class_model.is_some() {
+        standard_envelope(&key, a, &image, &payload)
     } else {
         publish::ta_envelope(
             otrp_crypto::default_provider(),
@@ -480,7 +511,7 @@ fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
             &payload,
         )
     }
-    .map_err(|e| CliError::new(e, "use --component SD/NAME"))?;
+    .map_err(|e| CliError::new(e, "use --component SD/NAME, --vendor-uuid of 32 hex digits"))?;
     if let Some(out) = &a.out {
         std::fs::write(out, &env)
             .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display()), ""))?;
@@ -503,6 +534,63 @@ fn publish_ta(client: &ApiClient, a: &PublishArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The manifest builder of `a`: component id, sequence number, and the vendor and class
+/// ids (`--vendor-pen` / `--vendor-uuid`, `--class-model`) when given.
+fn base_builder(a: &PublishArgs) -> Result<otrp_suit::TaManifestBuilder, String> {
+    let id = otrp_suit::ComponentId(publish::component_segments(&a.component)?);
+    let mut b = otrp_suit::TaManifestBuilder::new(id, a.seq);
+    if let Some(pen) = a.vendor_pen {
+        b = b.vendor(otrp_suit::VendorId::pen(pen));
+    }
+    if let Some(u) = &a.vendor_uuid {
+        b = b.vendor_id(parse_uuid(u)?);
+    }
+    if let Some(model) = &a.class_model {
+        b = b.class_id(model_class_id(model));
+    }
+    Ok(b)
+}
+
+/// A 16-byte UUID from 32 hex digits, dashes ignored.
+fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
+    let digits: String = s.chars().filter(|c| *c != '-').collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| format!("--vendor-uuid {s}: expected 32 hex digits"))
+}
+
+/// The SUIT class id of devices of `model`: SHA-256 of the name, first 16 bytes (what the
+/// TEE derives from its EAT hwmodel).
+fn model_class_id(model: &str) -> [u8; 16] {
+    let d = otrp_crypto::default_provider().sha256(model.as_bytes());
+    let mut class = [0u8; 16];
+    class.copy_from_slice(&d[..16]);
+    class
+}
+
+/// The standard envelope (`publish::ta_envelope`: the image integrated under `#tc` or
+/// fetched from `--uri`) with the vendor and class conditions of `a`.
+fn standard_envelope(
+    key: &otrp_crypto::PrivateKey,
+    a: &PublishArgs,
+    image: &[u8],
+    payload: &Payload,
+) -> Result<Vec<u8>, String> {
+    let b = base_builder(a)?.image_of(image);
+    let b = match payload {
+        Payload::Integrated => b.integrated_payload(publish::TA_PAYLOAD_KEY, image.to_vec()),
+        Payload::Uri(u) => b.uri(u.clone()),
+    };
+    b.build_signed(
+        otrp_crypto::default_provider(),
+        key,
+        &otrp_cose::SignOptions::default(),
+    )
+    .and_then(|e| e.encode())
+    .map_err(|e| format!("building the SUIT manifest: {e}"))
+}
+
 /// The envelope of `--compress` / `--compact`: the integrated image as the TAM's delta
 /// machinery expects it (`#tc`, compressed when asked, unlinked by `suit-uninstall`), or
 /// a compact manifest fetching from `--uri`.
@@ -514,24 +602,23 @@ fn constrained_envelope(
 ) -> Result<Vec<u8>, String> {
     use otrp_teep::WireProfile;
     let provider = otrp_crypto::default_provider();
-    let id = otrp_suit::ComponentId(publish::component_segments(&a.component)?);
+    let base = base_builder(a)?;
     let profile = if a.compact {
         WireProfile::Compact
     } else {
         WireProfile::Standard
     };
     let built = match payload {
-        Payload::Integrated => otrp_tam::delta::delta_capable_envelope_profile(
+        Payload::Integrated => otrp_tam::delta::delta_capable_envelope_from(
             provider,
             key,
-            &id,
-            a.seq,
+            base,
             image,
             &[],
             a.compress,
             profile,
         ),
-        Payload::Uri(u) => otrp_suit::TaManifestBuilder::new(id, a.seq)
+        Payload::Uri(u) => base
             .image_of(image)
             .uri(u.clone())
             .compact(a.compact)
@@ -648,6 +735,9 @@ mod tests {
             out: None,
             compress,
             compact,
+            vendor_pen: None,
+            vendor_uuid: None,
+            class_model: None,
         }
     }
 
@@ -695,5 +785,96 @@ mod tests {
                 if ps.image_size() == Some(image.len() as u64)
                     && ps.uri() == Some("https://cdn.example/lock.wasm")
         ));
+    }
+
+    /// The vendor and class conditions of the shared sequence of `bytes`, with the
+    /// vendor id and class id they check.
+    fn vendor_conditions(
+        bytes: &[u8],
+    ) -> (
+        Vec<otrp_suit::Condition>,
+        Option<otrp_suit::VendorId>,
+        Option<[u8; 16]>,
+    ) {
+        let env = otrp_suit::Envelope::decode(bytes).unwrap();
+        let shared = env
+            .manifest()
+            .common
+            .value()
+            .shared_sequence
+            .clone()
+            .unwrap();
+        let mut conditions = Vec::new();
+        let (mut vendor, mut class) = (None, None);
+        for c in shared.value().commands() {
+            match c {
+                otrp_suit::Command::Condition(k, _) => conditions.push(*k),
+                otrp_suit::Command::OverrideParameters(ps) => {
+                    for p in &ps.0 {
+                        match p {
+                            otrp_suit::Parameter::VendorId(v) => vendor = Some(v.clone()),
+                            otrp_suit::Parameter::ClassId(c) => class = Some(*c),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (conditions, vendor, class)
+    }
+
+    #[test]
+    fn vendor_pen_envelopes_carry_the_pen_and_its_vendor_condition() {
+        use otrp_suit::{Condition, VendorId};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let key = otrp_crypto::PrivateKey::generate(otrp_crypto::KeyKind::P256, &mut rng).unwrap();
+        let image = include_bytes!("../../../../tas/dist/smart-lock.wasm").to_vec();
+        let provider = otrp_crypto::default_provider();
+        let class = model_class_id("door-lock");
+        let with = |compress, compact, pen: Option<u64>, uuid: Option<&str>| {
+            let mut a = args(compress, compact, None);
+            a.vendor_pen = pen;
+            a.vendor_uuid = uuid.map(str::to_owned);
+            a.class_model = Some("door-lock".into());
+            if compress || compact {
+                constrained_envelope(&key, &a, &image, &Payload::Integrated).unwrap()
+            } else {
+                standard_envelope(&key, &a, &image, &Payload::Integrated).unwrap()
+            }
+        };
+        let uuid = "c0c0c0c0-c0c0-c0c0-c0c0-c0c0c0c0c0c0";
+        for (compress, compact) in [(false, false), (true, false), (false, true)] {
+            let pen = with(compress, compact, Some(32473), None);
+            let by_uuid = with(compress, compact, None, Some(uuid));
+            // cbor-pen #6.112(h'81FD59'): 6 bytes, against 17 for the UUID.
+            assert!(pen
+                .windows(6)
+                .any(|w| w == [0xd8, 0x70, 0x43, 0x81, 0xfd, 0x59]));
+            assert_eq!(by_uuid.len() - pen.len(), 11, "{compress} {compact}");
+            let (conditions, vendor, got_class) = vendor_conditions(&pen);
+            assert_eq!(
+                conditions,
+                vec![Condition::VendorIdentifier, Condition::ClassIdentifier]
+            );
+            assert_eq!(vendor, Some(VendorId::pen(32473)));
+            assert_eq!(got_class, Some(class));
+            assert_eq!(
+                vendor_conditions(&by_uuid).1,
+                Some(VendorId::Uuid([0xc0; 16]))
+            );
+            let env = otrp_suit::Envelope::decode(&pen).unwrap();
+            assert_eq!(
+                env.verify(provider, &[key.public_key()]).unwrap()[0]
+                    .kid
+                    .is_none(),
+                compact
+            );
+
+            // What the TAM (and the device) read back is the image the SP signed.
+            assert_eq!(otrp_tam::delta::full_image(&env), Some(image.clone()));
+        }
+        // (Installed by a device of that PEN only: tests/e2e_vendor.rs.)
+        assert!(parse_uuid("c0c0").is_err());
     }
 }

@@ -52,6 +52,11 @@ struct RunArgs {
     /// Do not fsync the sealed store (survives a killed process, not a power cut).
     #[arg(long)]
     no_fsync: bool,
+    /// Answer to this IANA Private Enterprise Number as the SUIT vendor id instead of the
+    /// oemid UUID: accept manifests signed with `otrp sp publish --vendor-pen N` of the
+    /// same N, refuse those of another vendor (PEN or UUID) and those with a UUID vendor id.
+    #[arg(long, value_name = "PEN")]
+    vendor_pen: Option<u64>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -96,6 +101,7 @@ fn run_daemon(a: &RunArgs) -> ExitCode {
     let opts = TeeOptions {
         tams,
         fsync: !a.no_fsync,
+        vendor: a.vendor_pen.map(otrp_suit::VendorId::pen),
         ..TeeOptions::default()
     };
     let tee = match Tee::open_device_dir(&a.device, &opts) {

@@ -527,21 +527,25 @@ impl Device {
 
     /// Starts `otrp tee run --oem-tam-cert TAM1_CHAIN` on the device's socket.
     pub fn start_tee(&mut self) {
+        self.start_tee_with(&[]);
+    }
+
+    /// [`Device::start_tee`] with `extra` arguments (e.g. `--vendor-pen N`).
+    pub fn start_tee_with(&mut self, extra: &[&str]) {
         let _ = std::fs::remove_file(&self.sock);
         let addr = self.addr();
-        self.tee = Some(Proc::spawn(
-            &[
-                "tee",
-                "run",
-                "--device",
-                s(&self.dir),
-                "--listen",
-                &addr,
-                "--oem-tam-cert",
-                s(&self.tam_cert),
-            ],
-            &self.dir.join("tee.log"),
-        ));
+        let mut args = vec![
+            "tee",
+            "run",
+            "--device",
+            s(&self.dir),
+            "--listen",
+            &addr,
+            "--oem-tam-cert",
+            s(&self.tam_cert),
+        ];
+        args.extend_from_slice(extra);
+        self.tee = Some(Proc::spawn(&args, &self.dir.join("tee.log")));
         let sock = self.sock.clone();
         wait_for("the TEE socket", Duration::from_secs(30), || sock.exists());
     }
