@@ -130,6 +130,211 @@ fn opt_path(name: &str) -> String {
     cbor::member(name, "options")
 }
 
+/// A message array after [`frame`]: the entries of its options map with their key order
+/// and path, and the positional elements after the options.
+struct Framed<'a> {
+    entries: Vec<(u64, &'a Value)>,
+    key_order: KeyOrder,
+    op: String,
+    positional: &'a [Value],
+}
+
+/// Checks the framing (see [`frame`]) and splits the options map into its entries.
+fn open<'a>(
+    value: &'a Value,
+    expected: u64,
+    name: &str,
+    positional: usize,
+) -> Result<Framed<'a>, TeepError> {
+    let items = frame(value, expected, name, positional)?;
+    let [_, options, positional @ ..] = items else {
+        return Err(TeepError::MissingElement { path: name.into() });
+    };
+    let op = opt_path(name);
+    let (entries, key_order) = f::option_entries(options, &op)?;
+    Ok(Framed {
+        entries,
+        key_order,
+        op,
+        positional,
+    })
+}
+
+/// One member of an options map: its CDDL name (the last part of its error path) and its
+/// checked conversions from and to CBOR. Its label is the [`label`](crate::label) constant
+/// of the same name (see [`message_options!`]).
+struct Opt<T> {
+    name: &'static str,
+    decode: fn(&Value, &str) -> Result<T, TeepError>,
+    encode: fn(&T, &str) -> Result<Value, TeepError>,
+}
+
+impl<T> Opt<T> {
+    /// Decodes `v`, the value of this option in the options map at path `op`.
+    fn read(&self, v: &Value, op: &str) -> Result<Option<T>, TeepError> {
+        Ok(Some((self.decode)(v, &cbor::member(op, self.name))?))
+    }
+
+    /// Puts `value` into `w` under `label`, if it is set.
+    fn write(&self, w: &mut OptionsWriter, label: u64, value: &Option<T>) -> Result<(), TeepError> {
+        if let Some(x) = value {
+            let v = (self.encode)(x, &w.path(self.name))?;
+            w.put(label, v);
+        }
+        Ok(())
+    }
+}
+
+/// The option members of the five messages, named as their labels in [`label`](crate::label).
+mod opt {
+    use super::*;
+
+    pub(super) const TOKEN: Opt<Vec<u8>> = Opt {
+        name: "token",
+        decode: |v, p| f::sized_bytes(v, p, f::TOKEN_SIZE),
+        encode: |x, p| f::enc_sized_bytes(x, p, f::TOKEN_SIZE),
+    };
+    pub(super) const CHALLENGE: Opt<Vec<u8>> = Opt {
+        name: "challenge",
+        decode: |v, p| f::sized_bytes(v, p, f::CHALLENGE_SIZE),
+        encode: |x, p| f::enc_sized_bytes(x, p, f::CHALLENGE_SIZE),
+    };
+    pub(super) const SUPPORTED_FRESHNESS_MECHANISMS: Opt<Vec<FreshnessMechanism>> = Opt {
+        name: "supported-freshness-mechanisms",
+        decode: f::freshness_list,
+        encode: |x, p| f::enc_freshness_list(x, p),
+    };
+    pub(super) const SUPPORTED_TEEP_CIPHER_SUITES: Opt<Vec<TeepCipherSuite>> = Opt {
+        name: "supported-teep-cipher-suites",
+        decode: f::suites,
+        encode: |x, p| f::enc_suites(x, p),
+    };
+    pub(super) const SUPPORTED_SUIT_COSE_PROFILES: Opt<Vec<SuitCoseProfile>> = Opt {
+        name: "supported-suit-cose-profiles",
+        decode: f::profiles,
+        encode: |x, p| f::enc_profiles(x, p),
+    };
+    pub(super) const VERSIONS: Opt<Vec<u32>> = Opt {
+        name: "versions",
+        decode: f::u32_list,
+        encode: |x, p| f::enc_u32_list(x, p),
+    };
+    pub(super) const SELECTED_VERSION: Opt<u32> = Opt {
+        name: "selected-version",
+        decode: |v, p| Ok(cbor::as_u32(v, p)?),
+        encode: |x, _| Ok(cbor::uint(u64::from(*x))),
+    };
+    pub(super) const ATTESTATION_PAYLOAD_FORMAT: Opt<String> = Opt {
+        name: "attestation-payload-format",
+        decode: f::text,
+        encode: |x, _| Ok(Value::Text(x.clone())),
+    };
+    pub(super) const ATTESTATION_PAYLOAD: Opt<Vec<u8>> = Opt {
+        name: "attestation-payload",
+        decode: f::bytes,
+        encode: |x, _| Ok(cbor::bytes(x)),
+    };
+    pub(super) const SUIT_REPORTS: Opt<Vec<Vec<u8>>> = Opt {
+        name: "suit-reports",
+        decode: f::bytes_list,
+        encode: |x, p| f::enc_bytes_list(x, p),
+    };
+    pub(super) const MANIFEST_LIST: Opt<Vec<Vec<u8>>> = Opt {
+        name: "manifest-list",
+        decode: f::bytes_list,
+        encode: |x, p| f::enc_bytes_list(x, p),
+    };
+    pub(super) const UNNEEDED_MANIFEST_LIST: Opt<Vec<ComponentId>> = Opt {
+        name: "unneeded-manifest-list",
+        decode: f::component_ids,
+        encode: |x, p| f::enc_component_ids(x, p),
+    };
+    pub(super) const TC_LIST: Opt<Vec<SystemPropertyClaims>> = Opt {
+        name: "tc-list",
+        decode: f::tc_list,
+        encode: |x, p| f::enc_tc_list(x, p),
+    };
+    pub(super) const REQUESTED_TC_LIST: Opt<Vec<RequestedTcInfo>> = Opt {
+        name: "requested-tc-list",
+        decode: f::requested_tc_list,
+        encode: |x, p| f::enc_requested_tc_list(x, p),
+    };
+    pub(super) const EXT_LIST: Opt<Vec<u32>> = Opt {
+        name: "ext-list",
+        decode: f::u32_list,
+        encode: |x, p| f::enc_u32_list(x, p),
+    };
+    pub(super) const ERR_CODE: Opt<ErrCode> = Opt {
+        name: "err-code",
+        decode: ErrCode::decode,
+        encode: |x, p| x.encode(p),
+    };
+    pub(super) const MSG: Opt<String> = Opt {
+        name: "msg",
+        decode: |v, p| f::sized_text(v, p, f::MSG_SIZE),
+        encode: |x, p| f::enc_sized_text(x, p, f::MSG_SIZE),
+    };
+    pub(super) const ERR_MSG: Opt<String> = Opt {
+        name: "err-msg",
+        decode: |v, p| f::sized_text(v, p, f::MSG_SIZE),
+        encode: |x, p| f::enc_sized_text(x, p, f::MSG_SIZE),
+    };
+    pub(super) const ERR_LANG: Opt<String> = Opt {
+        name: "err-lang",
+        decode: |v, p| f::sized_text(v, p, f::LANG_SIZE),
+        encode: |x, p| f::enc_sized_text(x, p, f::LANG_SIZE),
+    };
+}
+
+/// The options map of a message, from its `field: OPTION` list in encoding order (the
+/// option `OPTION` is [`opt::OPTION`] with label [`label::OPTION`](crate::label)):
+/// `read_options` decodes map entries into the fields (unknown labels into `extensions`,
+/// in decoded order), `options_value` encodes the set fields and the extensions in the
+/// decoded key order.
+macro_rules! message_options {
+    ($t:ty { $($field:ident: $opt:ident),* $(,)? }) => {
+        impl $t {
+            fn read_options(&mut self, entries: Vec<(u64, &Value)>, op: &str) -> Result<(), TeepError> {
+                for (label, v) in entries {
+                    match label {
+                        $(l::$opt => self.$field = opt::$opt.read(v, op)?,)*
+                        other => self.extensions.push((other, v.clone())),
+                    }
+                }
+                Ok(())
+            }
+
+            fn options_value(&self) -> Result<Value, TeepError> {
+                let mut w = OptionsWriter::new(opt_path(Self::NAME));
+                $(opt::$opt.write(&mut w, l::$opt, &self.$field)?;)*
+                w.finish(&self.extensions, &self.key_order)
+            }
+        }
+    };
+}
+
+/// [`TeepCodec`] (and the inherent codec methods) of a message that is `[type, options]`.
+macro_rules! options_only_codec {
+    ($t:ident, $type:expr) => {
+        impl TeepCodec for $t {
+            fn from_value(value: &Value) -> Result<Self, TeepError> {
+                let d = open(value, $type, Self::NAME, 0)?;
+                let mut m = $t {
+                    key_order: d.key_order,
+                    ..Default::default()
+                };
+                m.read_options(d.entries, &d.op)?;
+                Ok(m)
+            }
+
+            fn to_value(&self) -> Result<Value, TeepError> {
+                Ok(Value::Array(vec![cbor::uint($type), self.options_value()?]))
+            }
+        }
+        inherent_codec!($t);
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 
 /// QueryRequest (type 1, ED §4.2), sent by the TAM.
@@ -216,58 +421,28 @@ impl QueryRequest {
     }
 }
 
+message_options!(QueryRequest {
+    token: TOKEN,
+    supported_freshness_mechanisms: SUPPORTED_FRESHNESS_MECHANISMS,
+    challenge: CHALLENGE,
+    versions: VERSIONS,
+    attestation_payload_format: ATTESTATION_PAYLOAD_FORMAT,
+    attestation_payload: ATTESTATION_PAYLOAD,
+    suit_reports: SUIT_REPORTS,
+});
+
 impl TeepCodec for QueryRequest {
     fn from_value(value: &Value) -> Result<Self, TeepError> {
         let n = Self::NAME;
-        let items = frame(value, msg_type::QUERY_REQUEST, n, 3)?;
-        let [_, options, suites, profiles, data_items] = items else {
-            return Err(TeepError::MissingElement { path: n.into() });
-        };
-        let op = opt_path(n);
-        let (opts, key_order) = f::option_entries(options, &op)?;
+        let d = open(value, msg_type::QUERY_REQUEST, n, 3)?;
         let mut m = QueryRequest {
-            key_order,
+            key_order: d.key_order,
             ..Default::default()
         };
-        for (label, v) in opts {
-            match label {
-                l::TOKEN => {
-                    m.token = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "token"),
-                        f::TOKEN_SIZE,
-                    )?)
-                }
-                l::SUPPORTED_FRESHNESS_MECHANISMS => {
-                    m.supported_freshness_mechanisms = Some(f::freshness_list(
-                        v,
-                        &cbor::member(&op, "supported-freshness-mechanisms"),
-                    )?)
-                }
-                l::CHALLENGE => {
-                    m.challenge = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "challenge"),
-                        f::CHALLENGE_SIZE,
-                    )?)
-                }
-                l::VERSIONS => m.versions = Some(f::u32_list(v, &cbor::member(&op, "versions"))?),
-                l::ATTESTATION_PAYLOAD_FORMAT => {
-                    m.attestation_payload_format = Some(f::text(
-                        v,
-                        &cbor::member(&op, "attestation-payload-format"),
-                    )?)
-                }
-                l::ATTESTATION_PAYLOAD => {
-                    m.attestation_payload =
-                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
-                }
-                l::SUIT_REPORTS => {
-                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
-                }
-                other => m.extensions.push((other, v.clone())),
-            }
-        }
+        m.read_options(d.entries, &d.op)?;
+        let [suites, profiles, data_items] = d.positional else {
+            return Err(TeepError::MissingElement { path: n.into() });
+        };
         m.supported_teep_cipher_suites =
             f::suites(suites, &cbor::member(n, "supported-teep-cipher-suites"))?;
         m.supported_suit_cose_profiles =
@@ -281,42 +456,9 @@ impl TeepCodec for QueryRequest {
 
     fn to_value(&self) -> Result<Value, TeepError> {
         let n = Self::NAME;
-        let mut w = OptionsWriter::new(opt_path(n));
-        if let Some(t) = &self.token {
-            w.put(
-                l::TOKEN,
-                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.supported_freshness_mechanisms {
-            let v = f::enc_freshness_list(x, &w.path("supported-freshness-mechanisms"))?;
-            w.put(l::SUPPORTED_FRESHNESS_MECHANISMS, v);
-        }
-        if let Some(c) = &self.challenge {
-            w.put(
-                l::CHALLENGE,
-                f::enc_sized_bytes(c, &w.path("challenge"), f::CHALLENGE_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.versions {
-            w.put(l::VERSIONS, f::enc_u32_list(x, &w.path("versions"))?);
-        }
-        if let Some(x) = &self.attestation_payload_format {
-            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
-        }
-        if let Some(x) = &self.attestation_payload {
-            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
-        }
-        if let Some(x) = &self.suit_reports {
-            w.put(
-                l::SUIT_REPORTS,
-                f::enc_bytes_list(x, &w.path("suit-reports"))?,
-            );
-        }
-        let options = w.finish(&self.extensions, &self.key_order)?;
         Ok(Value::Array(vec![
             cbor::uint(msg_type::QUERY_REQUEST),
-            options,
+            self.options_value()?,
             f::enc_suites(
                 &self.supported_teep_cipher_suites,
                 &cbor::member(n, "supported-teep-cipher-suites"),
@@ -422,115 +564,18 @@ impl QueryResponse {
     }
 }
 
-impl TeepCodec for QueryResponse {
-    fn from_value(value: &Value) -> Result<Self, TeepError> {
-        let n = Self::NAME;
-        let items = frame(value, msg_type::QUERY_RESPONSE, n, 0)?;
-        let [_, options] = items else {
-            return Err(TeepError::MissingElement { path: n.into() });
-        };
-        let op = opt_path(n);
-        let (opts, key_order) = f::option_entries(options, &op)?;
-        let mut m = QueryResponse {
-            key_order,
-            ..Default::default()
-        };
-        for (label, v) in opts {
-            match label {
-                l::TOKEN => {
-                    m.token = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "token"),
-                        f::TOKEN_SIZE,
-                    )?)
-                }
-                l::SELECTED_VERSION => {
-                    m.selected_version =
-                        Some(cbor::as_u32(v, &cbor::member(&op, "selected-version"))?)
-                }
-                l::ATTESTATION_PAYLOAD_FORMAT => {
-                    m.attestation_payload_format = Some(f::text(
-                        v,
-                        &cbor::member(&op, "attestation-payload-format"),
-                    )?)
-                }
-                l::ATTESTATION_PAYLOAD => {
-                    m.attestation_payload =
-                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
-                }
-                l::SUIT_REPORTS => {
-                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
-                }
-                l::TC_LIST => m.tc_list = Some(f::tc_list(v, &cbor::member(&op, "tc-list"))?),
-                l::REQUESTED_TC_LIST => {
-                    m.requested_tc_list = Some(f::requested_tc_list(
-                        v,
-                        &cbor::member(&op, "requested-tc-list"),
-                    )?)
-                }
-                l::UNNEEDED_MANIFEST_LIST => {
-                    m.unneeded_manifest_list = Some(f::component_ids(
-                        v,
-                        &cbor::member(&op, "unneeded-manifest-list"),
-                    )?)
-                }
-                l::EXT_LIST => m.ext_list = Some(f::u32_list(v, &cbor::member(&op, "ext-list"))?),
-                other => m.extensions.push((other, v.clone())),
-            }
-        }
-        Ok(m)
-    }
-
-    fn to_value(&self) -> Result<Value, TeepError> {
-        let n = Self::NAME;
-        let mut w = OptionsWriter::new(opt_path(n));
-        if let Some(t) = &self.token {
-            w.put(
-                l::TOKEN,
-                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
-            );
-        }
-        if let Some(x) = self.selected_version {
-            w.put(l::SELECTED_VERSION, cbor::uint(u64::from(x)));
-        }
-        if let Some(x) = &self.attestation_payload_format {
-            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
-        }
-        if let Some(x) = &self.attestation_payload {
-            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
-        }
-        if let Some(x) = &self.suit_reports {
-            w.put(
-                l::SUIT_REPORTS,
-                f::enc_bytes_list(x, &w.path("suit-reports"))?,
-            );
-        }
-        if let Some(x) = &self.tc_list {
-            w.put(l::TC_LIST, f::enc_tc_list(x, &w.path("tc-list"))?);
-        }
-        if let Some(x) = &self.requested_tc_list {
-            w.put(
-                l::REQUESTED_TC_LIST,
-                f::enc_requested_tc_list(x, &w.path("requested-tc-list"))?,
-            );
-        }
-        if let Some(x) = &self.unneeded_manifest_list {
-            w.put(
-                l::UNNEEDED_MANIFEST_LIST,
-                f::enc_component_ids(x, &w.path("unneeded-manifest-list"))?,
-            );
-        }
-        if let Some(x) = &self.ext_list {
-            w.put(l::EXT_LIST, f::enc_u32_list(x, &w.path("ext-list"))?);
-        }
-        let options = w.finish(&self.extensions, &self.key_order)?;
-        Ok(Value::Array(vec![
-            cbor::uint(msg_type::QUERY_RESPONSE),
-            options,
-        ]))
-    }
-}
-inherent_codec!(QueryResponse);
+message_options!(QueryResponse {
+    token: TOKEN,
+    selected_version: SELECTED_VERSION,
+    attestation_payload_format: ATTESTATION_PAYLOAD_FORMAT,
+    attestation_payload: ATTESTATION_PAYLOAD,
+    suit_reports: SUIT_REPORTS,
+    tc_list: TC_LIST,
+    requested_tc_list: REQUESTED_TC_LIST,
+    unneeded_manifest_list: UNNEEDED_MANIFEST_LIST,
+    ext_list: EXT_LIST,
+});
+options_only_codec!(QueryResponse, msg_type::QUERY_RESPONSE);
 
 // ---------------------------------------------------------------------------------------
 
@@ -606,117 +651,17 @@ impl Update {
     }
 }
 
-impl TeepCodec for Update {
-    fn from_value(value: &Value) -> Result<Self, TeepError> {
-        let n = Self::NAME;
-        let items = frame(value, msg_type::UPDATE, n, 0)?;
-        let [_, options] = items else {
-            return Err(TeepError::MissingElement { path: n.into() });
-        };
-        let op = opt_path(n);
-        let (opts, key_order) = f::option_entries(options, &op)?;
-        let mut m = Update {
-            key_order,
-            ..Default::default()
-        };
-        for (label, v) in opts {
-            match label {
-                l::TOKEN => {
-                    m.token = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "token"),
-                        f::TOKEN_SIZE,
-                    )?)
-                }
-                l::UNNEEDED_MANIFEST_LIST => {
-                    m.unneeded_manifest_list = Some(f::component_ids(
-                        v,
-                        &cbor::member(&op, "unneeded-manifest-list"),
-                    )?)
-                }
-                l::MANIFEST_LIST => {
-                    m.manifest_list = Some(f::bytes_list(v, &cbor::member(&op, "manifest-list"))?)
-                }
-                l::ATTESTATION_PAYLOAD_FORMAT => {
-                    m.attestation_payload_format = Some(f::text(
-                        v,
-                        &cbor::member(&op, "attestation-payload-format"),
-                    )?)
-                }
-                l::ATTESTATION_PAYLOAD => {
-                    m.attestation_payload =
-                        Some(f::bytes(v, &cbor::member(&op, "attestation-payload"))?)
-                }
-                l::ERR_CODE => {
-                    m.err_code = Some(ErrCode::decode(v, &cbor::member(&op, "err-code"))?)
-                }
-                l::ERR_MSG => {
-                    m.err_msg = Some(f::sized_text(
-                        v,
-                        &cbor::member(&op, "err-msg"),
-                        f::MSG_SIZE,
-                    )?)
-                }
-                l::ERR_LANG => {
-                    m.err_lang = Some(f::sized_text(
-                        v,
-                        &cbor::member(&op, "err-lang"),
-                        f::LANG_SIZE,
-                    )?)
-                }
-                other => m.extensions.push((other, v.clone())),
-            }
-        }
-        Ok(m)
-    }
-
-    fn to_value(&self) -> Result<Value, TeepError> {
-        let n = Self::NAME;
-        let mut w = OptionsWriter::new(opt_path(n));
-        if let Some(t) = &self.token {
-            w.put(
-                l::TOKEN,
-                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.unneeded_manifest_list {
-            w.put(
-                l::UNNEEDED_MANIFEST_LIST,
-                f::enc_component_ids(x, &w.path("unneeded-manifest-list"))?,
-            );
-        }
-        if let Some(x) = &self.manifest_list {
-            w.put(
-                l::MANIFEST_LIST,
-                f::enc_bytes_list(x, &w.path("manifest-list"))?,
-            );
-        }
-        if let Some(x) = &self.attestation_payload_format {
-            w.put(l::ATTESTATION_PAYLOAD_FORMAT, Value::Text(x.clone()));
-        }
-        if let Some(x) = &self.attestation_payload {
-            w.put(l::ATTESTATION_PAYLOAD, cbor::bytes(x));
-        }
-        if let Some(x) = self.err_code {
-            w.put(l::ERR_CODE, x.encode(&w.path("err-code"))?);
-        }
-        if let Some(x) = &self.err_msg {
-            w.put(
-                l::ERR_MSG,
-                f::enc_sized_text(x, &w.path("err-msg"), f::MSG_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.err_lang {
-            w.put(
-                l::ERR_LANG,
-                f::enc_sized_text(x, &w.path("err-lang"), f::LANG_SIZE)?,
-            );
-        }
-        let options = w.finish(&self.extensions, &self.key_order)?;
-        Ok(Value::Array(vec![cbor::uint(msg_type::UPDATE), options]))
-    }
-}
-inherent_codec!(Update);
+message_options!(Update {
+    token: TOKEN,
+    unneeded_manifest_list: UNNEEDED_MANIFEST_LIST,
+    manifest_list: MANIFEST_LIST,
+    attestation_payload_format: ATTESTATION_PAYLOAD_FORMAT,
+    attestation_payload: ATTESTATION_PAYLOAD,
+    err_code: ERR_CODE,
+    err_msg: ERR_MSG,
+    err_lang: ERR_LANG,
+});
+options_only_codec!(Update, msg_type::UPDATE);
 
 // ---------------------------------------------------------------------------------------
 
@@ -765,61 +710,12 @@ impl Success {
     }
 }
 
-impl TeepCodec for Success {
-    fn from_value(value: &Value) -> Result<Self, TeepError> {
-        let n = Self::NAME;
-        let items = frame(value, msg_type::SUCCESS, n, 0)?;
-        let [_, options] = items else {
-            return Err(TeepError::MissingElement { path: n.into() });
-        };
-        let op = opt_path(n);
-        let (opts, key_order) = f::option_entries(options, &op)?;
-        let mut m = Success {
-            key_order,
-            ..Default::default()
-        };
-        for (label, v) in opts {
-            match label {
-                l::TOKEN => {
-                    m.token = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "token"),
-                        f::TOKEN_SIZE,
-                    )?)
-                }
-                l::MSG => m.msg = Some(f::sized_text(v, &cbor::member(&op, "msg"), f::MSG_SIZE)?),
-                l::SUIT_REPORTS => {
-                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
-                }
-                other => m.extensions.push((other, v.clone())),
-            }
-        }
-        Ok(m)
-    }
-
-    fn to_value(&self) -> Result<Value, TeepError> {
-        let n = Self::NAME;
-        let mut w = OptionsWriter::new(opt_path(n));
-        if let Some(t) = &self.token {
-            w.put(
-                l::TOKEN,
-                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.msg {
-            w.put(l::MSG, f::enc_sized_text(x, &w.path("msg"), f::MSG_SIZE)?);
-        }
-        if let Some(x) = &self.suit_reports {
-            w.put(
-                l::SUIT_REPORTS,
-                f::enc_bytes_list(x, &w.path("suit-reports"))?,
-            );
-        }
-        let options = w.finish(&self.extensions, &self.key_order)?;
-        Ok(Value::Array(vec![cbor::uint(msg_type::SUCCESS), options]))
-    }
-}
-inherent_codec!(Success);
+message_options!(Success {
+    token: TOKEN,
+    msg: MSG,
+    suit_reports: SUIT_REPORTS,
+});
+options_only_codec!(Success, msg_type::SUCCESS);
 
 // ---------------------------------------------------------------------------------------
 
@@ -925,129 +821,37 @@ impl Error {
     }
 }
 
+message_options!(Error {
+    token: TOKEN,
+    err_msg: ERR_MSG,
+    err_lang: ERR_LANG,
+    supported_teep_cipher_suites: SUPPORTED_TEEP_CIPHER_SUITES,
+    supported_freshness_mechanisms: SUPPORTED_FRESHNESS_MECHANISMS,
+    supported_suit_cose_profiles: SUPPORTED_SUIT_COSE_PROFILES,
+    challenge: CHALLENGE,
+    versions: VERSIONS,
+    suit_reports: SUIT_REPORTS,
+});
+
 impl TeepCodec for Error {
     fn from_value(value: &Value) -> Result<Self, TeepError> {
         let n = Self::NAME;
-        let items = frame(value, msg_type::ERROR, n, 1)?;
-        let [_, options, code] = items else {
+        let d = open(value, msg_type::ERROR, n, 1)?;
+        let [code] = d.positional else {
             return Err(TeepError::MissingElement { path: n.into() });
         };
-        let op = opt_path(n);
-        let (opts, key_order) = f::option_entries(options, &op)?;
-        let err_code = ErrCode::decode(code, &cbor::member(n, "err-code"))?;
-        let mut m = Error::new(err_code);
-        m.key_order = key_order;
-        for (label, v) in opts {
-            match label {
-                l::TOKEN => {
-                    m.token = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "token"),
-                        f::TOKEN_SIZE,
-                    )?)
-                }
-                l::ERR_MSG => {
-                    m.err_msg = Some(f::sized_text(
-                        v,
-                        &cbor::member(&op, "err-msg"),
-                        f::MSG_SIZE,
-                    )?)
-                }
-                l::ERR_LANG => {
-                    m.err_lang = Some(f::sized_text(
-                        v,
-                        &cbor::member(&op, "err-lang"),
-                        f::LANG_SIZE,
-                    )?)
-                }
-                l::SUPPORTED_TEEP_CIPHER_SUITES => {
-                    m.supported_teep_cipher_suites = Some(f::suites(
-                        v,
-                        &cbor::member(&op, "supported-teep-cipher-suites"),
-                    )?)
-                }
-                l::SUPPORTED_FRESHNESS_MECHANISMS => {
-                    m.supported_freshness_mechanisms = Some(f::freshness_list(
-                        v,
-                        &cbor::member(&op, "supported-freshness-mechanisms"),
-                    )?)
-                }
-                l::SUPPORTED_SUIT_COSE_PROFILES => {
-                    m.supported_suit_cose_profiles = Some(f::profiles(
-                        v,
-                        &cbor::member(&op, "supported-suit-cose-profiles"),
-                    )?)
-                }
-                l::CHALLENGE => {
-                    m.challenge = Some(f::sized_bytes(
-                        v,
-                        &cbor::member(&op, "challenge"),
-                        f::CHALLENGE_SIZE,
-                    )?)
-                }
-                l::VERSIONS => m.versions = Some(f::u32_list(v, &cbor::member(&op, "versions"))?),
-                l::SUIT_REPORTS => {
-                    m.suit_reports = Some(f::bytes_list(v, &cbor::member(&op, "suit-reports"))?)
-                }
-                other => m.extensions.push((other, v.clone())),
-            }
-        }
+        let mut m = Error::new(ErrCode::decode(code, &cbor::member(n, "err-code"))?);
+        m.key_order = d.key_order;
+        m.read_options(d.entries, &d.op)?;
         Ok(m)
     }
 
     fn to_value(&self) -> Result<Value, TeepError> {
-        let n = Self::NAME;
-        let mut w = OptionsWriter::new(opt_path(n));
-        if let Some(t) = &self.token {
-            w.put(
-                l::TOKEN,
-                f::enc_sized_bytes(t, &w.path("token"), f::TOKEN_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.err_msg {
-            w.put(
-                l::ERR_MSG,
-                f::enc_sized_text(x, &w.path("err-msg"), f::MSG_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.err_lang {
-            w.put(
-                l::ERR_LANG,
-                f::enc_sized_text(x, &w.path("err-lang"), f::LANG_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.supported_teep_cipher_suites {
-            let v = f::enc_suites(x, &w.path("supported-teep-cipher-suites"))?;
-            w.put(l::SUPPORTED_TEEP_CIPHER_SUITES, v);
-        }
-        if let Some(x) = &self.supported_freshness_mechanisms {
-            let v = f::enc_freshness_list(x, &w.path("supported-freshness-mechanisms"))?;
-            w.put(l::SUPPORTED_FRESHNESS_MECHANISMS, v);
-        }
-        if let Some(x) = &self.supported_suit_cose_profiles {
-            let v = f::enc_profiles(x, &w.path("supported-suit-cose-profiles"))?;
-            w.put(l::SUPPORTED_SUIT_COSE_PROFILES, v);
-        }
-        if let Some(c) = &self.challenge {
-            w.put(
-                l::CHALLENGE,
-                f::enc_sized_bytes(c, &w.path("challenge"), f::CHALLENGE_SIZE)?,
-            );
-        }
-        if let Some(x) = &self.versions {
-            w.put(l::VERSIONS, f::enc_u32_list(x, &w.path("versions"))?);
-        }
-        if let Some(x) = &self.suit_reports {
-            w.put(
-                l::SUIT_REPORTS,
-                f::enc_bytes_list(x, &w.path("suit-reports"))?,
-            );
-        }
-        let options = w.finish(&self.extensions, &self.key_order)?;
         Ok(Value::Array(vec![
             cbor::uint(msg_type::ERROR),
-            options,
-            self.err_code.encode(&cbor::member(n, "err-code"))?,
+            self.options_value()?,
+            self.err_code
+                .encode(&cbor::member(Self::NAME, "err-code"))?,
         ]))
     }
 }
