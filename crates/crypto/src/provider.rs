@@ -2,7 +2,8 @@
 
 use alloc::vec::Vec;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, Payload};
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::Mac;
 use sha2::{Digest, Sha256};
@@ -144,25 +145,33 @@ pub(crate) fn rc_verify(
     }
 }
 
-pub(crate) fn rc_gcm_seal(
+/// AES-GCM with the cipher the key length selects (16 or 32 bytes): seals `payload` when
+/// `seal`, else opens it; a failed operation is `AeadSeal` / `AeadOpen`.
+fn rc_gcm(
     key: &[u8],
     nonce: &[u8],
-    aad: &[u8],
-    plaintext: &[u8],
+    payload: Payload<'_, '_>,
+    seal: bool,
 ) -> Result<Vec<u8>, CryptoError> {
+    /// The operation with cipher `C`; `None` on any failure.
+    fn run<C: KeyInit + Aead + AeadCore<NonceSize = U12>>(
+        key: &[u8],
+        nonce: &aes_gcm::Nonce<U12>,
+        payload: Payload<'_, '_>,
+        seal: bool,
+    ) -> Option<Vec<u8>> {
+        let cipher = C::new_from_slice(key).ok()?;
+        if seal {
+            cipher.encrypt(nonce, payload).ok()
+        } else {
+            cipher.decrypt(nonce, payload).ok()
+        }
+    }
     check_gcm_nonce(nonce)?;
     let nonce = aes_gcm::Nonce::from_slice(nonce);
-    let payload = Payload {
-        msg: plaintext,
-        aad,
-    };
     match key.len() {
-        16 => aes_gcm::Aes128Gcm::new_from_slice(key)
-            .map_err(|_| CryptoError::AeadSeal)?
-            .encrypt(nonce, payload),
-        32 => aes_gcm::Aes256Gcm::new_from_slice(key)
-            .map_err(|_| CryptoError::AeadSeal)?
-            .encrypt(nonce, payload),
+        16 => run::<aes_gcm::Aes128Gcm>(key, nonce, payload, seal),
+        32 => run::<aes_gcm::Aes256Gcm>(key, nonce, payload, seal),
         len => {
             return Err(CryptoError::InvalidLength {
                 what: "AES-GCM key",
@@ -170,36 +179,11 @@ pub(crate) fn rc_gcm_seal(
             })
         }
     }
-    .map_err(|_| CryptoError::AeadSeal)
-}
-
-pub(crate) fn rc_gcm_open(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    check_gcm_nonce(nonce)?;
-    let nonce = aes_gcm::Nonce::from_slice(nonce);
-    let payload = Payload {
-        msg: ciphertext,
-        aad,
-    };
-    match key.len() {
-        16 => aes_gcm::Aes128Gcm::new_from_slice(key)
-            .map_err(|_| CryptoError::AeadOpen)?
-            .decrypt(nonce, payload),
-        32 => aes_gcm::Aes256Gcm::new_from_slice(key)
-            .map_err(|_| CryptoError::AeadOpen)?
-            .decrypt(nonce, payload),
-        len => {
-            return Err(CryptoError::InvalidLength {
-                what: "AES-GCM key",
-                len,
-            })
-        }
-    }
-    .map_err(|_| CryptoError::AeadOpen)
+    .ok_or(if seal {
+        CryptoError::AeadSeal
+    } else {
+        CryptoError::AeadOpen
+    })
 }
 
 pub(crate) fn rc_ecdh(
@@ -242,29 +226,41 @@ pub(crate) fn rc_hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     }
 }
 
+/// An AES-KW key-encryption key of 16 or 32 bytes.
+// A short-lived local of one wrap or unwrap: boxing the larger key schedule would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Kek {
+    Aes128(aes_kw::KekAes128),
+    Aes256(aes_kw::KekAes256),
+}
+
+impl Kek {
+    /// The KEK for `kek`; any other length than 16 or 32 bytes is `InvalidLength`.
+    fn new(kek: &[u8]) -> Result<Kek, CryptoError> {
+        let bad = CryptoError::InvalidLength {
+            what: "AES-KW KEK",
+            len: kek.len(),
+        };
+        match kek.len() {
+            16 => aes_kw::KekAes128::try_from(kek)
+                .map(Kek::Aes128)
+                .map_err(|_| bad),
+            32 => aes_kw::KekAes256::try_from(kek)
+                .map(Kek::Aes256)
+                .map_err(|_| bad),
+            _ => Err(bad),
+        }
+    }
+}
+
 pub(crate) fn rc_kw_wrap(kek: &[u8], key: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if key.len() < 16 || key.len() % 8 != 0 {
         return Err(CryptoError::KeyWrap { len: key.len() });
     }
-    match kek.len() {
-        16 => aes_kw::KekAes128::try_from(kek)
-            .map_err(|_| CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len: kek.len(),
-            })?
-            .wrap_vec(key),
-        32 => aes_kw::KekAes256::try_from(kek)
-            .map_err(|_| CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len: kek.len(),
-            })?
-            .wrap_vec(key),
-        len => {
-            return Err(CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len,
-            })
-        }
+    match Kek::new(kek)? {
+        Kek::Aes128(k) => k.wrap_vec(key),
+        Kek::Aes256(k) => k.wrap_vec(key),
     }
     .map_err(|_| CryptoError::KeyWrap { len: key.len() })
 }
@@ -276,25 +272,9 @@ pub(crate) fn rc_kw_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, Crypto
             len: wrapped.len(),
         });
     }
-    match kek.len() {
-        16 => aes_kw::KekAes128::try_from(kek)
-            .map_err(|_| CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len: kek.len(),
-            })?
-            .unwrap_vec(wrapped),
-        32 => aes_kw::KekAes256::try_from(kek)
-            .map_err(|_| CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len: kek.len(),
-            })?
-            .unwrap_vec(wrapped),
-        len => {
-            return Err(CryptoError::InvalidLength {
-                what: "AES-KW KEK",
-                len,
-            })
-        }
+    match Kek::new(kek)? {
+        Kek::Aes128(k) => k.unwrap_vec(wrapped),
+        Kek::Aes256(k) => k.unwrap_vec(wrapped),
     }
     .map_err(|_| CryptoError::KeyUnwrap)
 }
@@ -316,6 +296,61 @@ pub(crate) fn rc_ctr(key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), C
     Ok(())
 }
 
+/// The [`CryptoProvider`] methods every provider of this crate takes from RustCrypto (ECDH,
+/// HKDF, HMAC, AES-KW, AES-CTR), as items for an `impl CryptoProvider` block.
+macro_rules! rustcrypto_methods {
+    () => {
+        fn ecdh_p256(
+            &self,
+            private: &p256::SecretKey,
+            peer: &p256::PublicKey,
+        ) -> Result<zeroize::Zeroizing<[u8; 32]>, $crate::CryptoError> {
+            $crate::provider::rc_ecdh(private, peer)
+        }
+
+        fn hkdf_sha256(
+            &self,
+            salt: &[u8],
+            ikm: &[u8],
+            info: &[u8],
+            out: &mut [u8],
+        ) -> Result<(), $crate::CryptoError> {
+            $crate::provider::rc_hkdf(salt, ikm, info, out)
+        }
+
+        fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> [u8; 32] {
+            $crate::provider::rc_hmac(key, data)
+        }
+
+        fn aes_kw_wrap(
+            &self,
+            kek: &[u8],
+            key: &[u8],
+        ) -> Result<alloc::vec::Vec<u8>, $crate::CryptoError> {
+            $crate::provider::rc_kw_wrap(kek, key)
+        }
+
+        fn aes_kw_unwrap(
+            &self,
+            kek: &[u8],
+            wrapped: &[u8],
+        ) -> Result<alloc::vec::Vec<u8>, $crate::CryptoError> {
+            $crate::provider::rc_kw_unwrap(kek, wrapped)
+        }
+
+        fn aes_ctr_apply(
+            &self,
+            key: &[u8],
+            iv: &[u8; 16],
+            data: &mut [u8],
+        ) -> Result<(), $crate::CryptoError> {
+            $crate::provider::rc_ctr(key, iv, data)
+        }
+    };
+}
+#[cfg(feature = "ring")]
+pub(crate) use rustcrypto_methods;
+
 impl CryptoProvider for RustCryptoProvider {
     fn sha256(&self, data: &[u8]) -> [u8; 32] {
         Sha256::digest(data).into()
@@ -335,36 +370,6 @@ impl CryptoProvider for RustCryptoProvider {
         rc_verify(alg, key, msg, sig)
     }
 
-    fn ecdh_p256(
-        &self,
-        private: &p256::SecretKey,
-        peer: &p256::PublicKey,
-    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        rc_ecdh(private, peer)
-    }
-
-    fn hkdf_sha256(
-        &self,
-        salt: &[u8],
-        ikm: &[u8],
-        info: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        rc_hkdf(salt, ikm, info, out)
-    }
-
-    fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> [u8; 32] {
-        rc_hmac(key, data)
-    }
-
-    fn aes_kw_wrap(&self, kek: &[u8], key: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        rc_kw_wrap(kek, key)
-    }
-
-    fn aes_kw_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        rc_kw_unwrap(kek, wrapped)
-    }
-
     fn aes_gcm_seal(
         &self,
         key: &[u8],
@@ -372,7 +377,11 @@ impl CryptoProvider for RustCryptoProvider {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        rc_gcm_seal(key, nonce, aad, plaintext)
+        let payload = Payload {
+            msg: plaintext,
+            aad,
+        };
+        rc_gcm(key, nonce, payload, true)
     }
 
     fn aes_gcm_open(
@@ -382,10 +391,12 @@ impl CryptoProvider for RustCryptoProvider {
         aad: &[u8],
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        rc_gcm_open(key, nonce, aad, ciphertext)
+        let payload = Payload {
+            msg: ciphertext,
+            aad,
+        };
+        rc_gcm(key, nonce, payload, false)
     }
 
-    fn aes_ctr_apply(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        rc_ctr(key, iv, data)
-    }
+    rustcrypto_methods!();
 }

@@ -9,7 +9,7 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
-use crate::provider::{rc_ctr, rc_ecdh, rc_hkdf, rc_hmac, rc_kw_unwrap, rc_kw_wrap};
+use crate::provider::rustcrypto_methods;
 use crate::{CryptoError, CryptoProvider, PrivateKey, PublicComponents, PublicKey, SigAlg};
 
 /// Fast server provider (feature `ring`, std only).
@@ -240,36 +240,6 @@ impl CryptoProvider for RingProvider {
         }
     }
 
-    fn ecdh_p256(
-        &self,
-        private: &p256::SecretKey,
-        peer: &p256::PublicKey,
-    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        rc_ecdh(private, peer)
-    }
-
-    fn hkdf_sha256(
-        &self,
-        salt: &[u8],
-        ikm: &[u8],
-        info: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        rc_hkdf(salt, ikm, info, out)
-    }
-
-    fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> [u8; 32] {
-        rc_hmac(key, data)
-    }
-
-    fn aes_kw_wrap(&self, kek: &[u8], key: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        rc_kw_wrap(kek, key)
-    }
-
-    fn aes_kw_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        rc_kw_unwrap(kek, wrapped)
-    }
-
     fn aes_gcm_seal(
         &self,
         key: &[u8],
@@ -303,9 +273,7 @@ impl CryptoProvider for RingProvider {
         Ok(buf)
     }
 
-    fn aes_ctr_apply(&self, key: &[u8], iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        rc_ctr(key, iv, data)
-    }
+    rustcrypto_methods!();
 }
 
 fn gcm_key(key: &[u8]) -> Result<ring::aead::LessSafeKey, CryptoError> {
