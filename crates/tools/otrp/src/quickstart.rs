@@ -58,8 +58,11 @@ Plays the OpenTrust use cases end to end, in this process, over HTTPS on loopbac
        zone is refused where it was accepted before.
     4. Management configurations: a device model under each of OEM-gated, OEM-owned SDs
        and dual control, with one refused and one allowed operation each.
-    5. Batch: one package signed once by the TAM for a batch of sensors; their Brokers
-       fetch it (HTTP, ETag), every TEE applies it and reports back.
+    5. Batch: one package signed once by the TAM for a batch of delivery drones (the
+       geofence TA and its no-fly zones, encrypted to the batch key); their Brokers fetch
+       it (HTTP, ETag), every TEE applies it and reports back; then a second package
+       with new zones alone updates the whole fleet's data, and every drone refuses the
+       new zone.
   * ends with a summary table (scenario, devices, result, time).
 
 Exits 0 when every scenario passed; otherwise non-zero with the reason.
@@ -112,7 +115,7 @@ const MODELS: &[&str] = &[
     "gated-tablet",
     "oem-sd-kiosk",
     "dual-car",
-    "sensor",
+    "delivery-drone",
 ];
 
 impl Harness {

@@ -36,11 +36,13 @@ fn quickstart_plays_every_scenario_and_exits_zero() {
         "tries to create its own SD `kiosk`: refused (403",
         "is `awaiting-cosign`; after a TEEP session the cars hold nothing",
         "1/1 cars install it",
-        "in batch `sensors-lot-1`: they share one batch key",
-        "the TA inside is encrypted to the batch key",
+        "in batch `drones-lot-1`: they share one batch key",
+        "the geofence TA and its no-fly zones v1, both encrypted to the batch key",
         "every TEE checked the TAM signature and the batch sequence and installed the TA",
         "A second round answered 304 Not Modified",
         "TAM signatures: 1 for ",
+        "as a data-only batch package",
+        "drones applied it without re-installing the TA, and each now refuses the old town",
         "Every scenario passed.",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

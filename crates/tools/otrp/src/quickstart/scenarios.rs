@@ -388,7 +388,10 @@ async fn personalize(h: &Harness, tam: &Tam, sp: &str, zones: &str, seq: u64) ->
 }
 
 /// The batch of scenario 5.
-const BATCH: &str = "sensors-lot-1";
+const BATCH: &str = "drones-lot-1";
+
+/// The TA of scenario 5 (the drone-geofence sample TA), and the data it reads.
+const BATCH_TA: &str = "delivery/geofence";
 
 /// A counter of the TAM's Prometheus exposition (`/metrics`), 0 when not yet counted.
 async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
@@ -408,19 +411,21 @@ async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
         .sum::<f64>() as u64)
 }
 
-/// Scenario 5, batch mode: one package, signed once by the TAM, for a batch of sensors
-/// that share a batch key; their Brokers fetch it, every TEE applies it, reports come back.
+/// Scenario 5, batch mode: one package, signed once by the TAM, for a batch of delivery
+/// drones that share a batch key (the geofence TA and its no-fly zones); their Brokers
+/// fetch it, every TEE applies it, reports come back. Then a fleet-wide data update: a
+/// second package with new zones alone, and every drone answers from them.
 async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
-    let sp = h.sp_account(tam, "sensorco", true).await?;
-    h.grant_sd(tam, "sensors", "sensorco").await?;
+    let sp = h.sp_account(tam, "deliveryco", true).await?;
+    h.grant_sd(tam, "delivery", "deliveryco").await?;
     let n = h.count(50, 10);
-    let fleet = h.provision_in(n, "sensor", MgmtConfig::OemGated, Some(BATCH))?;
+    let fleet = h.provision_in(n, "delivery-drone", MgmtConfig::OemGated, Some(BATCH))?;
     step(format!(
-        "The OEM provisioned {n} sensors in batch `{BATCH}`: they share one batch key (PKI batch/{BATCH}.key.pem)."
+        "The OEM provisioned {n} delivery drones in batch `{BATCH}`: they share one batch key (PKI batch/{BATCH}.key.pem)."
     ));
     let first = h.converge(&fleet, tam, "first contact").await?;
     step(format!(
-        "Each sensor ran its first attested TEEP session ({} sessions, once per device lifetime): the TAM now knows the Agent key its reports are signed with.",
+        "Each drone ran its first attested TEEP session ({} sessions, once per device lifetime): the TAM now knows the Agent key its reports are signed with.",
         first.sessions
     ));
     let public = {
@@ -433,79 +438,61 @@ async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
             .ok_or_else(|| anyhow!("no batch key {BATCH} in the PKI"))?;
         String::from_utf8(h.pki.file(&rec.public)?.to_vec()).context("batch public key")?
     };
-    let image = wasm("smart-lock")?;
+    let image = wasm("drone-geofence")?;
     let env = otrp_tam_server::publish::ta_envelope_for_batch(
         otrp_crypto::default_provider(),
         &h.sp_key,
-        "sensors/sensor-ta",
+        BATCH_TA,
         1,
         &image,
         BATCH,
         &public,
     )
     .map_err(|e| anyhow!("{e}"))?;
-    let (st, v) = h.upload(tam, &sp, &env, "sensor TA").await?;
+    let (st, v) = h.upload(tam, &sp, &env, "geofence TA").await?;
     if st != StatusCode::CREATED {
-        bail!("uploading the sensor TA: the TAM answered {st}: {v}");
+        bail!("uploading the geofence TA: the TAM answered {st}: {v}");
     }
+    upload_batch_zones(h, tam, &sp, &public, ZONES_V1, 1).await?;
     let sigs_before = tam_counter(h, tam, "otrp_batch_signatures_total").await?;
     let pkg = h
         .post_ok(
             tam,
             &format!("/api/v1/batches/{BATCH}/packages"),
             &sp,
-            serde_json::json!({"components": ["sensors/sensor-ta"]}),
+            serde_json::json!({"components": [BATCH_TA], "data": [BATCH_TA]}),
             StatusCode::CREATED,
         )
         .await?;
     let size = pkg["size"].as_u64().unwrap_or(0);
     step(format!(
-        "sensorco published one batch package (seq {}, {size} bytes: {}); the TA inside is encrypted to the batch key.",
+        "deliveryco published one batch package (seq {}, {size} bytes: {}): the geofence TA and its no-fly zones v1, both encrypted to the batch key.",
         pkg["seq"],
         pkg["contents"].as_str().unwrap_or("?")
     ));
-    // Every sensor's Broker fetches the package, hands it to its TEE and posts the report.
-    let pb = super::bar(n, "batch round");
-    let mut tasks = tokio::task::JoinSet::new();
-    for d in fleet.devices() {
-        let mut tee = d.tee().clone();
-        let http = h.http.clone();
-        let url = tam.url.clone();
-        tasks.spawn(async move {
-            let mut state = otrp_broker::BatchState::default();
-            let first = otrp_broker::batch_round(&http, &url, &mut tee, &mut state).await;
-            let again = otrp_broker::batch_round(&http, &url, &mut tee, &mut state).await;
-            (first, again)
-        });
-    }
-    let (mut applied, mut reported, mut fetched_bytes, mut not_modified) = (0, 0, 0, 0);
-    while let Some(j) = tasks.join_next().await {
-        pb.inc(1);
-        let (first, again) = j.context("batch round task")?;
-        let first = first.context("batch round")?;
-        let again = again.context("second batch round")?;
-        if first
-            .applied
-            .as_ref()
-            .is_some_and(|a| a.outcome == "applied")
-        {
-            applied += 1;
-        } else {
-            bail!("a sensor did not apply the package: {first:?}");
-        }
-        reported += first.reports_sent;
-        fetched_bytes += first.package_bytes;
-        if again.fetch_status == Some(304) && again.package_bytes == 0 {
+    // Every drone's Broker fetches the package, hands it to its TEE and posts the report.
+    let mut states = vec![otrp_broker::BatchState::default(); n];
+    let rounds = batch_rounds(h, tam, &fleet, &mut states, 2, "batch round").await?;
+    let (mut reported, mut fetched_bytes, mut not_modified) = (0, 0, 0);
+    for r in &rounds {
+        reported += r[0].reports_sent;
+        fetched_bytes += r[0].package_bytes;
+        if r[1].fetch_status == Some(304) && r[1].package_bytes == 0 {
             not_modified += 1;
         }
     }
-    pb.finish_and_clear();
-    let have = count_with(&fleet, "sensors:sensor-ta", &image)?;
-    if have != n || applied != n {
-        bail!("the batch package reached {have} of {n} sensors ({applied} applied)");
+    let have = count_with(&fleet, "delivery:geofence", &image)?;
+    if have != n {
+        bail!("the batch package reached {have} of {n} drones");
+    }
+    let (old_lat, old_lon) = (48.1374, 11.5755);
+    if all_refuse(&fleet, 48.3538, 11.7861)? != Some(true)
+        || all_refuse(&fleet, old_lat, old_lon)? != Some(false)
+    {
+        bail!("not every drone answers from zones v1 (airport refused, old town allowed)");
     }
     step(format!(
-        "All {n} Brokers fetched the same {size} bytes (GET /tam/batch/{BATCH}, {fetched_bytes} bytes in all); every TEE checked the TAM signature and the batch sequence and installed the TA: {have}/{n} run it."
+        "All {n} Brokers fetched the same {size} bytes (GET /tam/batch/{BATCH}, {fetched_bytes} bytes in all); every TEE checked the TAM signature and the batch sequence and installed the TA: {have}/{n} run it and refuse the airport."
     ));
     let b = h
         .get_ok(tam, &format!("/api/v1/batches/{BATCH}"), &sp)
@@ -516,7 +503,7 @@ async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
         "Reports came back asynchronously: {reported} sent, the TAM counts {counted} applied, {failed} failed. A second round answered 304 Not Modified to {not_modified}/{n} (ETag, no body)."
     ));
     if counted != n as u64 {
-        bail!("the TAM counted {counted} applied reports for {n} sensors");
+        bail!("the TAM counted {counted} applied reports for {n} drones");
     }
     let sigs = tam_counter(h, tam, "otrp_batch_signatures_total").await? - sigs_before;
     let stored = pkg["tam_signatures"].as_u64().unwrap_or(0);
@@ -526,5 +513,133 @@ async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
     if sigs != 1 || stored != 1 {
         bail!("the package took {sigs} TAM signatures (store: {stored}), expected 1");
     }
-    Ok((n, format!("{have}/{n} applied, 1 TAM signature")))
+
+    // A fleet-wide data update: new zones alone, for the TA every drone already runs.
+    upload_batch_zones(h, tam, &sp, &public, ZONES_V2, 2).await?;
+    let pkg2 = h
+        .post_ok(
+            tam,
+            &format!("/api/v1/batches/{BATCH}/packages"),
+            &sp,
+            serde_json::json!({"data": [BATCH_TA]}),
+            StatusCode::CREATED,
+        )
+        .await?;
+    let size2 = pkg2["size"].as_u64().unwrap_or(0);
+    let stored2 = pkg2["tam_signatures"].as_u64().unwrap_or(0);
+    if stored2 != 1 {
+        bail!("the data package took {stored2} TAM signatures, expected 1");
+    }
+    batch_rounds(h, tam, &fleet, &mut states, 1, "data update round").await?;
+    if all_refuse(&fleet, old_lat, old_lon)? != Some(true) {
+        bail!("not every drone refuses the old town with zones v2");
+    }
+    let mut ta_kept = 0;
+    for d in fleet.devices() {
+        // Zone set version 2 with 2 zones, and the TA itself still manifest #1.
+        let info = d.invoke("geofence", 2, &[]).context("geofence info")?;
+        let ta_seq = d
+            .status()?
+            .manifests
+            .iter()
+            .find(|m| m.id.ends_with("geofence"))
+            .map(|m| m.sequence_number);
+        if info != [0, 0, 0, 2, 0, 0, 0, 2] {
+            bail!("a drone reports zone set {info:?}, expected version 2 with 2 zones");
+        }
+        if ta_seq == Some(1) {
+            ta_kept += 1;
+        }
+    }
+    if ta_kept != n {
+        bail!("the TA was re-installed on {} drones", n - ta_kept);
+    }
+    step(format!(
+        "deliveryco sent the fleet new no-fly zones (v2 adds the old town) as a data-only batch package (seq {}, {size2} bytes: {}, signed once): all {n} drones applied it without re-installing the TA, and each now refuses the old town ({old_lat}, {old_lon}) it accepted before.",
+        pkg2["seq"],
+        pkg2["contents"].as_str().unwrap_or("?")
+    ));
+    Ok((
+        n,
+        format!("{have}/{n} applied, 1 TAM sig, zones v2 {n}/{n}"),
+    ))
+}
+
+/// Signs zone set `zones` for the geofence TA of scenario 5 as batch data (manifest
+/// `seq` of `delivery/geofence/perso`, encrypted to the batch public key) and uploads it.
+async fn upload_batch_zones(
+    h: &Harness,
+    tam: &Tam,
+    sp: &str,
+    batch_public: &str,
+    zones: &str,
+    seq: u64,
+) -> Result<()> {
+    let env = otrp_tam_server::publish::data_envelope_for_batch(
+        otrp_crypto::default_provider(),
+        &h.sp_key,
+        BATCH_TA,
+        seq,
+        zones.as_bytes(),
+        BATCH,
+        batch_public,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let (st, v) = h.upload(tam, sp, &env, "no-fly zones").await?;
+    if st != StatusCode::CREATED {
+        bail!("uploading no-fly zones v{seq}: the TAM answered {st}: {v}");
+    }
+    Ok(())
+}
+
+/// `per_device` batch rounds on every device of `fleet` in parallel (its Broker fetches
+/// the package, hands it to its TEE and posts the report), with each device's
+/// [`otrp_broker::BatchState`] in `states`; fails unless each device's first round
+/// applied the package. The rounds of each device, in order.
+async fn batch_rounds(
+    h: &Harness,
+    tam: &Tam,
+    fleet: &Fleet,
+    states: &mut [otrp_broker::BatchState],
+    per_device: usize,
+    what: &str,
+) -> Result<Vec<Vec<otrp_broker::BatchRound>>> {
+    let pb = super::bar(fleet.len(), what);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (d, state)) in fleet.devices().iter().zip(states.iter()).enumerate() {
+        let mut tee = d.tee().clone();
+        let http = h.http.clone();
+        let url = tam.url.clone();
+        let mut state = state.clone();
+        tasks.spawn(async move {
+            let mut rounds = Vec::with_capacity(per_device);
+            for _ in 0..per_device {
+                rounds.push(otrp_broker::batch_round(&http, &url, &mut tee, &mut state).await);
+            }
+            (i, state, rounds)
+        });
+    }
+    let mut out: Vec<Vec<otrp_broker::BatchRound>> = vec![Vec::new(); fleet.len()];
+    while let Some(j) = tasks.join_next().await {
+        pb.inc(1);
+        let (i, state, rounds) = j.context("batch round task")?;
+        let rounds = rounds
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .context(what.to_owned())?;
+        if rounds
+            .first()
+            .and_then(|r| r.applied.as_ref())
+            .is_none_or(|a| a.outcome != "applied")
+        {
+            bail!(
+                "a drone did not apply the package ({what}): {:?}",
+                rounds.first()
+            );
+        }
+        states[i] = state;
+        out[i] = rounds;
+    }
+    pb.finish_and_clear();
+    Ok(out)
 }
