@@ -26,27 +26,19 @@
 //! so the CPU figure of a `--statements` run is not comparable.
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ciborium::value::Value;
-use coset::{CborSerializable, Label};
-use otrp_crypto::{CryptoProvider, KeyKind, PrivateKey, PublicKey};
-use otrp_eat::{Confirmation, ContentFormat, EatClaims, OemId, Profile};
+use common::{fresh_dir, key, reply, runtime, tam_keys, tam_with_one_ta, Device, MODEL, NOW};
+use otrp_crypto::KeyKind;
 use otrp_pki::device::{provision, ProvisionRequest};
 use otrp_pki::{CaRole, InitOptions, Pki};
-use otrp_store::{AccountKind, DeploymentAction, Rollout, SqlStore, Store, Target};
-use otrp_suit::{CborItem, ComponentId as SuitId, ReportResult, SuitReport};
-use otrp_tam::{
-    Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys, X5CHAIN,
-};
-use otrp_teep::{QueryResponse, Success, TeepMessage};
+use otrp_tam::{EatVerifier, Outcome};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-const NOW: u64 = 1_800_000_000;
-const MODEL: &str = "bench";
 const DEVICES: u64 = 8;
 
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
@@ -64,10 +56,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
             STATEMENTS.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn key(seed: u64, kind: KeyKind) -> PrivateKey {
-    PrivateKey::generate(kind, &mut ChaCha20Rng::seed_from_u64(seed)).unwrap()
 }
 
 fn at(secs: u64) -> SystemTime {
@@ -89,98 +77,6 @@ fn cpu_ns() -> u64 {
     total
 }
 
-struct Device {
-    ueid: Vec<u8>,
-    tee: PrivateKey,
-    chain: Vec<Vec<u8>>,
-    agent: PrivateKey,
-}
-
-impl Device {
-    fn sign(&self, p: &dyn CryptoProvider, m: &TeepMessage) -> Vec<u8> {
-        otrp_teep::signed::sign1(p, &self.agent, m, Default::default()).unwrap()
-    }
-    fn evidence(&self, p: &dyn CryptoProvider, nonce: &[u8]) -> Vec<u8> {
-        let cnf =
-            Confirmation::from_cose_key(otrp_cose::cose_key_from_public(&self.agent.public_key()))
-                .unwrap();
-        let claims = EatClaims::new()
-            .with_nonce(nonce.to_vec())
-            .with_ueid(self.ueid.clone())
-            .with_oemid(OemId::Random([7; 16]))
-            .with_hwmodel(MODEL.as_bytes().to_vec())
-            .with_hwversion("1.0", None)
-            .with_profile(Profile::Uri(otrp_eat::TEEP_EAT_PROFILE.into()))
-            .with_measurements(vec![ContentFormat {
-                content_type: 0,
-                content: Value::Bytes(vec![0x5a; 32]),
-            }])
-            .with_cnf(cnf);
-        let signed = otrp_eat::signed::sign(p, &self.tee, &claims, &Default::default()).unwrap();
-        let mut msg = otrp_cose::parse_sign1(&signed).unwrap();
-        msg.unprotected.rest.push((
-            Label::Int(X5CHAIN),
-            Value::Array(self.chain.iter().map(|c| Value::Bytes(c.clone())).collect()),
-        ));
-        msg.to_vec().unwrap()
-    }
-}
-
-fn reply(o: Outcome) -> Vec<u8> {
-    match o {
-        Outcome::Reply(b) => b,
-        Outcome::Done => panic!("unexpected 204"),
-    }
-}
-
-/// The device's side of one exchange, given the TAM's message; None at the end.
-struct Script<'a> {
-    dev: &'a Device,
-    tam_pub: &'a [PublicKey],
-}
-
-impl Script<'_> {
-    fn query_response(&self, qr: &[u8]) -> Vec<u8> {
-        let p = otrp_crypto::default_provider();
-        let TeepMessage::QueryRequest(qr) = otrp_teep::signed::verify(p, qr, self.tam_pub)
-            .unwrap()
-            .message
-        else {
-            panic!("QueryRequest expected")
-        };
-        let resp = QueryResponse::new()
-            .with_token(qr.token.clone().unwrap())
-            .with_attestation(None, self.dev.evidence(p, qr.challenge.as_deref().unwrap()));
-        self.dev.sign(p, &TeepMessage::QueryResponse(resp))
-    }
-    fn success(&self, up: &[u8]) -> Vec<u8> {
-        let p = otrp_crypto::default_provider();
-        let TeepMessage::Update(up) = otrp_teep::signed::verify(p, up, self.tam_pub)
-            .unwrap()
-            .message
-        else {
-            panic!("Update expected")
-        };
-        let token = up.token.clone().unwrap();
-        let reports: Vec<Vec<u8>> = up
-            .manifest_list
-            .iter()
-            .flatten()
-            .map(|m| {
-                let env = otrp_suit::Envelope::decode(m).unwrap();
-                SuitReport::for_envelope(&env, Some(token.clone()), ReportResult::Success)
-                    .to_cbor()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(reports.len(), 1, "one TA per Update");
-        self.dev.sign(
-            p,
-            &TeepMessage::Success(Success::new().with_token(token).with_suit_reports(reports)),
-        )
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200);
@@ -193,13 +89,8 @@ fn main() {
         tracing::subscriber::set_global_default(sub).unwrap();
     }
     let p = otrp_crypto::default_provider();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("otrp_tam_cost_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let rt = runtime();
+    let dir = fresh_dir("otrp_tam_cost");
 
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut pki = Pki::init(&InitOptions::default(), &mut rng, at(NOW - 1000)).unwrap();
@@ -224,83 +115,19 @@ fn main() {
             }
         })
         .collect();
-    let keys = TamKeys {
-        p256: key(1, KeyKind::P256),
-        ed25519: key(2, KeyKind::Ed25519),
-    };
-    let tam_pub = [keys.p256.public_key(), keys.ed25519.public_key()];
-    let tam = rt.block_on(async {
-        let store: Arc<dyn Store> =
-            Arc::new(SqlStore::open_sqlite(&dir.join("tam.db")).await.unwrap());
-        let mut v = EatVerifier::new(p, 3600).with_roots(pki.trust_store(CaRole::Tee).unwrap());
-        v.set_reference(
-            MODEL,
-            ReferenceValues {
-                measurements: vec![vec![0x5a; 32]],
-                hwversions: vec!["1.0".into()],
-            },
-        );
-        let tam = Tam::new(
-            store.clone(),
-            Arc::new(v),
-            keys.clone(),
-            TamConfig::default(),
-            p,
-        );
-        let admin = Admin::new(store, p, Policy::OemGated);
-        let oem = admin
-            .create_account(None, "oem", AccountKind::Oem, NOW, &mut rng)
-            .await
-            .unwrap();
-        let oem = admin.authenticate(&oem).await.unwrap();
-        let sp = admin
-            .create_account(Some(&oem), "sp", AccountKind::Sp, NOW, &mut rng)
-            .await
-            .unwrap();
-        admin.approve_sp(&oem, "sp", true, NOW).await.unwrap();
-        let sp = admin.authenticate(&sp).await.unwrap();
-        admin.create_sd(&oem, "sd", "sp", NOW).await.unwrap();
-        let signer = key(6, KeyKind::P256);
-        let ta = vec![0x5a; 2048];
-        let env =
-            otrp_suit::TaManifestBuilder::new(SuitId(vec![b"sd".to_vec(), b"app".to_vec()]), 1)
-                .image_of(&ta)
-                .integrated_payload("#tc", ta.clone())
-                .build_signed(p, &signer, &Default::default())
-                .unwrap()
-                .encode()
-                .unwrap();
-        let reg = admin
-            .register_manifest(&sp, "sd", "app", &env, &[signer.public_key()], NOW)
-            .await
-            .unwrap();
-        admin
-            .create_deployment(
-                &sp,
-                &reg.component,
-                DeploymentAction::Install,
-                Target::All,
-                Rollout::Full,
-                NOW,
-            )
-            .await
-            .unwrap();
-        tam
-    });
+    let (keys, tam_pub) = tam_keys();
+    let v = EatVerifier::new(p, 3600).with_roots(pki.trust_store(CaRole::Tee).unwrap());
+    let tam = rt.block_on(tam_with_one_ta(&dir, &keys, v, 2048, &mut rng));
 
     // The devices' side alone (the TAM's replies are reused), to subtract it.
     let mut replies = Vec::new();
     rt.block_on(async {
         for (i, dev) in devices.iter().enumerate() {
-            let s = Script {
-                dev,
-                tam_pub: &tam_pub,
-            };
             let qr = reply(tam.process(None, &[], NOW, &mut rng).await.unwrap());
-            let body = s.query_response(&qr);
+            let body = dev.query_response(&qr, &tam_pub);
             let up = reply(tam.process(None, &body, NOW + 1, &mut rng).await.unwrap());
             let done = tam
-                .process(None, &s.success(&up), NOW + 2, &mut rng)
+                .process(None, &dev.success(&up, &tam_pub), NOW + 2, &mut rng)
                 .await
                 .unwrap();
             assert_eq!(done, Outcome::Done, "device {i}");
@@ -310,11 +137,8 @@ fn main() {
     let c0 = cpu_ns();
     for i in (0..n).filter(|_| device_loop) {
         let (qr, up) = &replies[(i % DEVICES) as usize];
-        let s = Script {
-            dev: &devices[(i % DEVICES) as usize],
-            tam_pub: &tam_pub,
-        };
-        std::hint::black_box((s.query_response(qr), s.success(up)));
+        let dev = &devices[(i % DEVICES) as usize];
+        std::hint::black_box((dev.query_response(qr, &tam_pub), dev.success(up, &tam_pub)));
     }
     let device_ns = cpu_ns() - c0;
 
@@ -323,15 +147,11 @@ fn main() {
     rt.block_on(async {
         for i in (0..n).filter(|_| exchange_loop) {
             let dev = &devices[(i % DEVICES) as usize];
-            let s = Script {
-                dev,
-                tam_pub: &tam_pub,
-            };
             let qr = reply(tam.process(None, &[], NOW + 10, &mut rng).await.unwrap());
-            let body = s.query_response(&qr);
+            let body = dev.query_response(&qr, &tam_pub);
             let up = reply(tam.process(None, &body, NOW + 11, &mut rng).await.unwrap());
             let done = tam
-                .process(None, &s.success(&up), NOW + 12, &mut rng)
+                .process(None, &dev.success(&up, &tam_pub), NOW + 12, &mut rng)
                 .await
                 .unwrap();
             assert_eq!(done, Outcome::Done);
