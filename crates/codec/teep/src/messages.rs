@@ -162,7 +162,7 @@ fn open<'a>(
 
 /// One member of an options map: its CDDL name (the last part of its error path) and its
 /// checked conversions from and to CBOR. Its label is the [`label`](crate::label) constant
-/// of the same name (see [`message_options!`]).
+/// of the same name (see `message_options!`).
 struct Opt<T> {
     name: &'static str,
     decode: fn(&Value, &str) -> Result<T, TeepError>,
@@ -287,14 +287,18 @@ mod opt {
 }
 
 /// The options map of a message, from its `field: OPTION` list in encoding order (the
-/// option `OPTION` is [`opt::OPTION`] with label [`label::OPTION`](crate::label)):
+/// option `OPTION` is `opt::OPTION` with label `label::OPTION`):
 /// `read_options` decodes map entries into the fields (unknown labels into `extensions`,
 /// in decoded order), `options_value` encodes the set fields and the extensions in the
 /// decoded key order.
 macro_rules! message_options {
     ($t:ty { $($field:ident: $opt:ident),* $(,)? }) => {
         impl $t {
-            fn read_options(&mut self, entries: Vec<(u64, &Value)>, op: &str) -> Result<(), TeepError> {
+            fn read_options(
+                &mut self,
+                entries: Vec<(u64, &Value)>,
+                op: &str,
+            ) -> Result<(), TeepError> {
                 for (label, v) in entries {
                     match label {
                         $(l::$opt => self.$field = opt::$opt.read(v, op)?,)*
@@ -332,6 +336,77 @@ macro_rules! options_only_codec {
             }
         }
         inherent_codec!($t);
+    };
+}
+
+/// Builder methods several messages share, each defined once here:
+/// `shared_setters!(T { with_token, ... })` adds the listed ones to `T`.
+macro_rules! shared_setters {
+    (@ with_token) => {
+        /// Sets `token`.
+        pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
+            self.token = Some(token.into());
+            self
+        }
+    };
+    (@ with_freshness_mechanisms) => {
+        /// Sets `supported-freshness-mechanisms`.
+        pub fn with_freshness_mechanisms(mut self, m: Vec<FreshnessMechanism>) -> Self {
+            self.supported_freshness_mechanisms = Some(m);
+            self
+        }
+    };
+    (@ with_challenge) => {
+        /// Sets `challenge`.
+        pub fn with_challenge(mut self, challenge: impl Into<Vec<u8>>) -> Self {
+            self.challenge = Some(challenge.into());
+            self
+        }
+    };
+    (@ with_versions) => {
+        /// Sets `versions`.
+        pub fn with_versions(mut self, versions: Vec<u32>) -> Self {
+            self.versions = Some(versions);
+            self
+        }
+    };
+    (@ with_attestation) => {
+        /// Sets `attestation-payload-format` and `attestation-payload`.
+        pub fn with_attestation(
+            mut self,
+            format: Option<String>,
+            payload: impl Into<Vec<u8>>,
+        ) -> Self {
+            self.attestation_payload_format = format;
+            self.attestation_payload = Some(payload.into());
+            self
+        }
+    };
+    (@ with_suit_reports) => {
+        /// Sets `suit-reports`.
+        pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
+            self.suit_reports = Some(reports);
+            self
+        }
+    };
+    (@ with_unneeded_manifest_list) => {
+        /// Sets `unneeded-manifest-list`.
+        pub fn with_unneeded_manifest_list(mut self, list: Vec<ComponentId>) -> Self {
+            self.unneeded_manifest_list = Some(list);
+            self
+        }
+    };
+    (@ with_err_lang) => {
+        /// Sets `err-lang`.
+        pub fn with_err_lang(mut self, lang: impl Into<String>) -> Self {
+            self.err_lang = Some(lang.into());
+            self
+        }
+    };
+    ($t:ty { $($setter:ident),* $(,)? }) => {
+        impl $t {
+            $(shared_setters!(@ $setter);)*
+        }
     };
 }
 
@@ -388,38 +463,16 @@ impl QueryRequest {
             ..Default::default()
         }
     }
-    /// Sets `token`.
-    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-    /// Sets `supported-freshness-mechanisms`.
-    pub fn with_freshness_mechanisms(mut self, m: Vec<FreshnessMechanism>) -> Self {
-        self.supported_freshness_mechanisms = Some(m);
-        self
-    }
-    /// Sets `challenge`.
-    pub fn with_challenge(mut self, challenge: impl Into<Vec<u8>>) -> Self {
-        self.challenge = Some(challenge.into());
-        self
-    }
-    /// Sets `versions`.
-    pub fn with_versions(mut self, versions: Vec<u32>) -> Self {
-        self.versions = Some(versions);
-        self
-    }
-    /// Sets `attestation-payload-format` and `attestation-payload`.
-    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
-        self.attestation_payload_format = format;
-        self.attestation_payload = Some(payload.into());
-        self
-    }
-    /// Sets `suit-reports`.
-    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
-        self.suit_reports = Some(reports);
-        self
-    }
 }
+
+shared_setters!(QueryRequest {
+    with_token,
+    with_freshness_mechanisms,
+    with_challenge,
+    with_versions,
+    with_attestation,
+    with_suit_reports,
+});
 
 message_options!(QueryRequest {
     token: TOKEN,
@@ -521,25 +574,9 @@ impl QueryResponse {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets `token`.
-    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
     /// Sets `selected-version`.
     pub fn with_selected_version(mut self, v: u32) -> Self {
         self.selected_version = Some(v);
-        self
-    }
-    /// Sets `attestation-payload-format` and `attestation-payload`.
-    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
-        self.attestation_payload_format = format;
-        self.attestation_payload = Some(payload.into());
-        self
-    }
-    /// Sets `suit-reports`.
-    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
-        self.suit_reports = Some(reports);
         self
     }
     /// Sets `tc-list`.
@@ -552,17 +589,19 @@ impl QueryResponse {
         self.requested_tc_list = Some(list);
         self
     }
-    /// Sets `unneeded-manifest-list`.
-    pub fn with_unneeded_manifest_list(mut self, list: Vec<ComponentId>) -> Self {
-        self.unneeded_manifest_list = Some(list);
-        self
-    }
     /// Sets `ext-list`.
     pub fn with_ext_list(mut self, list: Vec<u32>) -> Self {
         self.ext_list = Some(list);
         self
     }
 }
+
+shared_setters!(QueryResponse {
+    with_token,
+    with_attestation,
+    with_suit_reports,
+    with_unneeded_manifest_list,
+});
 
 message_options!(QueryResponse {
     token: TOKEN,
@@ -617,25 +656,9 @@ impl Update {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets `token`.
-    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
     /// Sets `manifest-list` (SUIT_Envelope bytes).
     pub fn with_manifests(mut self, envelopes: Vec<Vec<u8>>) -> Self {
         self.manifest_list = Some(envelopes);
-        self
-    }
-    /// Sets `unneeded-manifest-list`.
-    pub fn with_unneeded_manifest_list(mut self, list: Vec<ComponentId>) -> Self {
-        self.unneeded_manifest_list = Some(list);
-        self
-    }
-    /// Sets `attestation-payload-format` and `attestation-payload`.
-    pub fn with_attestation(mut self, format: Option<String>, payload: impl Into<Vec<u8>>) -> Self {
-        self.attestation_payload_format = format;
-        self.attestation_payload = Some(payload.into());
         self
     }
     /// Sets `err-code` and optionally `err-msg`.
@@ -644,12 +667,14 @@ impl Update {
         self.err_msg = msg;
         self
     }
-    /// Sets `err-lang`.
-    pub fn with_err_lang(mut self, lang: impl Into<String>) -> Self {
-        self.err_lang = Some(lang.into());
-        self
-    }
 }
+
+shared_setters!(Update {
+    with_token,
+    with_unneeded_manifest_list,
+    with_attestation,
+    with_err_lang,
+});
 
 message_options!(Update {
     token: TOKEN,
@@ -693,22 +718,17 @@ impl Success {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets `token`.
-    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
     /// Sets `msg`.
     pub fn with_msg(mut self, msg: impl Into<String>) -> Self {
         self.msg = Some(msg.into());
         self
     }
-    /// Sets `suit-reports`.
-    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
-        self.suit_reports = Some(reports);
-        self
-    }
 }
+
+shared_setters!(Success {
+    with_token,
+    with_suit_reports
+});
 
 message_options!(Success {
     token: TOKEN,
@@ -774,19 +794,9 @@ impl Error {
             err_code,
         }
     }
-    /// Sets `token`.
-    pub fn with_token(mut self, token: impl Into<Vec<u8>>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
     /// Sets `err-msg`.
     pub fn with_err_msg(mut self, msg: impl Into<String>) -> Self {
         self.err_msg = Some(msg.into());
-        self
-    }
-    /// Sets `err-lang`.
-    pub fn with_err_lang(mut self, lang: impl Into<String>) -> Self {
-        self.err_lang = Some(lang.into());
         self
     }
     /// Sets `supported-teep-cipher-suites`.
@@ -794,32 +804,21 @@ impl Error {
         self.supported_teep_cipher_suites = Some(s);
         self
     }
-    /// Sets `supported-freshness-mechanisms`.
-    pub fn with_freshness_mechanisms(mut self, m: Vec<FreshnessMechanism>) -> Self {
-        self.supported_freshness_mechanisms = Some(m);
-        self
-    }
     /// Sets `supported-suit-cose-profiles`.
     pub fn with_suit_cose_profiles(mut self, p: Vec<SuitCoseProfile>) -> Self {
         self.supported_suit_cose_profiles = Some(p);
         self
     }
-    /// Sets `challenge`.
-    pub fn with_challenge(mut self, c: impl Into<Vec<u8>>) -> Self {
-        self.challenge = Some(c.into());
-        self
-    }
-    /// Sets `versions`.
-    pub fn with_versions(mut self, v: Vec<u32>) -> Self {
-        self.versions = Some(v);
-        self
-    }
-    /// Sets `suit-reports`.
-    pub fn with_suit_reports(mut self, reports: Vec<Vec<u8>>) -> Self {
-        self.suit_reports = Some(reports);
-        self
-    }
 }
+
+shared_setters!(Error {
+    with_token,
+    with_err_lang,
+    with_freshness_mechanisms,
+    with_challenge,
+    with_versions,
+    with_suit_reports,
+});
 
 message_options!(Error {
     token: TOKEN,
@@ -874,16 +873,23 @@ pub enum TeepMessage {
     Error(Error),
 }
 
+/// Evaluates `$e` with `$m` bound to the message inside whichever variant `$msg` is.
+macro_rules! each_variant {
+    ($msg:expr, $m:ident => $e:expr) => {
+        match $msg {
+            TeepMessage::QueryRequest($m) => $e,
+            TeepMessage::QueryResponse($m) => $e,
+            TeepMessage::Update($m) => $e,
+            TeepMessage::Success($m) => $e,
+            TeepMessage::Error($m) => $e,
+        }
+    };
+}
+
 impl TeepMessage {
     /// Forgets every decoded key order so that the next encoding is deterministic.
     pub fn make_deterministic(&mut self) {
-        match self {
-            TeepMessage::QueryRequest(m) => m.make_deterministic(),
-            TeepMessage::QueryResponse(m) => m.make_deterministic(),
-            TeepMessage::Update(m) => m.make_deterministic(),
-            TeepMessage::Success(m) => m.make_deterministic(),
-            TeepMessage::Error(m) => m.make_deterministic(),
-        }
+        each_variant!(self, m => m.make_deterministic())
     }
 
     /// The message type number ([`msg_type`]).
@@ -899,13 +905,7 @@ impl TeepMessage {
 
     /// The `token` option, whatever the message.
     pub fn token(&self) -> Option<&[u8]> {
-        match self {
-            TeepMessage::QueryRequest(m) => m.token.as_deref(),
-            TeepMessage::QueryResponse(m) => m.token.as_deref(),
-            TeepMessage::Update(m) => m.token.as_deref(),
-            TeepMessage::Success(m) => m.token.as_deref(),
-            TeepMessage::Error(m) => m.token.as_deref(),
-        }
+        each_variant!(self, m => m.token.as_deref())
     }
 }
 
@@ -933,42 +933,22 @@ impl TeepCodec for TeepMessage {
     }
 
     fn to_value(&self) -> Result<Value, TeepError> {
-        match self {
-            TeepMessage::QueryRequest(m) => m.to_value(),
-            TeepMessage::QueryResponse(m) => m.to_value(),
-            TeepMessage::Update(m) => m.to_value(),
-            TeepMessage::Success(m) => m.to_value(),
-            TeepMessage::Error(m) => m.to_value(),
-        }
+        each_variant!(self, m => m.to_value())
     }
 }
 inherent_codec!(TeepMessage);
 
-impl From<QueryRequest> for TeepMessage {
-    fn from(m: QueryRequest) -> Self {
-        TeepMessage::QueryRequest(m)
-    }
+/// `From<T> for TeepMessage` for each message type `T` (its variant has the same name).
+macro_rules! from_message {
+    ($($t:ident),*) => {
+        $(impl From<$t> for TeepMessage {
+            fn from(m: $t) -> Self {
+                TeepMessage::$t(m)
+            }
+        })*
+    };
 }
-impl From<QueryResponse> for TeepMessage {
-    fn from(m: QueryResponse) -> Self {
-        TeepMessage::QueryResponse(m)
-    }
-}
-impl From<Update> for TeepMessage {
-    fn from(m: Update) -> Self {
-        TeepMessage::Update(m)
-    }
-}
-impl From<Success> for TeepMessage {
-    fn from(m: Success) -> Self {
-        TeepMessage::Success(m)
-    }
-}
-impl From<Error> for TeepMessage {
-    fn from(m: Error) -> Self {
-        TeepMessage::Error(m)
-    }
-}
+from_message!(QueryRequest, QueryResponse, Update, Success, Error);
 
 /// Decodes any TEEP message under the default [`DecodeLimits`].
 pub fn decode_any(bytes: &[u8]) -> Result<TeepMessage, TeepError> {
