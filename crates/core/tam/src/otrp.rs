@@ -239,6 +239,12 @@ enum Next {
 }
 
 impl OtrpSession {
+    /// The OEM authorizations per SP this TAM sends with a CreateSD
+    /// ([`OtrpTamConfig::oem_authorizations`]; the batch package carries them too).
+    pub fn oem_authorizations(&self) -> &[(String, Vec<u8>)] {
+        &self.config.oem_authorizations
+    }
+
     /// The OTrP session rules over `store`.
     pub fn new(
         store: Arc<dyn Store>,

@@ -7,6 +7,11 @@
 //! `content` a JWE to the shared key, each `encrypted_ta` key wrapped to the same key, no
 //! `did` and no `dsihash`, `tid` = the package id; then **one** TAM signature over the
 //! whole list. The same bytes go to every device (HTTP, CoAP, caches, multicast).
+//!
+//! [`with_oem_authorizations`] then adds, as a per-device CreateSD carries it, the OEM's
+//! authorization of each SP whose SD the package creates (for OEM-gated devices; the
+//! unprotected header member `oemauth`, outside the TAM signature: the authorization
+//! carries the OEM's own).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -165,4 +170,61 @@ pub fn build_batch_package(
         requests,
     };
     otrp_json::batch::sign_batch(provider, signers, &tbs).map_err(build)
+}
+
+/// Adds to the signed package `package` (built from `commands`) the OEM authorizations
+/// (`(sp_id, OemAuthorization COSE bytes)`, [`crate::OtrpTamConfig::oem_authorizations`])
+/// of the SPs its CreateSD commands name, in the unprotected header of its (first)
+/// signature: member `oemauth`, standard BASE64, one string as in a single CreateSD
+/// request, an array when SDs of several SPs are created. An SP without one gets none
+/// (an OEM-gated device then refuses its CreateSD with `ERR_TAM_NOT_AUTHORIZED`);
+/// `package` is returned as is when no authorization applies.
+pub fn with_oem_authorizations(
+    package: &[u8],
+    commands: &[BatchCommand],
+    authorizations: &[(String, Vec<u8>)],
+) -> Result<Vec<u8>, OtrpError> {
+    let mut auths: Vec<String> = Vec::new();
+    for c in commands {
+        if let BatchCommand::CreateSd { spid, .. } = c {
+            for (_, a) in authorizations.iter().filter(|(s, _)| s == spid) {
+                let a = STANDARD.encode(a);
+                if !auths.contains(&a) {
+                    auths.push(a);
+                }
+            }
+        }
+    }
+    if auths.is_empty() {
+        return Ok(package.to_vec());
+    }
+    let build = |e: String| OtrpError::Build(format!("batch package oemauth: {e}"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(package).map_err(|e| build(e.to_string()))?;
+    let jws = v
+        .get_mut("OTrPBatchPackage")
+        .and_then(|j| j.as_object_mut())
+        .ok_or_else(|| build("not an OTrPBatchPackage".into()))?;
+    // Flattened JWS (one signer): its header; general JWS: the first signature's.
+    let sig = if jws.contains_key("signatures") {
+        jws.get_mut("signatures")
+            .and_then(|s| s.as_array_mut())
+            .and_then(|s| s.first_mut())
+            .and_then(|s| s.as_object_mut())
+            .ok_or_else(|| build("no signature".into()))?
+    } else {
+        jws
+    };
+    let header = sig
+        .entry("header")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()))
+        .as_object_mut()
+        .ok_or_else(|| build("header is not an object".into()))?;
+    let value = if auths.len() == 1 {
+        serde_json::Value::String(auths.remove(0))
+    } else {
+        serde_json::Value::Array(auths.into_iter().map(serde_json::Value::String).collect())
+    };
+    header.insert("oemauth".into(), value);
+    serde_json::to_vec(&v).map_err(|e| build(e.to_string()))
 }

@@ -16,7 +16,9 @@ use otrp_json::batch::{verify_batch_result, BatchResultTbs};
 use otrp_json::{ErrorCode, LegacyMode, Signer, Status};
 use otrp_pki::{CertKind, InitOptions, Pki};
 use otrp_suit::ComponentId;
-use otrp_tam::otrp_batch::{build_batch_package, BatchCommand, BatchHeader};
+use otrp_tam::otrp_batch::{
+    build_batch_package, with_oem_authorizations, BatchCommand, BatchHeader,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -38,6 +40,8 @@ struct World {
     sp_cert: Vec<u8>,
     /// The model's shared device key.
     batch_key: PrivateKey,
+    /// The OEM's key (it signs OEM authorizations).
+    oem_key: PrivateKey,
 }
 
 fn world() -> World {
@@ -58,6 +62,7 @@ fn world() -> World {
         sp_key: p.private_key(&sp_rec.key).unwrap(),
         sp_cert: p.issued_cert_der(CertKind::Sp, &sp_rec.name).unwrap(),
         batch_key: PrivateKey::generate(KeyKind::P256, &mut rng(9)).unwrap(),
+        oem_key: p.oem_key().unwrap(),
     }
 }
 
@@ -254,6 +259,7 @@ fn replayed_older_tampered_and_foreign_packages_are_refused() {
         sp_key: w.sp_key.clone(),
         sp_cert: w.sp_cert.clone(),
         batch_key: w.batch_key.clone(),
+        oem_key: w.oem_key.clone(),
     };
     let (res, _) = apply(
         &fresh,
@@ -341,4 +347,87 @@ fn the_tam_refuses_to_batch_per_device_commands() {
     };
     let e = otrp_json::batch::sign_batch(provider(), &[Signer::new(&w.tam_key)], &tbs);
     assert!(e.unwrap_err().to_string().contains("cannot be batched"));
+}
+
+/// OEM-gated devices that trust the TAM as an SP's TAM: a package creating the SDs of two
+/// SPs carries the OEM's authorization of each (an `oemauth` array in the signature's
+/// unprotected header); every device creates both. Without the second SP's, the whole
+/// package is refused (`ERR_TAM_NOT_AUTHORIZED`, request 1) and nothing is created.
+#[test]
+fn oem_gated_devices_create_the_sds_of_every_sp_the_package_carries_an_authorization_for() {
+    let w = world();
+    let gated = |n: u8| {
+        let a = agent(&w, n);
+        let mut c = a.config().clone();
+        c.tams[0].oem = false;
+        c.oem_keys = vec![w.oem_key.public_key()];
+        c.management = Management::OemGated;
+        OtrpAgent::new(provider(), c)
+    };
+    let cmds: Vec<BatchCommand> = ["bank", "shop"]
+        .into_iter()
+        .map(|sp| BatchCommand::CreateSd {
+            sdname: format!("sd.{sp}"),
+            spid: sp.into(),
+            spcert: w.sp_cert.clone(),
+            tamid: w.tamid.clone(),
+        })
+        .collect();
+    let auth = |sp: &str| {
+        (
+            sp.to_owned(),
+            otrp_agent::OemAuthorization::sign(provider(), &w.oem_key, sp, &w.tam_key.public_key())
+                .unwrap(),
+        )
+    };
+    let signed = package(&w, 1, &cmds);
+    // Without any: refused on the first CreateSD.
+    let a = gated(0);
+    let mut dev = MemoryStore::new();
+    let (res, _) = apply(&a, &mut dev, &signed, &w.batch_key, &tee_pub(&a));
+    assert_eq!(res.status, Status::Fail, "{res:?}");
+    assert_eq!(res.code, Some(ErrorCode::TamNotAuthorized), "{res:?}");
+    // The bank's only (and an unrelated SP's, which is left out): refused on the second.
+    let one = with_oem_authorizations(&signed, &cmds, &[auth("bank"), auth("other")]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
+    assert!(
+        v["OTrPBatchPackage"]["header"]["oemauth"].is_string(),
+        "{v}"
+    );
+    let (res, _) = apply(&a, &mut dev, &one, &w.batch_key, &tee_pub(&a));
+    assert_eq!(res.code, Some(ErrorCode::TamNotAuthorized), "{res:?}");
+    assert!(
+        res.detail.as_deref().unwrap_or("").starts_with("request 1"),
+        "{res:?}"
+    );
+    assert!(a.security_domains(&dev).is_empty());
+    assert_eq!(dev.commits, 0);
+    // Both: an array of two; every device creates both SDs in one commit.
+    let both = with_oem_authorizations(&signed, &cmds, &[auth("bank"), auth("shop")]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&both).unwrap();
+    assert_eq!(
+        v["OTrPBatchPackage"]["header"]["oemauth"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    for n in 0..2u8 {
+        let a = gated(n);
+        let mut dev = MemoryStore::new();
+        let (res, events) = apply(&a, &mut dev, &both, &w.batch_key, &tee_pub(&a));
+        assert_eq!(res.status, Status::Pass, "{res:?}");
+        assert_eq!(res.applied, 2);
+        for sd in ["sd.bank", "sd.shop"] {
+            assert!(events.contains(&OtrpEvent::SdCreated { name: sd.into() }));
+        }
+        assert_eq!(dev.commits, 1);
+    }
+    // A package creating no SD is left as it is.
+    let install = &commands(&w, &w.sp_key, 1)[1..];
+    let pkg = package(&w, 2, install);
+    assert_eq!(
+        with_oem_authorizations(&pkg, install, &[auth("bank")]).unwrap(),
+        pkg
+    );
 }

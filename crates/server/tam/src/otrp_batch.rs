@@ -68,7 +68,9 @@ use otrp_store::{
 };
 use otrp_tam::batch::CountingProvider;
 use otrp_tam::otrp::ta_of_component;
-use otrp_tam::otrp_batch::{build_batch_package, BatchCommand, BatchHeader};
+use otrp_tam::otrp_batch::{
+    build_batch_package, with_oem_authorizations, BatchCommand, BatchHeader,
+};
 use otrp_tam::{component_id_of, AdminError, Caller};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -496,6 +498,13 @@ async fn publish_inner(
             ));
         }
     }
+    // The OEM authorizations per SP this TAM sends with a CreateSD (OEM-gated devices),
+    // as loaded at start for per-device OTrP.
+    let oem_authorizations = s
+        .otrp
+        .as_ref()
+        .map(|o| o.oem_authorizations().to_vec())
+        .unwrap_or_default();
     let otrp = crate::otrp::session_config(&s.identity, &s.config, Vec::new()).map_err(|why| {
         err(
             StatusCode::CONFLICT,
@@ -538,6 +547,7 @@ async fn publish_inner(
             },
             &plan.commands,
         )
+        .and_then(|b| with_oem_authorizations(&b, &plan.commands, &oem_authorizations))
         .map_err(|e| {
             err(
                 StatusCode::INTERNAL_SERVER_ERROR,

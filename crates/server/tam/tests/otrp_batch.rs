@@ -40,9 +40,15 @@ struct Dev {
 }
 
 fn boot(f: &mut Fixture, seed: u64, batch: &str) -> Dev {
+    boot_with(f, seed, batch, MgmtConfig::OemOwnedSd, true)
+}
+
+/// A device of batch `batch` under management configuration `config`, trusting the TAM
+/// as the OEM's TAM (`oem_tam`, `otrp tee run --oem-tam-cert`) or as an SP's.
+fn boot_with(f: &mut Fixture, seed: u64, batch: &str, config: MgmtConfig, oem_tam: bool) -> Dev {
     let mut req = ProvisionRequest::new(MODEL);
     req.batch = Some(batch.into());
-    req.config = MgmtConfig::OemOwnedSd;
+    req.config = config;
     let p = provision(
         &mut f.pki,
         &req,
@@ -67,7 +73,7 @@ fn boot(f: &mut Fixture, seed: u64, batch: &str) -> Dev {
             // The OEM's TAM, as `otrp tee run --tam-cert` gives it.
             tams: vec![TamCert {
                 chain: f.identity.tam_chain.clone(),
-                oem: true,
+                oem: oem_tam,
             }],
             fsync: false,
             ..TeeOptions::default()
@@ -485,6 +491,151 @@ async fn post_raw(http: &reqwest::Client, url: &str, body: Vec<u8>) -> (StatusCo
         .await
         .unwrap();
     (r.status(), r.text().await.unwrap())
+}
+
+/// OEM-gated devices that trust this TAM as an SP's TAM (not the OEM's): the CreateSD of a
+/// batch package needs the OEM's authorization of (SP, TAM key), as a single CreateSD
+/// does. The TAM is configured with it (`[[otrp_oem_authorization]]`) and puts it in the
+/// package's `oemauth` header member; every device creates the SD and installs the TA.
+/// The member is outside the TAM signature: without it the same package still verifies,
+/// and the device refuses it (`ERR_TAM_NOT_AUTHORIZED`) with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otrp_batch_create_sd_on_oem_gated_devices_carries_the_oem_authorization() {
+    const GATED: &str = "gated-lock-b";
+    let mut f = Fixture::new("otrp_batch_gated", Backend::Sqlite);
+    let auth = otrp_agent::OemAuthorization::sign(
+        provider(),
+        &f.pki.oem_key().unwrap(),
+        "sp1",
+        &f.identity.signing_key.public_key(),
+    )
+    .unwrap();
+    let file = f.dir.join("oemauth-sp1.cose");
+    std::fs::write(&file, &auth).unwrap();
+    f.config
+        .otrp_oem_authorization
+        .push(otrp_tam_server::config::OemAuthorizationConfig {
+            sp: "sp1".into(),
+            file,
+        });
+    let server = f.start().await;
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let url = server.tam_url();
+    let http = broker(&f);
+    let devs: Vec<Dev> = (0..3)
+        .map(|i| boot_with(&mut f, 800 + i, GATED, MgmtConfig::OemGated, false))
+        .collect();
+    for d in &devs {
+        first_contact(&api, &t, &http, &url, d).await;
+    }
+    upload(&f, &api, &t, 1).await;
+    let key_body = json!({"public_key_pem": batch_public_pem(&f, GATED), "tee": otrp_tee_daemon::OTRP_TEE_NAME});
+    api.ok(
+        StatusCode::OK,
+        put(
+            &api,
+            &format!("/api/v1/otrp-batches/{GATED}/key"),
+            &t.oem,
+            key_body,
+        )
+        .await,
+    )
+    .await;
+    let p = api
+        .ok(
+            StatusCode::CREATED,
+            api.post(
+                &format!("/api/v1/otrp-batches/{GATED}/packages"),
+                &t.sp,
+                json!({"components": ["sd1/hello-ta"]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(
+        p["contents"], "create-sd sd1, install sd1/hello-ta#1",
+        "{p}"
+    );
+    assert_eq!(p["tam_signatures"], 1, "{p}");
+    let bytes = client(&f.pki)
+        .get(otrp_batch_url(&url, GATED))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+    let header = &mut v["OTrPBatchPackage"]["header"];
+    assert_eq!(
+        header["oemauth"].as_str(),
+        Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &auth).as_str()),
+        "{header}"
+    );
+
+    // Two devices through their Brokers: SD created, TA installed, results counted.
+    for d in &devs[..2] {
+        let mut st = OtrpBatchState::default();
+        let round = otrp_batch_round(&http, &url, &mut d.link(), &mut st)
+            .await
+            .unwrap();
+        let applied = round.applied.clone().unwrap();
+        assert_eq!(applied.outcome, "applied", "{applied:?}");
+        assert!(
+            applied
+                .events
+                .iter()
+                .any(|e| e.kind == "sd-created" && e.detail == "sd1"),
+            "{applied:?}"
+        );
+        assert_eq!((round.results_sent, round.results_refused.len()), (1, 0));
+        assert_eq!(d.version(), Some(1));
+    }
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/otrp-batches/{GATED}"), &t.sp)
+                .await,
+        )
+        .await;
+    assert_eq!(b["packages"][0]["applied"], 2, "{b}");
+
+    // The third: the same package without `oemauth` verifies but is refused.
+    header.as_object_mut().unwrap().remove("oemauth");
+    let stripped = serde_json::to_vec(&v).unwrap();
+    let last = &devs[2];
+    let r = last
+        .tee
+        .lock()
+        .unwrap()
+        .apply_otrp_batch(&stripped, now())
+        .unwrap();
+    assert_eq!(r.outcome, "failed", "{r:?}");
+    assert!(
+        r.detail.contains("TAM_NOT_AUTHORIZED") && r.detail.contains("OEM authorization"),
+        "{r:?}"
+    );
+    assert_eq!(last.version(), None);
+    assert!(!last
+        .tee
+        .lock()
+        .unwrap()
+        .status()
+        .unwrap()
+        .components
+        .iter()
+        .any(|c| c.id.starts_with("sd1")));
+    // With it (the bytes as served), the same device applies the package.
+    let r = last
+        .tee
+        .lock()
+        .unwrap()
+        .apply_otrp_batch(&bytes, now())
+        .unwrap();
+    assert_eq!(r.outcome, "applied", "{r:?}");
+    assert_eq!(last.version(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

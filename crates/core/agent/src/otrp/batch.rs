@@ -18,7 +18,10 @@
 //!    management configuration, SUIT signature and anti-rollback of the TA, …), applied
 //!    on top of the commands before it. The TA key of InstallTA/UpdateTA is wrapped to
 //!    the shared key, not to the SD's TEE SP AIK (the TAM cannot know a per-device AIK
-//!    of an SD the same package creates).
+//!    of an SD the same package creates). On an OEM-gated device the CreateSD of a
+//!    non-OEM TAM needs the OEM's authorization of (SP, TAM key) exactly as a single
+//!    request does: the package's signature carries it in its unprotected header member
+//!    `oemauth` (one, or an array for several SPs).
 //!
 //! All commands are applied in **one store commit** together with the new sequence
 //! number, or none is: no half-created SD, no TA without its SD. The answer is an

@@ -58,7 +58,8 @@
 //!
 //! * [`Management::OemGated`]: a non-OEM TAM's CreateSD for an SP needs an OEM
 //!   authorization of (SP, TAM key) once: an [`OemAuthorization`] (COSE_Sign1 by an OEM
-//!   key) in the unprotected JWS header member `oemauth` (standard BASE64); it is
+//!   key) in the unprotected JWS header member `oemauth` (standard BASE64; in a batch
+//!   package, an array of them when it creates SDs of several SPs); it is
 //!   recorded (shared with TEEP) and later SDs of that SP need none.
 //!   `ERR_TAM_NOT_AUTHORIZED` otherwise.
 //! * [`Management::OemOwnedSds`]: only an OEM TAM creates or deletes SDs; its CreateSD
@@ -98,6 +99,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::sd::{auth_state_key, sd_state_key, OemAuthorization};
+
+/// The most `oemauth` authorizations read from one signature's unprotected header.
+pub const MAX_OEMAUTH: usize = 16;
 use crate::Management;
 use state::{OtrpSd, TamSession};
 
@@ -633,14 +637,26 @@ impl OtrpAgent {
                 }
                 None => senders.oem = true,
             }
-            if let Some(a) = s
-                .header
-                .as_ref()
-                .and_then(|h| h.extra.get("oemauth"))
-                .and_then(|v| v.as_str())
-                .and_then(|t| STANDARD.decode(t).ok())
-            {
-                senders.oemauth.push(a);
+            // One authorization (a request, a batch package creating one SP's SD) or an
+            // array of them (a batch package creating SDs of several SPs). The header is
+            // not signed: each is checked with the OEM's signature where it is used, so
+            // at most MAX_OEMAUTH are read (each costs a verification).
+            if let Some(v) = s.header.as_ref().and_then(|h| h.extra.get("oemauth")) {
+                let many = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str());
+                for a in v
+                    .as_str()
+                    .into_iter()
+                    .chain(many)
+                    .filter_map(|t| STANDARD.decode(t).ok())
+                {
+                    if senders.oemauth.len() < MAX_OEMAUTH {
+                        senders.oemauth.push(a);
+                    }
+                }
             }
         }
         let answered = senders
