@@ -99,11 +99,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::sd::{auth_state_key, sd_state_key, OemAuthorization};
+use crate::Management;
+use state::{OtrpSd, TamSession};
 
 /// The most `oemauth` authorizations read from one signature's unprotected header.
 pub const MAX_OEMAUTH: usize = 16;
-use crate::Management;
-use state::{OtrpSd, TamSession};
 
 /// A TAM the OTrP Agent trusts (the std shell validated its certificate chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
