@@ -69,14 +69,22 @@ fn start(dir: &Path, crash_at: Option<&str>) -> Child {
         "--no-fsync",
     ])
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("tee.log")).unwrap())
     .env_remove("OTRP_TEE_CRASH_AT");
     if let Some(step) = crash_at {
         cmd.env("OTRP_TEE_CRASH_AT", step);
     }
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let t = Instant::now();
-    while !sock.exists() {
+    // Ready when it accepts a connection: the socket file appears at bind(), a moment
+    // before listen(), and a loaded machine can stretch that moment.
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the daemon exited while starting ({status}): {}",
+                std::fs::read_to_string(dir.join("tee.log")).unwrap_or_default()
+            );
+        }
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "daemon did not start"
