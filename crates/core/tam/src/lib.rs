@@ -26,6 +26,7 @@ pub mod batch;
 pub mod delta;
 pub mod otrp;
 pub mod otrp_batch;
+pub mod query_token;
 pub mod session;
 
 pub use admin::{Admin, AdminError, Caller, Policy, Registered};

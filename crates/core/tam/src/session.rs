@@ -28,6 +28,7 @@ use rand_core::CryptoRngCore;
 
 use crate::attest::{AttestationError, Verifier};
 use crate::component_key;
+use crate::query_token::QueryTokenKey;
 
 /// COSE header label `kccs` (RFC 9528): a CWT Claims Set whose `cnf` holds a COSE_Key.
 /// An Agent may put its TEEP key there when its evidence's `cnf` is only a `kid`.
@@ -144,6 +145,10 @@ pub struct TamConfig {
     pub alg_gen: AlgIdGeneration,
     /// Which devices get Updates in the compact wire profile (docs/CONSTRAINED.md).
     pub compact: CompactPolicy,
+    /// QueryRequest tokens the TAM keeps no row for until they are answered
+    /// ([`crate::query_token`]): an empty POST writes nothing. `false` stores every
+    /// token and challenge when it is issued, as before.
+    pub stateless_query_tokens: bool,
 }
 
 /// The transport a TEEP message reached the TAM over, as the shell that received it
@@ -214,6 +219,7 @@ impl Default for TamConfig {
             ],
             alg_gen: AlgIdGeneration::New,
             compact: CompactPolicy::default(),
+            stateless_query_tokens: true,
         }
     }
 }
@@ -250,6 +256,21 @@ pub struct Tam {
     keys: TamKeys,
     config: TamConfig,
     provider: &'static dyn CryptoProvider,
+    query_tokens: Option<QueryTokenKey>,
+}
+
+/// A token a device answered with: the TAM's record of it, and whether that record is in
+/// the store (else it is a stateless QueryRequest token, spent by inserting it).
+struct Presented {
+    rec: TokenRecord,
+    stored: bool,
+}
+
+impl std::ops::Deref for Presented {
+    type Target = TokenRecord;
+    fn deref(&self) -> &TokenRecord {
+        &self.rec
+    }
 }
 
 impl std::fmt::Debug for Tam {
@@ -377,12 +398,18 @@ impl Tam {
         config: TamConfig,
         provider: &'static dyn CryptoProvider,
     ) -> Self {
+        let query_tokens = if config.stateless_query_tokens {
+            QueryTokenKey::derive(&keys, provider)
+        } else {
+            None
+        };
         Tam {
             store,
             verifier,
             keys,
             config,
             provider,
+            query_tokens,
         }
     }
 
@@ -433,12 +460,18 @@ impl Tam {
         }
         let peeked = peek(body)?;
         let token = token_of(&peeked.message).ok_or(TamError::MissingToken)?;
-        // The token and the Agent keys of the device it names: one read.
-        let (tok, keys) = self
-            .store
-            .token_with_keys(token)
-            .await?
-            .ok_or(TamError::TokenUnknown)?;
+        let (tok, keys) = match self.stateless_token(token, now)? {
+            Some(rec) => (Presented { rec, stored: false }, Vec::new()),
+            None => {
+                // The token and the Agent keys of the device it names: one read.
+                let (rec, keys) = self
+                    .store
+                    .token_with_keys(token)
+                    .await?
+                    .ok_or(TamError::TokenUnknown)?;
+                (Presented { rec, stored: true }, keys)
+            }
+        };
         if tok.consumed_at.is_some() {
             return Err(TamError::TokenReplayed);
         }
@@ -447,7 +480,7 @@ impl Tam {
         }
         match (tok.kind, &peeked.message) {
             (TokenKind::Query, TeepMessage::QueryResponse(qr)) => {
-                self.query_response(tok.clone(), qr, &peeked, body, transport, now, rng)
+                self.query_response(&tok, qr, &peeked, body, transport, now, rng)
                     .await
             }
             (TokenKind::Update, TeepMessage::Success(s)) => {
@@ -481,7 +514,10 @@ impl Tam {
         }
     }
 
-    async fn consume(&self, tok: &TokenRecord, now: u64) -> Result<(), TamError> {
+    async fn consume(&self, tok: &Presented, now: u64) -> Result<(), TamError> {
+        if !tok.stored {
+            return self.spend_stateless(tok, now, &[]).await;
+        }
         self.store
             .consume_token(&tok.token, now)
             .await?
@@ -489,11 +525,60 @@ impl Tam {
             .map_err(refusal)
     }
 
+    /// The record of a stateless QueryRequest token this TAM issued (`None`: not one,
+    /// look it up in the store). An expiry further away than a token's lifetime was not
+    /// set by this TAM.
+    fn stateless_token(&self, token: &[u8], now: u64) -> Result<Option<TokenRecord>, TamError> {
+        let Some(key) = &self.query_tokens else {
+            return Ok(None);
+        };
+        let Some(o) = key.open(token) else {
+            return Ok(None);
+        };
+        if o.expires_at > now.saturating_add(self.config.token_ttl) {
+            return Err(TamError::TokenUnknown);
+        }
+        let data_items = u64::from(o.data_items);
+        Ok(Some(TokenRecord {
+            token: token.to_vec(),
+            kind: TokenKind::Query,
+            device_id: None,
+            challenge: DataItemRequested(data_items)
+                .contains(DataItemRequested::ATTESTATION)
+                .then(|| key.challenge(token)),
+            data_items,
+            sent: Vec::new(),
+            created_at: o.expires_at.saturating_sub(self.config.token_ttl),
+            expires_at: o.expires_at,
+            consumed_at: None,
+        }))
+    }
+
+    /// Spends a stateless token: inserts it as consumed, then `writes`, in one
+    /// transaction; a second answer with the same token finds the row and is refused.
+    async fn spend_stateless(
+        &self,
+        tok: &TokenRecord,
+        now: u64,
+        writes: &[StoreWrite],
+    ) -> Result<(), TamError> {
+        let mut all = Vec::with_capacity(writes.len() + 1);
+        all.push(StoreWrite::InsertToken(TokenRecord {
+            consumed_at: Some(now),
+            ..tok.clone()
+        }));
+        all.extend_from_slice(writes);
+        match self.store.apply(&all).await {
+            Err(StoreError::Exists { what: "token", .. }) => Err(TamError::TokenReplayed),
+            r => Ok(r?),
+        }
+    }
+
     /// Verifies a message from a device whose Agent key is already bound; `records` are
     /// the Agent keys of the token's device (read with the token).
     async fn verify_known(
         &self,
-        tok: &TokenRecord,
+        tok: &Presented,
         mut records: Vec<AgentKeyRecord>,
         peeked: &Peeked,
         body: &[u8],
@@ -565,16 +650,29 @@ impl Tam {
         now: u64,
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
-        let mut token = vec![0u8; 16];
-        rng.fill_bytes(&mut token);
         let mut data = DataItemRequested::TRUSTED_COMPONENTS.bits();
-        let challenge = if attest {
+        if attest {
             data |= DataItemRequested::ATTESTATION.bits();
-            let mut c = vec![0u8; 32];
-            rng.fill_bytes(&mut c);
-            Some(c)
-        } else {
-            None
+        }
+        let expires_at = now.saturating_add(self.config.token_ttl);
+        // Stateless (nothing written) unless tokens are configured to be stored.
+        let stateless = self
+            .query_tokens
+            .as_ref()
+            .zip(u8::try_from(data).ok())
+            .map(|(k, d)| (k, k.issue(expires_at, d, rng)));
+        let (token, challenge) = match &stateless {
+            Some((k, t)) => (t.to_vec(), attest.then(|| k.challenge(t))),
+            None => {
+                let mut token = vec![0u8; 16];
+                rng.fill_bytes(&mut token);
+                let challenge = attest.then(|| {
+                    let mut c = vec![0u8; 32];
+                    rng.fill_bytes(&mut c);
+                    c
+                });
+                (token, challenge)
+            }
         };
         let suites = match &suite {
             Some(s) => vec![s.clone()],
@@ -611,7 +709,9 @@ impl Tam {
             ),
         }
         .map_err(|e| TamError::Signing(e.to_string()))?;
-        let expires_at = now.saturating_add(self.config.token_ttl);
+        if stateless.is_some() {
+            return Ok(Outcome::Reply(bytes));
+        }
         // The token and its challenge: one transaction.
         let mut writes = vec![StoreWrite::InsertToken(TokenRecord {
             token: token.clone(),
@@ -640,7 +740,7 @@ impl Tam {
     #[allow(clippy::too_many_arguments)]
     async fn query_response<R: CryptoRngCore + Send>(
         &self,
-        tok: TokenRecord,
+        tok: &Presented,
         qr: &QueryResponse,
         peeked: &Peeked,
         body: &[u8],
@@ -692,7 +792,7 @@ impl Tam {
                 let existing = self.store.device(&device_id).await?;
                 if existing.as_ref().is_some_and(|d| d.revoked) {
                     // One-time values are spent even when the device is refused.
-                    self.consume_both(&tok, &challenge, now, &[]).await?;
+                    self.consume_both(tok, &challenge, now, &[]).await?;
                     return Err(TamError::DeviceRevoked(device_id));
                 }
                 let mut dev = existing.unwrap_or(DeviceRecord {
@@ -743,7 +843,7 @@ impl Tam {
                         bound_at: now,
                     }),
                 ];
-                self.consume_both(&tok, &challenge, now, &writes).await?;
+                self.consume_both(tok, &challenge, now, &writes).await?;
                 (dev, v, suite_stored)
             }
             None => {
@@ -753,13 +853,13 @@ impl Tam {
                 let kid = peeked.kid.clone().unwrap_or_default();
                 let Some(rec) = self.store.agent_key(&kid).await? else {
                     // Unknown Agent: ask again, with attestation.
-                    self.consume(&tok, now).await?;
+                    self.consume(tok, now).await?;
                     return self.query_request(None, None, true, now, rng).await;
                 };
                 let key = self.decode_key(&rec.cose_key)?;
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                self.consume(&tok, now).await?;
+                self.consume(tok, now).await?;
                 let ar = self.store.attestation(&rec.device_id).await?;
                 let fresh = ar.is_some_and(|a| {
                     a.expires_at > now && a.status == ArStatus::Affirming && a.agent_kid == kid
@@ -1011,7 +1111,7 @@ impl Tam {
     /// carried, in one transaction (so a result is recorded exactly once).
     async fn consume_recording(
         &self,
-        tok: &TokenRecord,
+        tok: &Presented,
         state: ProgressState,
         detail: &str,
         now: u64,
@@ -1024,6 +1124,9 @@ impl Tam {
                 .map(|s| StoreWrite::PutProgress(progress_record(s, device_id, state, detail, now)))
                 .collect(),
         };
+        if !tok.stored {
+            return self.spend_stateless(tok, now, &writes).await;
+        }
         self.store
             .consume_and_apply(&tok.token, None, now, &writes)
             .await?
@@ -1034,11 +1137,15 @@ impl Tam {
     /// Consumes the Query token and its challenge, then applies `writes`: one transaction.
     async fn consume_both(
         &self,
-        tok: &TokenRecord,
+        tok: &Presented,
         challenge: &[u8],
         now: u64,
         writes: &[StoreWrite],
     ) -> Result<(), TamError> {
+        if !tok.stored {
+            // The challenge is derived from the token: spent with it.
+            return self.spend_stateless(tok, now, writes).await;
+        }
         self.store
             .consume_and_apply(&tok.token, Some(challenge), now, writes)
             .await?

@@ -122,11 +122,11 @@ async fn token_replay_is_refused() {
     ));
 }
 
-#[tokio::test]
-async fn expired_token_is_refused() {
+async fn expired_token_is_refused_with(stateless_query_tokens: bool) {
     let dev = Device::new(4, KeyKind::P256);
     let config = TamConfig {
         token_ttl: 60,
+        stateless_query_tokens,
         ..TamConfig::default()
     };
     let mut w = World::new(&[&dev], config, Policy::OemGated).await;
@@ -140,12 +140,28 @@ async fn expired_token_is_refused() {
         Err(TamError::TokenExpired) => {}
         other => panic!("{other:?}"),
     }
-    // The store refuses it too (a racing replica checking later).
     let t = qr.token.unwrap();
+    let want = if stateless_query_tokens {
+        // Nothing was written for it: the expiry is in the (authenticated) token.
+        ConsumeRefusal::Unknown
+    } else {
+        // The store refuses it too (a racing replica checking later).
+        ConsumeRefusal::Expired
+    };
     assert_eq!(
         w.store.consume_token(&t, NOW + 61).await.unwrap(),
-        Err(ConsumeRefusal::Expired)
+        Err(want)
     );
+}
+
+#[tokio::test]
+async fn expired_token_is_refused() {
+    expired_token_is_refused_with(true).await;
+}
+
+#[tokio::test]
+async fn expired_stored_token_is_refused() {
+    expired_token_is_refused_with(false).await;
 }
 
 #[tokio::test]
@@ -601,4 +617,95 @@ async fn dual_control_delivers_only_cosigned_manifests() {
     };
     let up = update(&open(&w.tam_pub, &up));
     assert_eq!(up.manifest_list.unwrap()[0], cosigned);
+}
+
+/// Stateless QueryRequest tokens (`otrp_tam::query_token`): an empty POST writes
+/// nothing; the answer is accepted by any TAM with the same signing keys and store (a
+/// replica, or this TAM restarted), spent once, and refused by a TAM with other keys.
+#[tokio::test]
+async fn opening_a_session_writes_nothing_and_a_replica_accepts_the_answer_once() {
+    let dev = Device::new(21, KeyKind::P256);
+    let mut w = World::new(&[&dev], TamConfig::default(), Policy::OemGated).await;
+    let (v, _) = w.open_session(None, NOW).await;
+    let qr = query_request(&v);
+    let t = qr.token.clone().unwrap();
+    assert_eq!(t.len(), 16);
+    assert!(
+        w.store.token(&t).await.unwrap().is_none(),
+        "an empty POST wrote a token row"
+    );
+    let body = dev.sign(
+        &TeepMessage::QueryResponse(query_response(&dev, &qr)),
+        false,
+    );
+    let replica = Tam::new(
+        w.store.clone(),
+        w.verifier.clone(),
+        w.keys.clone(),
+        TamConfig::default(),
+        provider(),
+    );
+    let out = replica
+        .process(None, &body, NOW + 1, &mut rng(5))
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Reply(_)), "{out:?}");
+    let spent = w.store.token(&t).await.unwrap().unwrap();
+    assert_eq!(spent.consumed_at, Some(NOW + 1));
+    // The first TAM refuses the same answer: the token is spent in the shared store.
+    match w.step(None, &body, NOW + 2).await {
+        Err(TamError::TokenReplayed) => {}
+        other => panic!("replayed QueryResponse: {other:?}"),
+    }
+
+    // A TAM with other signing keys did not issue the next token.
+    let (v, _) = w.open_session(None, NOW + 3).await;
+    let qr = query_request(&v);
+    let body = dev.sign(
+        &TeepMessage::QueryResponse(query_response(&dev, &qr)),
+        false,
+    );
+    let mut r = rng(77);
+    let stranger = Tam::new(
+        w.store.clone(),
+        w.verifier.clone(),
+        otrp_tam::TamKeys {
+            p256: PrivateKey::generate(KeyKind::P256, &mut r).unwrap(),
+            ed25519: PrivateKey::generate(KeyKind::Ed25519, &mut r).unwrap(),
+        },
+        TamConfig::default(),
+        provider(),
+    );
+    match stranger.process(None, &body, NOW + 4, &mut r).await {
+        Err(TamError::TokenUnknown) => {}
+        other => panic!("token of another TAM: {other:?}"),
+    }
+    // Nor did this TAM issue a token with one bit changed.
+    let mut flipped = qr.token.clone().unwrap();
+    flipped[3] ^= 0x01;
+    let mut forged = query_response(&dev, &qr);
+    forged.token = Some(flipped);
+    let body = dev.sign(&TeepMessage::QueryResponse(forged), false);
+    match w.step(None, &body, NOW + 4).await {
+        Err(TamError::TokenUnknown) => {}
+        other => panic!("tampered token: {other:?}"),
+    }
+}
+
+/// With `stateless_query_tokens = false` the token and challenge are stored when the
+/// QueryRequest is sent, and the exchange works as before.
+#[tokio::test]
+async fn stored_query_tokens_still_work() {
+    let mut dev = Device::new(22, KeyKind::P256);
+    let config = TamConfig {
+        stateless_query_tokens: false,
+        ..TamConfig::default()
+    };
+    let mut w = World::new(&[&dev], config, Policy::OemGated).await;
+    let (v, _) = w.open_session(None, NOW).await;
+    let t = query_request(&v).token.unwrap();
+    let rec = w.store.token(&t).await.unwrap().unwrap();
+    assert_eq!(rec.consumed_at, None);
+    assert!(rec.challenge.is_some());
+    full_exchange(&mut w, &mut dev, NOW + 10).await;
 }
