@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use otrp_broker::OtrpBatchState;
 use otrp_broker::{otrp_batch_round, otrp_batch_url, run_otrp_session, Http, LocalTee};
+use otrp_broker::{OtrpBatchRound, OtrpBatchState};
 use otrp_pki::device::{provision, MgmtConfig, ProvisionRequest};
 use otrp_tam_server::publish::{self, Payload};
-use otrp_tee_daemon::{TamCert, Tee, TeeOptions};
+use otrp_tam_server::RunningServer;
+use otrp_tee_daemon::{OtrpBatchApplied, TamCert, Tee, TeeOptions};
 use rand::RngCore;
 use reqwest::header;
 use reqwest::StatusCode;
@@ -100,6 +101,18 @@ impl Dev {
             .map(|m| m.sequence_number)
     }
 
+    /// Applies `package` (bytes as fetched) in this device's TEE directly, without a Broker.
+    fn apply(&self, package: &[u8]) -> OtrpBatchApplied {
+        let mut tee = self.tee.lock().unwrap();
+        tee.apply_otrp_batch(package, now()).unwrap()
+    }
+
+    /// Whether the TEE holds a component of security domain `sd1`.
+    fn holds_sd1(&self) -> bool {
+        let st = self.tee.lock().unwrap().status().unwrap();
+        st.components.iter().any(|c| c.id.starts_with("sd1"))
+    }
+
     fn agent_key_pem(&self) -> String {
         let t = self.tee.lock().unwrap();
         t.agent()
@@ -120,6 +133,89 @@ fn batch_public_pem(f: &Fixture, name: &str) -> String {
         .find(|b| b.name == name)
         .expect("batch key made at provisioning");
     String::from_utf8(f.pki.file(&rec.public).unwrap().to_vec()).unwrap()
+}
+
+/// The body of `PUT /api/v1/otrp-batches/{model}/key`: the model's shared public key.
+fn key_body(f: &Fixture, model: &str) -> Value {
+    json!({"public_key_pem": batch_public_pem(f, model), "tee": otrp_tee_daemon::OTRP_TEE_NAME})
+}
+
+/// The OEM registers `model`'s shared key (200); returns the TAM's answer.
+async fn register_key(f: &Fixture, api: &Api, t: &Tenants, model: &str) -> Value {
+    let path = format!("/api/v1/otrp-batches/{model}/key");
+    api.ok(
+        StatusCode::OK,
+        put(api, &path, &t.oem, key_body(f, model)).await,
+    )
+    .await
+}
+
+/// sp1 publishes a package for `model` (`body`: components, update flag) (201); returns it.
+async fn publish_package(api: &Api, t: &Tenants, model: &str, body: Value) -> Value {
+    let path = format!("/api/v1/otrp-batches/{model}/packages");
+    api.ok(StatusCode::CREATED, api.post(&path, &t.sp, body).await)
+        .await
+}
+
+/// `model`'s batch (packages and their counters) as `token` sees it (200).
+async fn batch_record(api: &Api, token: &str, model: &str) -> Value {
+    let path = format!("/api/v1/otrp-batches/{model}");
+    api.ok(StatusCode::OK, api.get(&path, token).await).await
+}
+
+/// The body of `GET url` (a package as the TAM serves it).
+async fn fetch(web: &reqwest::Client, url: &str) -> Vec<u8> {
+    let r = web.get(url).send().await.unwrap();
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Whether `applied` reports the event `kind` with `detail`.
+fn has_event(applied: &OtrpBatchApplied, kind: &str, detail: &str) -> bool {
+    applied
+        .events
+        .iter()
+        .any(|e| e.kind == kind && e.detail == detail)
+}
+
+/// A Broker round that applied the first package: SD `sd1` created, its one result taken
+/// by the TAM, the device at version 1.
+fn assert_first_package_applied(round: &OtrpBatchRound, d: &Dev) {
+    let applied = round.applied.clone().unwrap();
+    assert_eq!(applied.outcome, "applied", "{applied:?}");
+    assert!(has_event(&applied, "sd-created", "sd1"), "{applied:?}");
+    assert_eq!(
+        (round.results_sent, round.results_refused.len()),
+        (1, 0),
+        "{round:?}"
+    );
+    assert_eq!(d.version(), Some(1));
+}
+
+/// A started server with what every test here talks to it with.
+struct Started {
+    server: RunningServer,
+    api: Api,
+    t: Tenants,
+    /// The TAM URL (`.../tam`).
+    url: String,
+    /// The Brokers' HTTP client.
+    http: Http,
+}
+
+/// Starts `f`'s server and makes its OEM and SP (sp1) tenants.
+async fn start(f: &Fixture) -> Started {
+    let server = f.start().await;
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(f, &api).await;
+    let url = server.tam_url();
+    let http = broker(f);
+    Started {
+        server,
+        api,
+        t,
+        url,
+        http,
+    }
 }
 
 async fn upload(f: &Fixture, api: &Api, t: &Tenants, seq: u64) {
@@ -183,11 +279,13 @@ async fn first_contact(api: &Api, t: &Tenants, http: &Http, url: &str, d: &Dev) 
 
 async fn otrp_batch_flow(backend: Backend) {
     let mut f = Fixture::new("otrp_batch", backend);
-    let server = f.start().await;
-    let api = Api::new(&f.pki, &server);
-    let t = tenants(&f, &api).await;
-    let url = server.tam_url();
-    let http = broker(&f);
+    let Started {
+        server,
+        api,
+        t,
+        url,
+        http,
+    } = start(&f).await;
     let web = client(&f.pki);
 
     let devs: Vec<Dev> = (0..DEVICES as u64)
@@ -210,12 +308,9 @@ async fn otrp_batch_flow(backend: Backend) {
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
     let key_path = format!("/api/v1/otrp-batches/{LOCKS}/key");
-    let key_body = json!({"public_key_pem": batch_public_pem(&f, LOCKS), "tee": otrp_tee_daemon::OTRP_TEE_NAME});
-    let (st, body) = put(&api, &key_path, &t.sp, key_body.clone()).await;
+    let (st, body) = put(&api, &key_path, &t.sp, key_body(&f, LOCKS)).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
-    let k = api
-        .ok(StatusCode::OK, put(&api, &key_path, &t.oem, key_body).await)
-        .await;
+    let k = register_key(&f, &api, &t, LOCKS).await;
     assert_eq!(k["key_type"], "P-256", "{k}");
 
     // Nothing published: 404, and a Broker round does nothing.
@@ -226,17 +321,7 @@ async fn otrp_batch_flow(backend: Backend) {
     );
 
     // One package: CreateSD + InstallTA, one TAM signature.
-    let p1 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                &publish_path,
-                &t.sp,
-                json!({"components": ["sd1/hello-ta"]}),
-            )
-            .await,
-        )
-        .await;
+    let p1 = publish_package(&api, &t, LOCKS, json!({"components": ["sd1/hello-ta"]})).await;
     assert_eq!(p1["seq"], 1, "{p1}");
     assert_eq!(
         p1["tam_signatures"], 1,
@@ -281,28 +366,12 @@ async fn otrp_batch_flow(backend: Backend) {
             v1.len(),
             "the same bytes for every device"
         );
+        assert_first_package_applied(&round, d);
         let applied = round.applied.clone().unwrap();
-        assert_eq!(applied.outcome, "applied", "{applied:?}");
         assert!(
-            applied
-                .events
-                .iter()
-                .any(|e| e.kind == "sd-created" && e.detail == "sd1"),
+            has_event(&applied, "installed", "sd1:hello-ta"),
             "{applied:?}"
         );
-        assert!(
-            applied
-                .events
-                .iter()
-                .any(|e| e.kind == "installed" && e.detail == "sd1:hello-ta"),
-            "{applied:?}"
-        );
-        assert_eq!(
-            (round.results_sent, round.results_refused.len()),
-            (1, 0),
-            "{round:?}"
-        );
-        assert_eq!(d.version(), Some(1));
         let again = otrp_batch_round(&http, &url, &mut d.link(), &mut st)
             .await
             .unwrap();
@@ -313,13 +382,7 @@ async fn otrp_batch_flow(backend: Backend) {
         );
         states.push(st);
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.sp)
-                .await,
-        )
-        .await;
+    let b = batch_record(&api, &t.sp, LOCKS).await;
     assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
     assert_eq!(b["packages"][0]["failed"], 0, "{b}");
     assert_eq!(
@@ -331,12 +394,7 @@ async fn otrp_batch_flow(backend: Backend) {
     // A device of another model (another shared key) cannot read the package: it fails
     // with nothing installed, and its fail result is counted.
     {
-        let r = other
-            .tee
-            .lock()
-            .unwrap()
-            .apply_otrp_batch(&v1, now())
-            .unwrap();
+        let r = other.apply(&v1);
         assert_eq!(r.outcome, "failed", "{r:?}");
         assert!(r.detail.contains("ERR_REQUEST_INVALID"), "{r:?}");
         assert_eq!(other.version(), None);
@@ -354,28 +412,18 @@ async fn otrp_batch_flow(backend: Backend) {
         );
         assert_eq!(round.results_sent, 1, "{round:?}");
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.oem)
-                .await,
-        )
-        .await;
+    let b = batch_record(&api, &t.oem, LOCKS).await;
     assert_eq!(b["packages"][0]["failed"], 1, "{b}");
 
     // Version 2 as UpdateTA: the sequence number grows, devices move to it.
     upload(&f, &api, &t, 2).await;
-    let p2 = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                &publish_path,
-                &t.sp,
-                json!({"components": ["sd1/hello-ta"], "update": true}),
-            )
-            .await,
-        )
-        .await;
+    let p2 = publish_package(
+        &api,
+        &t,
+        LOCKS,
+        json!({"components": ["sd1/hello-ta"], "update": true}),
+    )
+    .await;
     assert_eq!(p2["seq"], 2, "{p2}");
     assert_eq!(p2["contents"], "update sd1/hello-ta#2", "{p2}");
     for (d, st) in devs.iter().zip(states.iter_mut()) {
@@ -388,26 +436,13 @@ async fn otrp_batch_flow(backend: Backend) {
         assert_eq!(round.results_sent, 1);
         assert_eq!(d.version(), Some(2));
     }
-    let v2 = web
-        .get(&pkg_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let v2 = fetch(&web, &pkg_url).await;
 
     // Replayed and older packages: refused by the device, nothing changed, nothing queued.
     let d0 = &devs[0];
     let before = d0.tee.lock().unwrap().status().unwrap();
     for (bytes, outcome) in [(&v2, "already-applied"), (&v1, "rollback")] {
-        let r = d0
-            .tee
-            .lock()
-            .unwrap()
-            .apply_otrp_batch(bytes, now())
-            .unwrap();
+        let r = d0.apply(bytes);
         assert_eq!(r.outcome, outcome, "{r:?}");
         assert!(r.detail.contains("replay or rollback"), "{r:?}");
         assert_eq!(d0.tee.lock().unwrap().otrp_batch_results().len(), 0);
@@ -416,13 +451,7 @@ async fn otrp_batch_flow(backend: Backend) {
     assert_eq!(before.manifests, after.manifests);
     assert_eq!(before.security_domains, after.security_domains);
     assert_eq!(d0.version(), Some(2));
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/otrp-batches/{LOCKS}"), &t.sp)
-                .await,
-        )
-        .await;
+    let b = batch_record(&api, &t.sp, LOCKS).await;
     assert_eq!(b["packages"][1]["applied"], DEVICES as u64, "{b}");
     assert_eq!(b["packages"][1]["failed"], 0, "{b}");
     assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
@@ -433,12 +462,7 @@ async fn otrp_batch_flow(backend: Backend) {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // A result signed by a key the TAM never bound (a fresh, unregistered device).
     let stranger = boot(&mut f, 799, LOCKS);
-    let r = stranger
-        .tee
-        .lock()
-        .unwrap()
-        .apply_otrp_batch(&v1, now())
-        .unwrap();
+    let r = stranger.apply(&v1);
     assert_eq!(r.outcome, "applied", "{r:?}");
     let queued = stranger.tee.lock().unwrap().otrp_batch_results();
     let (st, text) = post_raw(&web, &results_url, queued[0].message.clone()).await;
@@ -518,11 +542,13 @@ async fn otrp_batch_create_sd_on_oem_gated_devices_carries_the_oem_authorization
             sp: "sp1".into(),
             file,
         });
-    let server = f.start().await;
-    let api = Api::new(&f.pki, &server);
-    let t = tenants(&f, &api).await;
-    let url = server.tam_url();
-    let http = broker(&f);
+    let Started {
+        server: _server,
+        api,
+        t,
+        url,
+        http,
+    } = start(&f).await;
     let devs: Vec<Dev> = (0..3)
         .map(|i| boot_with(&mut f, 800 + i, GATED, MgmtConfig::OemGated, false))
         .collect();
@@ -530,43 +556,14 @@ async fn otrp_batch_create_sd_on_oem_gated_devices_carries_the_oem_authorization
         first_contact(&api, &t, &http, &url, d).await;
     }
     upload(&f, &api, &t, 1).await;
-    let key_body = json!({"public_key_pem": batch_public_pem(&f, GATED), "tee": otrp_tee_daemon::OTRP_TEE_NAME});
-    api.ok(
-        StatusCode::OK,
-        put(
-            &api,
-            &format!("/api/v1/otrp-batches/{GATED}/key"),
-            &t.oem,
-            key_body,
-        )
-        .await,
-    )
-    .await;
-    let p = api
-        .ok(
-            StatusCode::CREATED,
-            api.post(
-                &format!("/api/v1/otrp-batches/{GATED}/packages"),
-                &t.sp,
-                json!({"components": ["sd1/hello-ta"]}),
-            )
-            .await,
-        )
-        .await;
+    register_key(&f, &api, &t, GATED).await;
+    let p = publish_package(&api, &t, GATED, json!({"components": ["sd1/hello-ta"]})).await;
     assert_eq!(
         p["contents"], "create-sd sd1, install sd1/hello-ta#1",
         "{p}"
     );
     assert_eq!(p["tam_signatures"], 1, "{p}");
-    let bytes = client(&f.pki)
-        .get(otrp_batch_url(&url, GATED))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let bytes = fetch(&client(&f.pki), &otrp_batch_url(&url, GATED)).await;
     let mut v: Value = serde_json::from_slice(&bytes).unwrap();
     let header = &mut v["OTrPBatchPackage"]["header"];
     assert_eq!(
@@ -581,59 +578,25 @@ async fn otrp_batch_create_sd_on_oem_gated_devices_carries_the_oem_authorization
         let round = otrp_batch_round(&http, &url, &mut d.link(), &mut st)
             .await
             .unwrap();
-        let applied = round.applied.clone().unwrap();
-        assert_eq!(applied.outcome, "applied", "{applied:?}");
-        assert!(
-            applied
-                .events
-                .iter()
-                .any(|e| e.kind == "sd-created" && e.detail == "sd1"),
-            "{applied:?}"
-        );
-        assert_eq!((round.results_sent, round.results_refused.len()), (1, 0));
-        assert_eq!(d.version(), Some(1));
+        assert_first_package_applied(&round, d);
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/otrp-batches/{GATED}"), &t.sp)
-                .await,
-        )
-        .await;
+    let b = batch_record(&api, &t.sp, GATED).await;
     assert_eq!(b["packages"][0]["applied"], 2, "{b}");
 
     // The third: the same package without `oemauth` verifies but is refused.
     header.as_object_mut().unwrap().remove("oemauth");
     let stripped = serde_json::to_vec(&v).unwrap();
     let last = &devs[2];
-    let r = last
-        .tee
-        .lock()
-        .unwrap()
-        .apply_otrp_batch(&stripped, now())
-        .unwrap();
+    let r = last.apply(&stripped);
     assert_eq!(r.outcome, "failed", "{r:?}");
     assert!(
         r.detail.contains("TAM_NOT_AUTHORIZED") && r.detail.contains("OEM authorization"),
         "{r:?}"
     );
     assert_eq!(last.version(), None);
-    assert!(!last
-        .tee
-        .lock()
-        .unwrap()
-        .status()
-        .unwrap()
-        .components
-        .iter()
-        .any(|c| c.id.starts_with("sd1")));
+    assert!(!last.holds_sd1());
     // With it (the bytes as served), the same device applies the package.
-    let r = last
-        .tee
-        .lock()
-        .unwrap()
-        .apply_otrp_batch(&bytes, now())
-        .unwrap();
+    let r = last.apply(&bytes);
     assert_eq!(r.outcome, "applied", "{r:?}");
     assert_eq!(last.version(), Some(1));
 }
