@@ -22,18 +22,14 @@ use common::*;
 /// key the TA reports (and not for another amount).
 #[test]
 fn payment_request_ta_installs_the_signer_and_its_signature_verifies() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pki = pki_init(dir);
-    let tam = Tam::start(dir, "tam", &pki, "", &[]);
-    let payco = tam.sp_account("payco", true);
-    tam.grant_sd("payments", "payco");
+    let w = SpTam::start("payco", "payments");
+    let (dir, pki, tam, payco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
     let ta = ta_path("payment-signer");
-    tam.publish(&payco, &ta, "payments/payment-signer", 1);
+    tam.publish(payco, &ta, "payments/payment-signer", 1);
     // The SD goes to every phone; the TA itself only where an app asks for it.
-    tam.deploy(&payco, "payments/sd", "model:phone", None);
+    tam.deploy(payco, "payments/sd", "model:phone", None);
 
-    let mut phones = provision(dir, &pki, "phone", 2, "oem-gated");
+    let mut phones = provision(dir, pki, "phone", 2, "oem-gated");
     for p in &mut phones {
         p.start_tee();
         let out = ok(&[
@@ -47,7 +43,7 @@ fn payment_request_ta_installs_the_signer_and_its_signature_verifies() {
         assert!(out.contains("requested payments:payment-signer"), "{out}");
         assert_eq!(p.status()["requested"][0], "payments:payment-signer");
     }
-    let reports = sessions(&phones.iter().collect::<Vec<_>>(), &tam);
+    let reports = sessions(&phones.iter().collect::<Vec<_>>(), tam);
     let want = digest_of(&ta);
     let tx = br#"{"from":"alice","to":"bob","amount":"42.00","currency":"EUR"}"#;
     let tampered = br#"{"from":"alice","to":"bob","amount":"4200.00","currency":"EUR"}"#;
@@ -94,7 +90,7 @@ fn payment_request_ta_installs_the_signer_and_its_signature_verifies() {
     assert_ne!(keys[0], keys[1], "each TEE generated its own TA key");
 
     // A second session finds nothing to do.
-    for r in sessions(&phones.iter().collect::<Vec<_>>(), &tam) {
+    for r in sessions(&phones.iter().collect::<Vec<_>>(), tam) {
         assert!(!r.contains("installed:"), "{r}");
     }
     // The TAM's view through the admin CLI.
@@ -107,13 +103,9 @@ fn payment_request_ta_installs_the_signer_and_its_signature_verifies() {
 /// keeps v1 until it comes back and catches up. Every lock installs each version once.
 #[test]
 fn smart_locks_staged_rollout_and_an_offline_lock_catches_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pki = pki_init(dir);
-    let tam = Tam::start(dir, "tam", &pki, "", &[]);
-    let lockco = tam.sp_account("lockco", true);
-    tam.grant_sd("locks", "lockco");
-    let mut locks = provision(dir, &pki, "smart-lock", 4, "oem-gated");
+    let w = SpTam::start("lockco", "locks");
+    let (dir, pki, tam, lockco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
+    let mut locks = provision(dir, pki, "smart-lock", 4, "oem-gated");
     for l in &mut locks {
         l.start_tee();
         let out = tam.oem(&["register-device", s(&l.dir)]);
@@ -123,9 +115,9 @@ fn smart_locks_staged_rollout_and_an_offline_lock_catches_up() {
     let (online, offline) = (&all[..3], all[3]);
 
     let v1 = ta_path("smart-lock");
-    tam.publish(&lockco, &v1, "locks/smart-lock", 1);
-    let d1 = tam.deploy(&lockco, "locks/smart-lock", "model:smart-lock", None);
-    sessions(&all, &tam);
+    tam.publish(lockco, &v1, "locks/smart-lock", 1);
+    let d1 = tam.deploy(lockco, "locks/smart-lock", "model:smart-lock", None);
+    sessions(&all, tam);
     for l in &all {
         assert_eq!(
             l.digest("locks:smart-lock"),
@@ -136,30 +128,30 @@ fn smart_locks_staged_rollout_and_an_offline_lock_catches_up() {
         // The TA runs: 3 PIN tries left on a fresh lock.
         assert_eq!(l.invoke("smart-lock", 3, "").unwrap(), "03");
     }
-    let (state, done, _, failed) = tam.rollout(&lockco, d1);
+    let (state, done, _, failed) = tam.rollout(lockco, d1);
     assert_eq!((state.as_str(), done, failed), ("active", 4, 0));
 
     // v2: a new build; the v1 deployment is closed, v2 starts with a stage of one lock.
-    let ok_abort = tam.sp(&lockco, &["deployment", &d1.to_string(), "abort"]);
+    let ok_abort = tam.sp(lockco, &["deployment", &d1.to_string(), "abort"]);
     assert!(ok_abort.contains("is aborted"), "{ok_abort}");
     let v2 = rebuilt(&v1, "2", &dir.join("smart-lock-v2.wasm"));
-    tam.publish(&lockco, &v2, "locks/smart-lock", 2);
-    let d2 = tam.deploy(&lockco, "locks/smart-lock", "model:smart-lock", Some("1"));
+    tam.publish(lockco, &v2, "locks/smart-lock", 2);
+    let d2 = tam.deploy(lockco, "locks/smart-lock", "model:smart-lock", Some("1"));
     // One session at a time: the TAM counts a stage's devices as it sends.
     for l in online {
-        sessions(&[*l], &tam);
+        sessions(&[*l], tam);
     }
     let on_v2 = online
         .iter()
         .filter(|l| l.digest("locks:smart-lock") == Some(digest_of(&v2)))
         .count();
     assert_eq!(on_v2, 1, "the first stage reaches exactly one lock");
-    let (_, done, _, _) = tam.rollout(&lockco, d2);
+    let (_, done, _, _) = tam.rollout(lockco, d2);
     assert_eq!(done, 1);
 
     // Second stage: everyone; the offline lock runs no session.
-    let d3 = tam.deploy(&lockco, "locks/smart-lock", "model:smart-lock", None);
-    sessions(online, &tam);
+    let d3 = tam.deploy(lockco, "locks/smart-lock", "model:smart-lock", None);
+    sessions(online, tam);
     for l in online {
         assert_eq!(
             l.digest("locks:smart-lock"),
@@ -169,11 +161,11 @@ fn smart_locks_staged_rollout_and_an_offline_lock_catches_up() {
         );
     }
     assert_eq!(offline.digest("locks:smart-lock"), Some(digest_of(&v1)));
-    let (_, done, _, _) = tam.rollout(&lockco, d3);
+    let (_, done, _, _) = tam.rollout(lockco, d3);
     assert!(done >= 2, "the second stage counted {done} locks");
 
     // The offline lock comes back: its next session brings it to v2.
-    let r = sessions(&[offline], &tam);
+    let r = sessions(&[offline], tam);
     assert!(r[0].contains("installed: locks:smart-lock"), "{}", r[0]);
     assert_eq!(offline.digest("locks:smart-lock"), Some(digest_of(&v2)));
     assert_eq!(offline.invoke("smart-lock", 3, "").unwrap(), "03");
@@ -205,13 +197,9 @@ const ZONES_V2: &str = r#"{"version": 2, "zones": [
 /// old town allowed; zones v2 add the old town, which `otrp client invoke` then refuses.
 #[test]
 fn drones_personalization_data_refuses_a_point_in_the_new_zone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pki = pki_init(dir);
-    let tam = Tam::start(dir, "tam", &pki, "", &[]);
-    let droneco = tam.sp_account("droneco", true);
-    tam.grant_sd("drones", "droneco");
-    let mut drones = provision(dir, &pki, "drone", 2, "oem-gated");
+    let w = SpTam::start("droneco", "drones");
+    let (dir, pki, tam, droneco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
+    let mut drones = provision(dir, pki, "drone", 2, "oem-gated");
     for d in &mut drones {
         d.start_tee();
         let out = tam.oem(&["register-device", s(&d.dir), "--tag", "munich-fleet"]);
@@ -219,9 +207,9 @@ fn drones_personalization_data_refuses_a_point_in_the_new_zone() {
     }
     let all: Vec<&Device> = drones.iter().collect();
     let ta = ta_path("drone-geofence");
-    tam.publish(&droneco, &ta, "drones/geofence", 1);
-    tam.deploy(&droneco, "drones/geofence", "model:drone", None);
-    sessions(&all, &tam);
+    tam.publish(droneco, &ta, "drones/geofence", 1);
+    tam.deploy(droneco, "drones/geofence", "model:drone", None);
+    sessions(&all, tam);
     let airport = point_hex(48.3538, 11.7861);
     let old_town = point_hex(48.1374, 11.5755);
     for d in &all {
@@ -246,14 +234,14 @@ fn drones_personalization_data_refuses_a_point_in_the_new_zone() {
             "tag:munich-fleet",
         ];
         args.extend(k.iter().map(String::as_str));
-        let out = tam.sp(&droneco, &args);
+        let out = tam.sp(droneco, &args);
         assert!(
             out.contains(&format!("personalization drones/geofence/perso #{seq}")),
             "{out}"
         );
     };
     personalize("zones-v1.json", ZONES_V1, "1");
-    sessions(&all, &tam);
+    sessions(&all, tam);
     for d in &all {
         // [1, zone 0 (u32 BE)]: inside the airport zone.
         assert_eq!(d.invoke("geofence", 1, &airport).unwrap(), "0100000000");
@@ -263,7 +251,7 @@ fn drones_personalization_data_refuses_a_point_in_the_new_zone() {
     }
 
     personalize("zones-v2.json", ZONES_V2, "2");
-    sessions(&all, &tam);
+    sessions(&all, tam);
     for d in &all {
         // The old town, allowed before, is now refused: zone index 1.
         assert_eq!(d.invoke("geofence", 1, &old_town).unwrap(), "0100000001");
@@ -283,7 +271,7 @@ fn drones_personalization_data_refuses_a_point_in_the_new_zone() {
         "model:drone",
     ];
     args.extend(k.iter().map(String::as_str));
-    let err = tam.sp_refused(&droneco, &args);
+    let err = tam.sp_refused(droneco, &args);
     assert!(err.contains("400"), "{err}");
 }
 
@@ -369,18 +357,14 @@ fn management_configurations_refuse_one_operation_each() {
 /// apply nothing again.
 #[test]
 fn batch_one_package_signed_once_installs_on_every_sensor() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pki = pki_init(dir);
-    let tam = Tam::start(dir, "tam", &pki, "", &[]);
-    let sensorco = tam.sp_account("sensorco", true);
-    tam.grant_sd("sensors", "sensorco");
+    let w = SpTam::start("sensorco", "sensors");
+    let (dir, pki, tam, sensorco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
     let n = 3;
-    let mut sensors = provision_with(dir, &pki, "sensor", n, &["--batch", "lot-7"]);
+    let mut sensors = provision_with(dir, pki, "sensor", n, &["--batch", "lot-7"]);
     for d in &mut sensors {
         d.start_tee();
     }
-    let brokers: Vec<Proc> = sensors.iter().map(|d| d.broker(&tam, "0.3")).collect();
+    let brokers: Vec<Proc> = sensors.iter().map(|d| d.broker(tam, "0.3")).collect();
     // First contact: one attested TEEP session each makes the TAM know their Agent keys.
     wait_for(
         "the sensors' first sessions",
@@ -392,8 +376,7 @@ fn batch_one_package_signed_once_installs_on_every_sensor() {
     );
     let image = ta_path("smart-lock");
     let batch_key = pki.join("batch/lot-7.pub.pem");
-    let k = tam.signer();
-    let mut args = vec![
+    let args = [
         "batch",
         "publish",
         "--batch",
@@ -407,8 +390,7 @@ fn batch_one_package_signed_once_installs_on_every_sensor() {
         "--batch-key",
         s(&batch_key),
     ];
-    args.extend(k.iter().map(String::as_str));
-    let out = tam.sp(&sensorco, &args);
+    let out = tam.sp_signed(sensorco, &args);
     assert!(out.contains("image encrypted to batch lot-7"), "{out}");
     assert!(out.contains("published lot-7 #1"), "{out}");
     assert!(out.contains("1 TAM signature(s)"), "{out}");
@@ -424,13 +406,13 @@ fn batch_one_package_signed_once_installs_on_every_sensor() {
         },
     );
     wait_for("every sensor's report", Duration::from_secs(60), || {
-        tam.sp(&sensorco, &["batch", "status", "--batch", "lot-7"])
+        tam.sp(sensorco, &["batch", "status", "--batch", "lot-7"])
             .contains(&format!("applied {n} · failed 0"))
     });
     // More rounds pass (brokers poll every 0.3 s): nothing is applied twice.
     std::thread::sleep(Duration::from_millis(1000));
     drop(brokers);
-    let st = tam.sp(&sensorco, &["batch", "status", "--batch", "lot-7"]);
+    let st = tam.sp(sensorco, &["batch", "status", "--batch", "lot-7"]);
     assert!(st.contains("1 TAM signature(s)"), "{st}");
     assert!(st.contains(&format!("applied {n} · failed 0")), "{st}");
     assert!(

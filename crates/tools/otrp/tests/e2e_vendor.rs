@@ -12,42 +12,29 @@ use common::*;
 
 #[test]
 fn a_pen_vendor_manifest_installs_on_devices_of_that_pen_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let pki = pki_init(dir);
-    let tam = Tam::start(dir, "tam", &pki, "", &[]);
-    let lockco = tam.sp_account("lockco", true);
-    tam.grant_sd("locks", "lockco");
+    let w = SpTam::start("lockco", "locks");
+    let (dir, pki, tam, lockco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
     let ta = ta_path("smart-lock");
-    let k = tam.signer();
-    let mut args = vec![
-        "publish",
-        s(&ta),
-        "--component",
-        "locks/smart-lock",
-        "--seq",
-        "1",
+    let pen = [
         "--compact",
         "--vendor-pen",
         "32473",
         "--class-model",
         "pen-lock",
     ];
-    args.extend(k.iter().map(String::as_str));
-    let out = tam.sp(&lockco, &args);
-    assert!(out.contains("published locks/smart-lock #1"), "{out}");
-    tam.deploy(&lockco, "locks/smart-lock", "model:pen-lock", None);
+    tam.publish_with(lockco, &ta, "locks/smart-lock", 1, &pen);
+    tam.deploy(lockco, "locks/smart-lock", "model:pen-lock", None);
 
-    let mut locks = provision(dir, &pki, "pen-lock", 3, "oem-gated");
+    let mut locks = provision(dir, pki, "pen-lock", 3, "oem-gated");
     locks[0].start_tee_with(&["--vendor-pen", "32473"]);
     locks[1].start_tee();
     locks[2].start_tee_with(&["--vendor-pen", "32474"]);
-    let report = &sessions(&[&locks[0]], &tam)[0];
+    let report = &sessions(&[&locks[0]], tam)[0];
     assert!(report.contains("installed: locks:smart-lock"), "{report}");
     assert_eq!(locks[0].digest("locks:smart-lock"), Some(digest_of(&ta)));
     // The others' sessions end in the refusal (the Broker exits non-zero on it).
     for lock in &locks[1..] {
-        let out = lock.broker_once(&tam).output().unwrap();
+        let out = lock.broker_once(tam).output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{report}");
         assert!(

@@ -1,5 +1,6 @@
-//! Shared by the process-level end-to-end tests (`e2e_scenarios`, `e2e_faults`): the built
-//! `otrp` binary playing every role as a user would run it on loopback:
+//! Shared by the process-level end-to-end tests (`e2e_scenarios`, `e2e_faults`, `e2e_otrp`,
+//! `e2e_vendor`): the built `otrp` binary playing every role as a user would run it on
+//! loopback:
 //!
 //! - a real `otrp tam serve` (SQLite in its data dir, HTTPS with the certificate of an
 //!   `otrp pki init` PKI, a free loopback port) that can be SIGKILLed and restarted on the
@@ -411,13 +412,32 @@ impl Tam {
         ]
     }
 
+    /// `otrp sp --token TOKEN ARGS` followed by sp1's key arguments, which must succeed.
+    pub fn sp_signed(&self, token: &str, args: &[&str]) -> String {
+        let k = self.signer();
+        let mut args = args.to_vec();
+        args.extend(k.iter().map(String::as_str));
+        self.sp(token, &args)
+    }
+
     /// `otrp sp publish TA --component C --seq N` signed with sp1; returns stdout.
     pub fn publish(&self, token: &str, ta: &Path, component: &str, seq: u64) -> String {
+        self.publish_with(token, ta, component, seq, &[])
+    }
+
+    /// [`Tam::publish`] with `extra` arguments before the key ones (e.g. `--compact`).
+    pub fn publish_with(
+        &self,
+        token: &str,
+        ta: &Path,
+        component: &str,
+        seq: u64,
+        extra: &[&str],
+    ) -> String {
         let seq = seq.to_string();
-        let k = self.signer();
         let mut args = vec!["publish", s(ta), "--component", component, "--seq", &seq];
-        args.extend(k.iter().map(String::as_str));
-        let out = self.sp(token, &args);
+        args.extend_from_slice(extra);
+        let out = self.sp_signed(token, &args);
         assert!(
             out.contains(&format!("published {component} #{seq}")),
             "{out}"
@@ -460,6 +480,39 @@ impl Tam {
             .unwrap_or("?")
             .to_owned();
         (state, field("done"), field("sent"), field("failed"))
+    }
+}
+
+/// The start of most scenarios: a temp dir with an `otrp pki init` PKI, a TAM ("tam",
+/// default configuration) and one approved SP account granted one SD.
+pub struct SpTam {
+    pub tam: Tam,
+    /// The SP account's API token.
+    pub token: String,
+    pub pki: PathBuf,
+    // Last: dropped after the TAM is killed.
+    tmp: tempfile::TempDir,
+}
+
+impl SpTam {
+    /// Starts it for SP `sp`, granted SD `sd`.
+    pub fn start(sp: &str, sd: &str) -> SpTam {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki_init(tmp.path());
+        let tam = Tam::start(tmp.path(), "tam", &pki, "", &[]);
+        let token = tam.sp_account(sp, true);
+        tam.grant_sd(sd, sp);
+        SpTam {
+            tam,
+            token,
+            pki,
+            tmp,
+        }
+    }
+
+    /// The temp dir everything lives in (devices go here too).
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
     }
 }
 
