@@ -708,107 +708,50 @@ impl OtrpAgent {
                 "replayed rid: this request was already answered",
             ));
         }
+        // A command request: its clear header (`tee`, `nextdsi`, `dsihash`, checked
+        // against this TEE) and encrypted content, run by `$run` in the TAM's transaction.
+        macro_rules! command {
+            ($r:expr, $run:expr) => {
+                self.command(
+                    &*store,
+                    &ctx,
+                    &session,
+                    &Clear {
+                        tee: &$r.tee,
+                        nextdsi: $r.nextdsi,
+                        dsihash: &$r.dsihash,
+                    },
+                    &$r.content,
+                    rng,
+                    $run,
+                )?
+            };
+        }
         let done = match &tbs {
             TbsRequest::GetDeviceState(r) => {
                 self.get_device_state(&*store, &ctx, r.supportedsigalgs.as_deref(), rng)?
             }
             TbsRequest::CreateSd(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, rng| me.create_sd(st, &ctx, c, rng),
-                )?
+                command!(r, |me, st, c, rng| me.create_sd(st, &ctx, c, rng))
             }
             TbsRequest::UpdateSd(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, rng| me.update_sd(st, &ctx, c, rng),
-                )?
+                command!(r, |me, st, c, rng| me.update_sd(st, &ctx, c, rng))
             }
             TbsRequest::DeleteSd(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, _rng| me.delete_sd(st, &ctx, c),
-                )?
+                command!(r, |me, st, c, _rng| me.delete_sd(st, &ctx, c))
             }
             TbsRequest::InstallTa(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
                 let sealed = package::SealedTa::from_install(&r.encrypted_ta);
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, false, None, rng),
-                )?
+                command!(r, |me, st, c, rng| me
+                    .install_ta(st, &ctx, c, &sealed, false, None, rng))
             }
             TbsRequest::UpdateTa(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
                 let sealed = package::SealedTa::from_update(&r.encrypted_ta);
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, rng| me.install_ta(st, &ctx, c, &sealed, true, None, rng),
-                )?
+                command!(r, |me, st, c, rng| me
+                    .install_ta(st, &ctx, c, &sealed, true, None, rng))
             }
             TbsRequest::DeleteTa(r) => {
-                let clear = Clear {
-                    tee: &r.tee,
-                    nextdsi: r.nextdsi,
-                    dsihash: &r.dsihash,
-                };
-                self.command(
-                    &*store,
-                    &ctx,
-                    &session,
-                    &clear,
-                    &r.content,
-                    rng,
-                    |me, st, c, _rng| me.delete_ta(st, &ctx, c),
-                )?
+                command!(r, |me, st, c, _rng| me.delete_ta(st, &ctx, c))
             }
         };
         let Done {
