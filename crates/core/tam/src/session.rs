@@ -266,6 +266,14 @@ struct Presented {
     stored: bool,
 }
 
+/// What a QueryResponse with evidence leaves to commit with the step's outcome: its
+/// token and challenge to spend and the device, attestation and key rows to write.
+struct Pending<'a> {
+    tok: &'a Presented,
+    challenge: Vec<u8>,
+    writes: Vec<StoreWrite>,
+}
+
 impl std::ops::Deref for Presented {
     type Target = TokenRecord;
     fn deref(&self) -> &TokenRecord {
@@ -749,8 +757,9 @@ impl Tam {
         rng: &mut R,
     ) -> Result<Outcome, TamError> {
         let requested = DataItemRequested(tok.data_items);
-        // The device, the verified message, and the suite the store already holds for it.
-        let (mut device, verified, suite_stored) = match &qr.attestation_payload {
+        // The device, the verified message, the suite the store already holds for it, and
+        // what is still to be committed with the outcome.
+        let (mut device, verified, suite_stored, pending) = match &qr.attestation_payload {
             Some(evidence) => {
                 let challenge = tok
                     .challenge
@@ -843,8 +852,14 @@ impl Tam {
                         bound_at: now,
                     }),
                 ];
-                self.consume_both(tok, &challenge, now, &writes).await?;
-                (dev, v, suite_stored)
+                // Spent and written with the Update (or the end of the session): one
+                // transaction for the whole step.
+                let pending = Pending {
+                    tok,
+                    challenge,
+                    writes: writes.into(),
+                };
+                (dev, v, suite_stored, Some(pending))
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
@@ -875,7 +890,7 @@ impl Tam {
                         .await;
                 };
                 let suite_stored = dev.suite_alg;
-                (dev, v, suite_stored)
+                (dev, v, suite_stored, None)
             }
         };
         // Version and cipher-suite negotiation.
@@ -890,17 +905,38 @@ impl Tam {
             }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
-        self.plan_update(&device, qr, &verified.suite, transport, now, rng)
+        self.plan_update(&device, qr, &verified.suite, pending, transport, now, rng)
             .await
+    }
+
+    /// Commits a step's outcome: spends the QueryResponse's token (and challenge) if
+    /// `pending` holds it, with its writes and `more`, in one transaction.
+    async fn commit(
+        &self,
+        pending: Option<Pending<'_>>,
+        now: u64,
+        more: Vec<StoreWrite>,
+    ) -> Result<(), TamError> {
+        match pending {
+            Some(p) => {
+                let mut writes = p.writes;
+                writes.extend(more);
+                self.consume_both(p.tok, &p.challenge, now, &writes).await
+            }
+            None if more.is_empty() => Ok(()),
+            None => Ok(self.store.apply(&more).await?),
+        }
     }
 
     /// Decides what the device (as just read or written by this step) must change and
     /// sends it as an Update (or ends).
+    #[allow(clippy::too_many_arguments)]
     async fn plan_update<R: CryptoRngCore + Send>(
         &self,
         device: &DeviceRecord,
         qr: &QueryResponse,
         suite: &TeepCipherSuite,
+        pending: Option<Pending<'_>>,
         transport: Option<Transport>,
         now: u64,
         rng: &mut R,
@@ -1046,6 +1082,7 @@ impl Tam {
             });
         }
         if sent.is_empty() {
+            self.commit(pending, now, Vec::new()).await?;
             return Ok(Outcome::Done);
         }
         let profile = self.config.compact.profile(&device.model, transport);
@@ -1103,7 +1140,7 @@ impl Tam {
             expires_at: now.saturating_add(self.config.token_ttl),
             consumed_at: None,
         }));
-        self.store.apply(&writes).await?;
+        self.commit(pending, now, writes).await?;
         Ok(Outcome::Reply(bytes))
     }
 
