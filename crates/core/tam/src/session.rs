@@ -1088,6 +1088,15 @@ impl Tam {
         let profile = self.config.compact.profile(&device.model, transport);
         let mut token = vec![0u8; profile.token_len()];
         rng.fill_bytes(&mut token);
+        // An Update token is looked up in the store; one that also opened as a stateless
+        // QueryRequest token (a 2^-40 chance for 16 random bytes) would be taken for one.
+        while self
+            .query_tokens
+            .as_ref()
+            .is_some_and(|k| k.open(&token).is_some())
+        {
+            rng.fill_bytes(&mut token);
+        }
         let mut update = Update::new().with_token(token.clone());
         if !manifests.is_empty() {
             update = update.with_manifests(manifests);
