@@ -9,6 +9,7 @@
 //! plain_http = false
 //! policy = "oem-gated"                   # oem-gated | oem-owned-sd | dual-control
 //! token_ttl_secs = 21600
+//! stateless_query_tokens = true          # false: store each QueryRequest's token when sent
 //! attestation_ttl_secs = 86400
 //! max_teep_body_bytes = 1048576
 //! max_api_body_bytes = 16777216
@@ -171,6 +172,11 @@ pub struct ServerConfig {
     pub policy: PolicyConfig,
     /// Lifetime of tokens and challenges (seconds).
     pub token_ttl_secs: u64,
+    /// QueryRequest tokens the TAM keeps no row for until they are answered: an empty POST
+    /// writes nothing (`otrp_tam::query_token`). Their key is derived from the TAM's
+    /// signing keys, so replicas that share a fleet must share those keys; `false` stores
+    /// every token when it is sent (replicas with different keys).
+    pub stateless_query_tokens: bool,
     /// How long an attestation result is reused (seconds).
     pub attestation_ttl_secs: u64,
     /// Largest TEEP request body (bytes); larger ones get 413.
@@ -228,6 +234,7 @@ impl Default for ServerConfig {
             plain_http: false,
             policy: PolicyConfig::OemGated,
             token_ttl_secs: 6 * 3600,
+            stateless_query_tokens: true,
             attestation_ttl_secs: 24 * 3600,
             max_teep_body_bytes: 1024 * 1024,
             max_api_body_bytes: 16 * 1024 * 1024,
@@ -334,6 +341,17 @@ impl ServerConfig {
         }
     }
 
+    /// The TAM core's session policy from `token_ttl_secs`, `stateless_query_tokens` and
+    /// the compact keys.
+    pub fn tam_config(&self) -> otrp_tam::TamConfig {
+        otrp_tam::TamConfig {
+            token_ttl: self.token_ttl_secs,
+            compact: self.compact_policy(),
+            stateless_query_tokens: self.stateless_query_tokens,
+            ..otrp_tam::TamConfig::default()
+        }
+    }
+
     /// The reference values, decoded.
     pub fn references(&self) -> Result<Vec<(String, otrp_tam::ReferenceValues)>, ConfigError> {
         self.reference
@@ -381,6 +399,22 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn session_keys_build_the_core_config() {
+        let d = ServerConfig::default().tam_config();
+        assert!(d.stateless_query_tokens);
+        assert_eq!(d.token_ttl, 6 * 3600);
+        let c = ServerConfig::from_toml(
+            "stateless_query_tokens = false
+token_ttl_secs = 60
+",
+        )
+        .unwrap_or_default()
+        .tam_config();
+        assert!(!c.stateless_query_tokens);
+        assert_eq!(c.token_ttl, 60);
     }
 
     #[test]

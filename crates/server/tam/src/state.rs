@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use otrp_crypto::CryptoProvider;
 use otrp_store::{AccountKind, SqlStore, Store};
-use otrp_tam::{Admin, EatVerifier, OtrpSession, Policy, Tam, TamConfig};
+use otrp_tam::{Admin, EatVerifier, OtrpSession, Policy, Tam};
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
@@ -163,11 +163,7 @@ impl AppState {
             crate::reference::config_records(&references, now()),
             std::time::Duration::from_secs(config.reference_refresh_secs.max(1)),
         );
-        let tam_config = TamConfig {
-            token_ttl: config.token_ttl_secs,
-            compact: config.compact_policy(),
-            ..TamConfig::default()
-        };
+        let tam_config = config.tam_config();
         if tam_config.compact != otrp_tam::CompactPolicy::default() {
             tracing::info!(
                 all = tam_config.compact.all,
