@@ -522,15 +522,42 @@ impl Tam {
         }
     }
 
-    async fn consume(&self, tok: &Presented, now: u64) -> Result<(), TamError> {
+    /// Spends `tok` (with the challenge of a stored QueryRequest token) and applies
+    /// `writes`, in one transaction. A stored token is consumed in the store; a stateless
+    /// one is inserted as spent, so a second answer with it finds the row and is refused.
+    async fn spend(
+        &self,
+        tok: &Presented,
+        challenge: Option<&[u8]>,
+        now: u64,
+        writes: &[StoreWrite],
+    ) -> Result<(), TamError> {
         if !tok.stored {
-            return self.spend_stateless(tok, now, &[]).await;
+            // A stateless token's challenge is derived from it: spent with it.
+            let mut all = Vec::with_capacity(writes.len() + 1);
+            all.push(StoreWrite::InsertToken(TokenRecord {
+                consumed_at: Some(now),
+                ..tok.rec.clone()
+            }));
+            all.extend_from_slice(writes);
+            return match self.store.apply(&all).await {
+                Err(StoreError::Exists { what: "token", .. }) => Err(TamError::TokenReplayed),
+                r => Ok(r?),
+            };
+        }
+        if challenge.is_none() && writes.is_empty() {
+            return self
+                .store
+                .consume_token(&tok.token, now)
+                .await?
+                .map(|_| ())
+                .map_err(refusal);
         }
         self.store
-            .consume_token(&tok.token, now)
+            .consume_and_apply(&tok.token, challenge, now, writes)
             .await?
             .map(|_| ())
-            .map_err(refusal)
+            .map_err(consume_failure)
     }
 
     /// The record of a stateless QueryRequest token this TAM issued (`None`: not one,
@@ -560,26 +587,6 @@ impl Tam {
             expires_at: o.expires_at,
             consumed_at: None,
         }))
-    }
-
-    /// Spends a stateless token: inserts it as consumed, then `writes`, in one
-    /// transaction; a second answer with the same token finds the row and is refused.
-    async fn spend_stateless(
-        &self,
-        tok: &TokenRecord,
-        now: u64,
-        writes: &[StoreWrite],
-    ) -> Result<(), TamError> {
-        let mut all = Vec::with_capacity(writes.len() + 1);
-        all.push(StoreWrite::InsertToken(TokenRecord {
-            consumed_at: Some(now),
-            ..tok.clone()
-        }));
-        all.extend_from_slice(writes);
-        match self.store.apply(&all).await {
-            Err(StoreError::Exists { what: "token", .. }) => Err(TamError::TokenReplayed),
-            r => Ok(r?),
-        }
     }
 
     /// Verifies a message from a device whose Agent key is already bound; `records` are
@@ -801,7 +808,7 @@ impl Tam {
                 let existing = self.store.device(&device_id).await?;
                 if existing.as_ref().is_some_and(|d| d.revoked) {
                     // One-time values are spent even when the device is refused.
-                    self.consume_both(tok, &challenge, now, &[]).await?;
+                    self.spend(tok, Some(&challenge), now, &[]).await?;
                     return Err(TamError::DeviceRevoked(device_id));
                 }
                 let mut dev = existing.unwrap_or(DeviceRecord {
@@ -868,13 +875,13 @@ impl Tam {
                 let kid = peeked.kid.clone().unwrap_or_default();
                 let Some(rec) = self.store.agent_key(&kid).await? else {
                     // Unknown Agent: ask again, with attestation.
-                    self.consume(tok, now).await?;
+                    self.spend(tok, None, now, &[]).await?;
                     return self.query_request(None, None, true, now, rng).await;
                 };
                 let key = self.decode_key(&rec.cose_key)?;
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                self.consume(tok, now).await?;
+                self.spend(tok, None, now, &[]).await?;
                 let ar = self.store.attestation(&rec.device_id).await?;
                 let fresh = ar.is_some_and(|a| {
                     a.expires_at > now && a.status == ArStatus::Affirming && a.agent_kid == kid
@@ -921,7 +928,7 @@ impl Tam {
             Some(p) => {
                 let mut writes = p.writes;
                 writes.extend(more);
-                self.consume_both(p.tok, &p.challenge, now, &writes).await
+                self.spend(p.tok, Some(&p.challenge), now, &writes).await
             }
             None if more.is_empty() => Ok(()),
             None => Ok(self.store.apply(&more).await?),
@@ -1170,33 +1177,7 @@ impl Tam {
                 .map(|s| StoreWrite::PutProgress(progress_record(s, device_id, state, detail, now)))
                 .collect(),
         };
-        if !tok.stored {
-            return self.spend_stateless(tok, now, &writes).await;
-        }
-        self.store
-            .consume_and_apply(&tok.token, None, now, &writes)
-            .await?
-            .map(|_| ())
-            .map_err(consume_failure)
-    }
-
-    /// Consumes the Query token and its challenge, then applies `writes`: one transaction.
-    async fn consume_both(
-        &self,
-        tok: &Presented,
-        challenge: &[u8],
-        now: u64,
-        writes: &[StoreWrite],
-    ) -> Result<(), TamError> {
-        if !tok.stored {
-            // The challenge is derived from the token: spent with it.
-            return self.spend_stateless(tok, now, writes).await;
-        }
-        self.store
-            .consume_and_apply(&tok.token, Some(challenge), now, writes)
-            .await?
-            .map(|_| ())
-            .map_err(consume_failure)
+        self.spend(tok, None, now, &writes).await
     }
 }
 
