@@ -990,24 +990,44 @@ impl OtrpSession {
 /// Adds `oemauth` to the unprotected header of a signed request (the header is not
 /// signed; the authorization carries the OEM's own signature).
 fn with_oemauth(bytes: &[u8], auth: &[u8]) -> Result<Vec<u8>, OtrpError> {
-    let build = |e: String| OtrpError::Build(format!("oemauth: {e}"));
+    put_oemauth(
+        bytes,
+        serde_json::Value::String(STANDARD.encode(auth)),
+        "oemauth",
+    )
+}
+
+/// Puts `value` as the unprotected header member `oemauth` of the signed OTrP message
+/// `bytes` (`{"<Message>": JWS}`): in the header of a flattened JWS, or of the first
+/// signature of a general one. `what` names the step in errors.
+pub(crate) fn put_oemauth(
+    bytes: &[u8],
+    value: serde_json::Value,
+    what: &str,
+) -> Result<Vec<u8>, OtrpError> {
+    let build = |e: String| OtrpError::Build(format!("{what}: {e}"));
     let mut v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| build(e.to_string()))?;
     let jws = v
         .as_object_mut()
         .and_then(|o| o.values_mut().next())
         .and_then(|j| j.as_object_mut())
-        .ok_or_else(|| build("not a signed request".into()))?;
-    let header = jws
+        .ok_or_else(|| build("not a signed message".into()))?;
+    let sig = if jws.contains_key("signatures") {
+        jws.get_mut("signatures")
+            .and_then(|s| s.as_array_mut())
+            .and_then(|s| s.first_mut())
+            .and_then(|s| s.as_object_mut())
+            .ok_or_else(|| build("no signature".into()))?
+    } else {
+        jws
+    };
+    let header = sig
         .entry("header")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    let header = header
+        .or_insert_with(|| serde_json::Value::Object(Default::default()))
         .as_object_mut()
         .ok_or_else(|| build("header is not an object".into()))?;
-    header.insert(
-        "oemauth".into(),
-        serde_json::Value::String(STANDARD.encode(auth)),
-    );
+    header.insert("oemauth".into(), value);
     serde_json::to_vec(&v).map_err(|e| build(e.to_string()))
 }
 

@@ -198,33 +198,10 @@ pub fn with_oem_authorizations(
     if auths.is_empty() {
         return Ok(package.to_vec());
     }
-    let build = |e: String| OtrpError::Build(format!("batch package oemauth: {e}"));
-    let mut v: serde_json::Value =
-        serde_json::from_slice(package).map_err(|e| build(e.to_string()))?;
-    let jws = v
-        .get_mut("OTrPBatchPackage")
-        .and_then(|j| j.as_object_mut())
-        .ok_or_else(|| build("not an OTrPBatchPackage".into()))?;
-    // Flattened JWS (one signer): its header; general JWS: the first signature's.
-    let sig = if jws.contains_key("signatures") {
-        jws.get_mut("signatures")
-            .and_then(|s| s.as_array_mut())
-            .and_then(|s| s.first_mut())
-            .and_then(|s| s.as_object_mut())
-            .ok_or_else(|| build("no signature".into()))?
-    } else {
-        jws
-    };
-    let header = sig
-        .entry("header")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()))
-        .as_object_mut()
-        .ok_or_else(|| build("header is not an object".into()))?;
     let value = if auths.len() == 1 {
         serde_json::Value::String(auths.remove(0))
     } else {
         serde_json::Value::Array(auths.into_iter().map(serde_json::Value::String).collect())
     };
-    header.insert("oemauth".into(), value);
-    serde_json::to_vec(&v).map_err(|e| build(e.to_string()))
+    crate::otrp::put_oemauth(package, value, "batch package oemauth")
 }
