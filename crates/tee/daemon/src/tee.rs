@@ -45,6 +45,16 @@ const AGENT_KEY_OBJECT: &str = "tee/agent-key";
 /// Sealed object holding the RequestTA / UnrequestTA lists (CBOR `[[* id], [* id]]`).
 const REQUESTS_OBJECT: &str = "tee/requests";
 
+/// The SUIT class id of devices of `model` (their EAT `hwmodel`): the first 16 bytes of
+/// its SHA-256. A TEE checks manifests' class conditions against it; an SP signs it with
+/// `otrp sp publish --class-model MODEL`.
+pub fn model_class_id(provider: &dyn CryptoProvider, model: &str) -> [u8; 16] {
+    let d = provider.sha256(model.as_bytes());
+    let mut class = [0u8; 16];
+    class.copy_from_slice(d.get(..16).unwrap_or(&[0u8; 16]));
+    class
+}
+
 /// The SHA-256 measurement of [`TEE_IMAGE`].
 pub fn tee_measurement() -> [u8; 32] {
     rust_crypto_provider().sha256(TEE_IMAGE)
@@ -410,9 +420,7 @@ impl Tee {
                 identity.oemid.len()
             ))
         })?;
-        let model_digest = provider.sha256(identity.hwmodel.as_bytes());
-        let mut class = [0u8; 16];
-        class.copy_from_slice(model_digest.get(..16).unwrap_or(&[0u8; 16]));
+        let class = model_class_id(provider, &identity.hwmodel);
         let mut keks = Vec::new();
         if let Some(b) = &identity.batch {
             if let PrivateKey::P256(sk) = &b.key {

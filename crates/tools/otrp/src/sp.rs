@@ -546,7 +546,10 @@ fn base_builder(a: &PublishArgs) -> Result<otrp_suit::TaManifestBuilder, String>
         b = b.vendor_id(parse_uuid(u)?);
     }
     if let Some(model) = &a.class_model {
-        b = b.class_id(model_class_id(model));
+        b = b.class_id(otrp_tee_daemon::model_class_id(
+            otrp_crypto::default_provider(),
+            model,
+        ));
     }
     Ok(b)
 }
@@ -558,15 +561,6 @@ fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
         .ok()
         .and_then(|b| <[u8; 16]>::try_from(b).ok())
         .ok_or_else(|| format!("--vendor-uuid {s}: expected 32 hex digits"))
-}
-
-/// The SUIT class id of devices of `model`: SHA-256 of the name, first 16 bytes (what the
-/// TEE derives from its EAT hwmodel).
-fn model_class_id(model: &str) -> [u8; 16] {
-    let d = otrp_crypto::default_provider().sha256(model.as_bytes());
-    let mut class = [0u8; 16];
-    class.copy_from_slice(&d[..16]);
-    class
 }
 
 /// The standard envelope (`publish::ta_envelope`: the image integrated under `#tc` or
@@ -831,7 +825,7 @@ mod tests {
         let key = otrp_crypto::PrivateKey::generate(otrp_crypto::KeyKind::P256, &mut rng).unwrap();
         let image = include_bytes!("../../../../tas/dist/smart-lock.wasm").to_vec();
         let provider = otrp_crypto::default_provider();
-        let class = model_class_id("door-lock");
+        let class = otrp_tee_daemon::model_class_id(otrp_crypto::default_provider(), "door-lock");
         let with = |compress, compact, pen: Option<u64>, uuid: Option<&str>| {
             let mut a = args(compress, compact, None);
             a.vendor_pen = pen;
