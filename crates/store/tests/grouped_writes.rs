@@ -179,6 +179,109 @@ async fn grouped(s: Arc<dyn Store>, s2: Arc<dyn Store>) {
         s.consume_token(&t2, 200).await.unwrap(),
         Err(ConsumeRefusal::Replayed)
     );
+
+    // A long group (SQLite sends it as one multi-statement command): the failing
+    // statement is named by its own write (the challenge, not the token before it), and
+    // nothing of the group stays.
+    let tagged = DeviceRecord {
+        tags: vec!["a".into(), "b".into(), "c".into()],
+        ..device("tagged")
+    };
+    let t3 = b"grouped-token-03".to_vec();
+    let err = s
+        .apply(&[
+            StoreWrite::PutDevice(tagged.clone()),
+            StoreWrite::PutAttestation(attestation("tagged")),
+            StoreWrite::InsertToken(query_token(&t3, &c)),
+            StoreWrite::InsertChallenge(challenge(&c, &t3, 1000)),
+            StoreWrite::PutDevice(device("after-the-failure")),
+        ])
+        .await;
+    assert!(
+        matches!(
+            &err,
+            Err(StoreError::Exists {
+                what: "challenge",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(s.device("tagged").await.unwrap().is_none());
+    assert!(s.attestation("tagged").await.unwrap().is_none());
+    assert!(s.token(&t3).await.unwrap().is_none());
+    assert!(s.device("after-the-failure").await.unwrap().is_none());
+    // The same group minus the reused challenge applies whole, every value in its place.
+    s.apply(&[
+        StoreWrite::PutDevice(tagged.clone()),
+        StoreWrite::PutAttestation(attestation("tagged")),
+        StoreWrite::InsertToken(query_token(&t3, &c)),
+        StoreWrite::SetDeviceSuite {
+            id: "tagged".into(),
+            alg: -7,
+        },
+    ])
+    .await
+    .unwrap();
+    let mut got = s.device("tagged").await.unwrap().unwrap();
+    got.tags.sort();
+    assert_eq!(
+        got,
+        DeviceRecord {
+            suite_alg: Some(-7),
+            ..tagged
+        }
+    );
+    assert_eq!(
+        s.attestation("tagged").await.unwrap(),
+        Some(attestation("tagged"))
+    );
+    assert_eq!(s.token(&t3).await.unwrap(), Some(query_token(&t3, &c)));
+    // A stateless token inserted as spent, with the writes after it (what a QueryResponse
+    // commits): a second insert of it is refused as existing and leaves no trace.
+    let t4 = b"grouped-token-04".to_vec();
+    let spent = TokenRecord {
+        consumed_at: Some(300),
+        challenge: None,
+        ..query_token(&t4, &c)
+    };
+    s.apply(&[StoreWrite::InsertToken(spent.clone())])
+        .await
+        .unwrap();
+    assert_eq!(s.token(&t4).await.unwrap(), Some(spent.clone()));
+    let again = s
+        .apply(&[
+            StoreWrite::InsertToken(spent),
+            StoreWrite::PutDevice(device("replayed")),
+        ])
+        .await;
+    assert!(matches!(
+        again,
+        Err(StoreError::Exists { what: "token", .. })
+    ));
+    assert!(s.device("replayed").await.unwrap().is_none());
+    // consume_and_apply whose write fails: the error, and the token is not consumed.
+    let t5 = b"grouped-token-05".to_vec();
+    s.apply(&[StoreWrite::InsertToken(query_token(&t5, &c))])
+        .await
+        .unwrap();
+    let failed = s
+        .consume_and_apply(
+            &t5,
+            None,
+            200,
+            &[
+                StoreWrite::PutDevice(device("half")),
+                StoreWrite::InsertToken(query_token(&t4, &c)),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::Exists { what: "token", .. })),
+        "{failed:?}"
+    );
+    assert!(s.device("half").await.unwrap().is_none());
+    assert_eq!(s.token(&t5).await.unwrap().unwrap().consumed_at, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
