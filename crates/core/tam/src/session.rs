@@ -266,11 +266,13 @@ struct Presented {
     stored: bool,
 }
 
-/// What a QueryResponse with evidence leaves to commit with the step's outcome: its
-/// token and challenge to spend and the device, attestation and key rows to write.
+/// What a QueryResponse leaves to commit with the step's outcome (the Update's progress
+/// rows and token, or nothing): its token (and, with evidence, challenge) to spend and the
+/// rows it changes (device, attestation, Agent key, cipher suite). A replayed answer is
+/// refused by that commit, before anything is sent.
 struct Pending<'a> {
     tok: &'a Presented,
-    challenge: Vec<u8>,
+    challenge: Option<Vec<u8>>,
     writes: Vec<StoreWrite>,
 }
 
@@ -766,7 +768,7 @@ impl Tam {
         let requested = DataItemRequested(tok.data_items);
         // The device, the verified message, the suite the store already holds for it, and
         // what is still to be committed with the outcome.
-        let (mut device, verified, suite_stored, pending) = match &qr.attestation_payload {
+        let (mut device, verified, suite_stored, mut pending) = match &qr.attestation_payload {
             Some(evidence) => {
                 let challenge = tok
                     .challenge
@@ -863,7 +865,7 @@ impl Tam {
                 // transaction for the whole step.
                 let pending = Pending {
                     tok,
-                    challenge,
+                    challenge: Some(challenge),
                     writes: writes.into(),
                 };
                 (dev, v, suite_stored, Some(pending))
@@ -881,23 +883,30 @@ impl Tam {
                 let key = self.decode_key(&rec.cose_key)?;
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                self.spend(tok, None, now, &[]).await?;
                 let ar = self.store.attestation(&rec.device_id).await?;
                 let fresh = ar.is_some_and(|a| {
                     a.expires_at > now && a.status == ArStatus::Affirming && a.agent_kid == kid
                 });
                 let dev = self.store.device(&rec.device_id).await?;
                 if dev.as_ref().is_some_and(|d| d.revoked) {
+                    self.spend(tok, None, now, &[]).await?;
                     return Err(TamError::DeviceRevoked(rec.device_id));
                 }
                 let Some(dev) = dev.filter(|_| fresh) else {
+                    self.spend(tok, None, now, &[]).await?;
                     let suite = Some(v.suite.clone());
                     return self
                         .query_request(Some(rec.device_id), suite, true, now, rng)
                         .await;
                 };
                 let suite_stored = dev.suite_alg;
-                (dev, v, suite_stored, None)
+                // Spent with the step's outcome (one transaction, as with evidence).
+                let pending = Pending {
+                    tok,
+                    challenge: None,
+                    writes: Vec::new(),
+                };
+                (dev, v, suite_stored, Some(pending))
             }
         };
         // Version and cipher-suite negotiation.
@@ -907,7 +916,14 @@ impl Tam {
         }
         if let Some(alg) = verified.suite.sign1_alg() {
             if suite_stored != Some(alg) {
-                self.store.set_device_suite(&device.id, alg).await?;
+                let w = StoreWrite::SetDeviceSuite {
+                    id: device.id.clone(),
+                    alg,
+                };
+                match pending.as_mut() {
+                    Some(p) => p.writes.push(w),
+                    None => self.store.apply(&[w]).await?,
+                }
                 device.suite_alg = Some(alg);
             }
         }
@@ -928,7 +944,8 @@ impl Tam {
             Some(p) => {
                 let mut writes = p.writes;
                 writes.extend(more);
-                self.spend(p.tok, Some(&p.challenge), now, &writes).await
+                self.spend(p.tok, p.challenge.as_deref(), now, &writes)
+                    .await
             }
             None if more.is_empty() => Ok(()),
             None => Ok(self.store.apply(&more).await?),

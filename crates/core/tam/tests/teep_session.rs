@@ -181,6 +181,11 @@ async fn attestation_is_reused_while_fresh_and_required_again_after_expiry() {
     assert!(resp.attestation_payload.is_none());
     let body = dev.sign(&TeepMessage::QueryResponse(resp), false);
     assert_eq!(w.step(None, &body, NOW + 101).await.unwrap(), Outcome::Done);
+    // Its token is spent with the step's outcome: a replay is refused.
+    assert!(matches!(
+        w.step(None, &body, NOW + 102).await,
+        Err(TamError::TokenReplayed)
+    ));
 
     // After expiry, the hint no longer avoids attestation.
     let (v, _) = w.open_session(Some(&dev.id()), NOW + 4000).await;
@@ -204,6 +209,11 @@ async fn attestation_is_reused_while_fresh_and_required_again_after_expiry() {
         .data_item_requested
         .contains(DataItemRequested::ATTESTATION));
     assert!(qr2.challenge.is_some());
+    // The answer that was sent back for evidence was spent too.
+    assert!(matches!(
+        w.step(None, &body, NOW + 3701).await,
+        Err(TamError::TokenReplayed)
+    ));
 }
 
 #[tokio::test]
