@@ -128,6 +128,19 @@ pub trait Store: Send + Sync {
         };
         Ok(Some((t, keys)))
     }
+    /// The Agent key with this kid, with the attestation result and the record of the
+    /// device it is bound to (what a QueryResponse from a known Agent needs before
+    /// planning). [`SqlStore`]: one query.
+    async fn known_agent(&self, kid: &[u8]) -> Result<Option<KnownAgent>> {
+        let Some(key) = self.agent_key(kid).await? else {
+            return Ok(None);
+        };
+        Ok(Some(KnownAgent {
+            attestation: self.attestation(&key.device_id).await?,
+            device: self.device(&key.device_id).await?,
+            key,
+        }))
+    }
     /// Consumes a token atomically: succeeds once, before expiry, across all replicas.
     async fn consume_token(
         &self,

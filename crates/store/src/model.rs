@@ -87,6 +87,17 @@ pub struct AgentKeyRecord {
     pub bound_at: u64,
 }
 
+/// An Agent key with what its device has on record ([`crate::Store::known_agent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownAgent {
+    /// The key.
+    pub key: AgentKeyRecord,
+    /// The device's attestation result, if any.
+    pub attestation: Option<AttestationRecord>,
+    /// The device the key is bound to (none if its row is gone).
+    pub device: Option<DeviceRecord>,
+}
+
 /// What a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {

@@ -685,6 +685,68 @@ impl Store for SqlStore {
         Ok(tok.map(|t| (t, keys)))
     }
 
+    async fn known_agent(&self, kid: &[u8]) -> Result<Option<KnownAgent>> {
+        // The key, its device's attestation and device row and tags in one query: one
+        // row per tag (one with a NULL tag when there is none).
+        const SQL: &str = "SELECT k.kid, k.device_id, k.cose_key, k.bound_at, \
+             a.status, a.tee_version, a.measurement, a.agent_kid, a.verified_at, a.expires_at, \
+             d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, t.tag \
+             FROM agent_keys k \
+             LEFT JOIN attestations a ON a.device_id = k.device_id \
+             LEFT JOIN devices d ON d.id = k.device_id \
+             LEFT JOIN device_tags t ON t.device_id = d.id \
+             WHERE k.kid = $1 ORDER BY t.tag";
+        on_pool!(self, p => {
+            let rows = sqlx::query(SQL).bind(kid).fetch_all(p).await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            use sqlx::Row;
+            let key = AgentKeyRecord {
+                kid: first.try_get(0)?,
+                device_id: first.try_get(1)?,
+                cose_key: first.try_get(2)?,
+                bound_at: un(first.try_get(3)?, "agent_keys", "bound_at")?,
+            };
+            let attestation = match first.try_get::<Option<String>, _>(4)? {
+                None => None,
+                Some(status) => Some(AttestationRecord {
+                    device_id: key.device_id.clone(),
+                    status: ArStatus::parse(&status),
+                    tee_version: first.try_get(5)?,
+                    measurement: first.try_get(6)?,
+                    agent_kid: first.try_get(7)?,
+                    verified_at: un(first.try_get(8)?, "attestations", "verified_at")?,
+                    expires_at: un(first.try_get(9)?, "attestations", "expires_at")?,
+                }),
+            };
+            let device = match first.try_get::<Option<String>, _>(10)? {
+                None => None,
+                Some(id) => {
+                    let mut tags = Vec::new();
+                    for r in &rows {
+                        tags.extend(r.try_get::<Option<String>, _>(17)?);
+                    }
+                    Some(DeviceRecord {
+                        id,
+                        ueid: first.try_get(11)?,
+                        model: first.try_get(12)?,
+                        hwversion: first.try_get(13)?,
+                        tags,
+                        suite_alg: first.try_get(14)?,
+                        revoked: first.try_get(15)?,
+                        created_at: un(first.try_get(16)?, "devices", "created_at")?,
+                    })
+                }
+            };
+            Ok(Some(KnownAgent {
+                key,
+                attestation,
+                device,
+            }))
+        })
+    }
+
     async fn consume_token(
         &self,
         token: &[u8],

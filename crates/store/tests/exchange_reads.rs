@@ -1,5 +1,6 @@
 //! The reads one TEEP exchange makes, each one query in [`SqlStore`]: `device` (row and
-//! tags), `token_with_keys`, `deployment_plans`, and the `PutDeviceKeepTags` write.
+//! tags), `known_agent`, `token_with_keys`, `deployment_plans`, and the
+//! `PutDeviceKeepTags` write.
 //! SQLite always; PostgreSQL when `OTRP_TEST_DATABASE_URL` is set (own schema, dropped
 //! at the end).
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -116,6 +117,38 @@ async fn reads(s: &dyn Store) {
     s.put_agent_key(&key(1, "d1", 10)).await.unwrap();
     s.put_agent_key(&key(2, "d1", 20)).await.unwrap();
     s.put_agent_key(&key(3, "d2", 30)).await.unwrap();
+
+    // known_agent: the key with its device's attestation and device (tags included), as
+    // the separate reads return them; no attestation, no device row, unknown kid.
+    s.put_attestation(&AttestationRecord {
+        device_id: "d1".into(),
+        status: ArStatus::Affirming,
+        tee_version: "1.2".into(),
+        measurement: vec![7; 32],
+        agent_kid: vec![2; 8],
+        verified_at: 40,
+        expires_at: 4000,
+    })
+    .await
+    .unwrap();
+    s.put_agent_key(&key(4, "gone", 40)).await.unwrap();
+    for kid in [1u8, 2, 3, 4] {
+        let k = key(kid, "x", 0).kid;
+        let got = s.known_agent(&k).await.unwrap().unwrap();
+        let stored = s.agent_key(&k).await.unwrap().unwrap();
+        assert_eq!(
+            got.attestation,
+            s.attestation(&stored.device_id).await.unwrap()
+        );
+        assert_eq!(got.device, s.device(&stored.device_id).await.unwrap());
+        assert_eq!(got.key, stored);
+    }
+    let d1_agent = s.known_agent(&key(1, "x", 0).kid).await.unwrap().unwrap();
+    assert!(d1_agent.attestation.is_some());
+    assert_eq!(d1_agent.device.unwrap().tags.len(), 2);
+    let gone = s.known_agent(&key(4, "x", 0).kid).await.unwrap().unwrap();
+    assert!(gone.device.is_none() && gone.attestation.is_none());
+    assert!(s.known_agent(b"never-bound").await.unwrap().is_none());
     s.insert_token(&token(b"tok-d1", Some("d1"))).await.unwrap();
     s.insert_token(&token(b"tok-none", None)).await.unwrap();
     s.insert_token(&token(b"tok-d3", Some("d3"))).await.unwrap();

@@ -15,8 +15,8 @@ use otrp_crypto::thumbprint::cose_key_thumbprint;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
 use otrp_store::{
     AgentKeyRecord, ArStatus, AttestationRecord, ChallengeRecord, ConsumeFailure, ConsumeRefusal,
-    DeploymentAction, DeploymentPlan, DeploymentState, DeviceRecord, ProgressRecord, ProgressState,
-    Rollout, SentItem, Store, StoreError, StoreWrite, TokenKind, TokenRecord,
+    DeploymentAction, DeploymentPlan, DeploymentState, DeviceRecord, KnownAgent, ProgressRecord,
+    ProgressState, Rollout, SentItem, Store, StoreError, StoreWrite, TokenKind, TokenRecord,
 };
 use otrp_suit::CborItem;
 use otrp_teep::signed::{self, Verified, WireProfile};
@@ -875,7 +875,13 @@ impl Tam {
                     return Err(TamError::MissingEvidence);
                 }
                 let kid = peeked.kid.clone().unwrap_or_default();
-                let Some(rec) = self.store.agent_key(&kid).await? else {
+                // The key, its device's attestation and record: one read.
+                let Some(KnownAgent {
+                    key: rec,
+                    attestation: ar,
+                    device: dev,
+                }) = self.store.known_agent(&kid).await?
+                else {
                     // Unknown Agent: ask again, with attestation.
                     self.spend(tok, None, now, &[]).await?;
                     return self.query_request(None, None, true, now, rng).await;
@@ -883,11 +889,9 @@ impl Tam {
                 let key = self.decode_key(&rec.cose_key)?;
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                let ar = self.store.attestation(&rec.device_id).await?;
                 let fresh = ar.is_some_and(|a| {
                     a.expires_at > now && a.status == ArStatus::Affirming && a.agent_kid == kid
                 });
-                let dev = self.store.device(&rec.device_id).await?;
                 if dev.as_ref().is_some_and(|d| d.revoked) {
                     self.spend(tok, None, now, &[]).await?;
                     return Err(TamError::DeviceRevoked(rec.device_id));
