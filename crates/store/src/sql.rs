@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
 use crate::batch::*;
 use crate::model::*;
@@ -31,6 +31,20 @@ pub enum Backend {
 pub struct SqlStore {
     backend: Backend,
     schema: Option<String>,
+    /// SQLite: the connection grouped writes ([`Store::apply`],
+    /// [`Store::consume_and_apply`]) run on, outside the pool. SQLite lets one writer in
+    /// at a time anyway; queueing the TAM's writers on this lock instead of on the
+    /// database's (whose busy handler sleeps between retries) keeps them from waiting
+    /// longer than the writer before them, and spares each write group the ping sqlx
+    /// sends when a connection goes back to its pool.
+    writer: Option<Writer>,
+}
+
+/// The SQLite write connection and how to open it again.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    conn: std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
+    opts: SqliteConnectOptions,
 }
 
 /// Runs `$body` with `$p` bound to the pool of either backend (the body is compiled twice).
@@ -337,12 +351,17 @@ impl SqlStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        let writer = Writer {
+            conn: std::sync::Arc::new(tokio::sync::Mutex::new(opts.connect().await?)),
+            opts,
+        };
         Ok(SqlStore {
             backend: Backend::Sqlite(pool),
             schema: None,
+            writer: Some(writer),
         })
     }
 
@@ -365,6 +384,7 @@ impl SqlStore {
         Ok(SqlStore {
             backend: Backend::Postgres(pool),
             schema,
+            writer: None,
         })
     }
 

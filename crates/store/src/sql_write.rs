@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, Either, FromRow};
+use sqlx::{Arguments, ConnectOptions, Connection, Either, FromRow};
 
 use super::{hex_of, is_unique_violation, token_from, u, Backend, SqlStore, TokenRow, TOKEN_COLS};
 use crate::model::{ConsumeRefusal, TokenRecord};
@@ -359,6 +359,27 @@ fn statements_of(writes: &[StoreWrite]) -> Vec<Stmt<'_>> {
     stmts
 }
 
+/// The SQLite store's write connection.
+fn writer(store: &SqlStore) -> Result<&super::Writer> {
+    store
+        .writer
+        .as_ref()
+        .ok_or_else(|| protocol("a SQLite store without its write connection".into()))
+}
+
+impl super::Writer {
+    /// After a failed group: a write connection whose worker thread is gone is opened
+    /// again (best effort; the group's own error is what the caller sees).
+    async fn recover<T>(&self, conn: &mut sqlx::SqliteConnection, r: &Result<T>) {
+        if let Err(StoreError::Db(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) = r {
+            // Failing that, the next group tries again.
+            if let Ok(fresh) = self.opts.connect().await {
+                *conn = fresh;
+            }
+        }
+    }
+}
+
 /// Why a one-time value whose conditional UPDATE matched no row was refused, from its
 /// `consumed_at` (None: no such row).
 fn refusal(row: Option<(Option<i64>,)>) -> ConsumeRefusal {
@@ -376,10 +397,18 @@ pub(super) async fn apply(store: &SqlStore, writes: &[StoreWrite]) -> Result<()>
     }
     let stmts = statements_of(writes);
     match &store.backend {
-        Backend::Sqlite(p) => {
-            let mut tx = p.begin().await?;
-            run_sqlite(&mut tx, &stmts, |_, _| None::<()>).await?;
-            tx.commit().await?;
+        Backend::Sqlite(_) => {
+            let w = writer(store)?;
+            let mut conn = w.conn.lock().await;
+            let r = async {
+                let mut tx = conn.begin().await?;
+                run_sqlite(&mut tx, &stmts, |_, _| None::<()>).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await;
+            w.recover(&mut conn, &r).await;
+            r?;
         }
         Backend::Postgres(p) => {
             let mut tx = p.begin().await?;
@@ -425,39 +454,12 @@ pub(super) async fn consume_and_apply(
     );
     let now_i = u(now);
     match &store.backend {
-        Backend::Sqlite(p) => {
-            // Optimistic: consumes and writes in one command; a refused consume stops the
-            // batch and rolls everything back (then the refusal is worked out as below).
-            let mut stmts = consumes(&now_i, token, challenge);
-            stmts.extend(statements_of(writes));
-            let mut tx = p.begin().await?;
-            let mut rec = None;
-            let stop = run_sqlite(&mut tx, &stmts, |i, r| match (i, r.rows.first()) {
-                (0, Some(row)) => match TokenRow::from_row(row) {
-                    Ok(row) => {
-                        rec = Some(token_from(row));
-                        None
-                    }
-                    Err(e) => Some(Err(StoreError::from(e))),
-                },
-                (0, None) => Some(Ok(ConsumeTarget::Token)),
-                (1, None) if challenge.is_some() => Some(Ok(ConsumeTarget::Challenge)),
-                _ => None,
-            })
-            .await?;
-            match stop {
-                None => {
-                    let rec =
-                        rec.ok_or_else(|| protocol("the token consume returned no row".into()))??;
-                    tx.commit().await?;
-                    Ok(Ok(rec))
-                }
-                Some(Err(e)) => Err(e),
-                Some(Ok(target)) => {
-                    tx.rollback().await?;
-                    refused_sqlite(p, token, challenge, now_i, target).await
-                }
-            }
+        Backend::Sqlite(_) => {
+            let w = writer(store)?;
+            let mut conn = w.conn.lock().await;
+            let r = consume_and_apply_sqlite(&mut conn, token, challenge, now_i, writes).await;
+            w.recover(&mut conn, &r).await;
+            r
         }
         Backend::Postgres(p) => {
             let mut tx = p.begin().await?;
@@ -498,6 +500,47 @@ pub(super) async fn consume_and_apply(
     }
 }
 
+/// `consume_and_apply` on SQLite's write connection.
+async fn consume_and_apply_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    token: &[u8],
+    challenge: Option<&[u8]>,
+    now: i64,
+    writes: &[StoreWrite],
+) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
+    // Optimistic: consumes and writes in one command; a refused consume stops the
+    // batch and rolls everything back (then the refusal is worked out as below).
+    let mut stmts = consumes(&now, token, challenge);
+    stmts.extend(statements_of(writes));
+    let mut tx = conn.begin().await?;
+    let mut rec = None;
+    let stop = run_sqlite(&mut tx, &stmts, |i, r| match (i, r.rows.first()) {
+        (0, Some(row)) => match TokenRow::from_row(row) {
+            Ok(row) => {
+                rec = Some(token_from(row));
+                None
+            }
+            Err(e) => Some(Err(StoreError::from(e))),
+        },
+        (0, None) => Some(Ok(ConsumeTarget::Token)),
+        (1, None) if challenge.is_some() => Some(Ok(ConsumeTarget::Challenge)),
+        _ => None,
+    })
+    .await?;
+    match stop {
+        None => {
+            let rec = rec.ok_or_else(|| protocol("the token consume returned no row".into()))??;
+            tx.commit().await?;
+            Ok(Ok(rec))
+        }
+        Some(Err(e)) => Err(e),
+        Some(Ok(target)) => {
+            tx.rollback().await?;
+            refused_sqlite(conn, token, challenge, now, target).await
+        }
+    }
+}
+
 /// Which one-time value an optimistic SQLite batch found unusable.
 enum ConsumeTarget {
     Token,
@@ -508,13 +551,13 @@ enum ConsumeTarget {
 /// token changes nothing; a refused challenge leaves the token consumed, as with separate
 /// consume calls (if another caller took the token meanwhile, that is the refusal).
 async fn refused_sqlite(
-    p: &sqlx::SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
     token: &[u8],
     challenge: Option<&[u8]>,
     now: i64,
     target: ConsumeTarget,
 ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
-    let mut tx = p.begin().await?;
+    let mut tx = conn.begin().await?;
     let failure = match (target, challenge) {
         (ConsumeTarget::Challenge, Some(c)) => {
             let row: Option<TokenRow> = sqlx::query_as(CONSUME_TOKEN)

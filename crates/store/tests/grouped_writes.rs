@@ -282,6 +282,42 @@ async fn grouped(s: Arc<dyn Store>, s2: Arc<dyn Store>) {
     );
     assert!(s.device("half").await.unwrap().is_none());
     assert_eq!(s.token(&t5).await.unwrap().unwrap().consumed_at, None);
+
+    // Groups whose callers give up part way (a client that hung up: the future is
+    // dropped after 0..2 ms): each group is all or nothing, and the store keeps working
+    // (SQLite: its write connection, which is not a pool's).
+    for i in 0..24u64 {
+        let id = format!("abandoned-{i}");
+        let tok = format!("abandoned-token-{i}").into_bytes();
+        let mut tagged = device(&id);
+        tagged.tags = (0..8).map(|t| format!("t{t}")).collect();
+        let group = [
+            StoreWrite::PutDevice(tagged),
+            StoreWrite::PutAttestation(attestation(&id)),
+            StoreWrite::InsertToken(query_token(&tok, &c)),
+        ];
+        let wait = std::time::Duration::from_micros(i * 80);
+        let _ = tokio::time::timeout(wait, s.apply(&group)).await;
+        // What was already sent may still commit after the caller left (PostgreSQL runs
+        // what reached it; SQLite's worker what was queued): let it settle, then the group
+        // must be there whole or not at all.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let dev = s.device(&id).await.unwrap();
+        let has_token = s.token(&tok).await.unwrap().is_some();
+        assert_eq!(dev.is_some(), has_token, "group {i} is all or nothing");
+        assert_eq!(
+            s.attestation(&id).await.unwrap().is_some(),
+            has_token,
+            "group {i}"
+        );
+        if let Some(d) = dev {
+            assert_eq!(d.tags.len(), 8, "group {i}");
+        }
+    }
+    s.apply(&[StoreWrite::PutDevice(device("after-abandoned"))])
+        .await
+        .unwrap();
+    assert!(s.device("after-abandoned").await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
