@@ -21,8 +21,9 @@
 //! Prints, per exchange: the CPU time of every thread of the process (the TAM core, the
 //! scripted devices' signing and sqlx's SQLite worker threads, from
 //! `/proc/self/task/*/schedstat`), the part of it the device side takes (measured
-//! alone), and with `--statements` the SQL statements sqlx logged (`sqlx::query` events:
-//! BEGIN/COMMIT and pool pings are not among them). Statement logging costs CPU itself,
+//! alone), and with `--statements` the SQL commands sqlx logged (`sqlx::query` events: a
+//! SQLite write group sent as one multi-statement command counts once; BEGIN/COMMIT and
+//! pool pings are not among them). Statement logging costs CPU itself,
 //! so the CPU figure of a `--statements` run is not comparable.
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
@@ -175,7 +176,7 @@ fn main() {
     );
     if statements {
         println!(
-            "  SQL statements per exchange (sqlx::query events; BEGIN/COMMIT and pool pings not counted): {:.1}",
+            "  SQL commands per exchange (sqlx::query events: a multi-statement write group is one; BEGIN/COMMIT and pool pings not counted): {:.1}",
             STATEMENTS.load(Ordering::Relaxed) as f64 / n.max(1) as f64
         );
     }
