@@ -104,6 +104,19 @@ pub trait Store: Send + Sync {
     async fn put_agent_key(&self, k: &AgentKeyRecord) -> Result<()>;
     /// The Agent key with this kid.
     async fn agent_key(&self, kid: &[u8]) -> Result<Option<AgentKeyRecord>>;
+    /// The Agent keys with these kids (a kid bound to no key has no record; order
+    /// unspecified, each key once). For the TAM's grouped batch reports
+    /// ([`Store::put_batch_reports`]); [`SqlStore`]: one `WHERE kid IN (…)` statement per
+    /// 500 distinct kids.
+    async fn agent_keys_by_kid(&self, kids: &[Vec<u8>]) -> Result<Vec<AgentKeyRecord>> {
+        let mut out: Vec<AgentKeyRecord> = Vec::with_capacity(kids.len());
+        for kid in kids {
+            if !out.iter().any(|k| &k.kid == kid) {
+                out.extend(self.agent_key(kid).await?);
+            }
+        }
+        Ok(out)
+    }
     /// Every Agent key of a device.
     async fn agent_keys(&self, device_id: &str) -> Result<Vec<AgentKeyRecord>>;
 
@@ -332,10 +345,24 @@ pub trait Store: Send + Sync {
     async fn latest_batch_package(&self, batch_id: &str) -> Result<Option<BatchPackageRecord>>;
     /// One package of a batch.
     async fn batch_package(&self, batch_id: &str, seq: u64) -> Result<Option<BatchPackageRecord>>;
+    /// Whether a package of a batch exists, without reading it (a report names the
+    /// package it is about).
+    async fn batch_package_exists(&self, batch_id: &str, seq: u64) -> Result<bool> {
+        Ok(self.batch_package(batch_id, seq).await?.is_some())
+    }
     /// Every package (of one batch, or all), ordered by batch id then sequence number.
     async fn batch_packages(&self, batch_id: Option<&str>) -> Result<Vec<BatchPackageRecord>>;
     /// Inserts or replaces the report of (batch, sequence, device).
     async fn put_batch_report(&self, r: &BatchReportRecord) -> Result<()>;
+    /// Inserts or replaces many reports as [`Store::put_batch_report`] one after the other
+    /// would (when a (batch, sequence, device) appears twice, the later one wins).
+    /// [`SqlStore`]: one transaction, one multi-row upsert per 150 reports.
+    async fn put_batch_reports(&self, rs: &[BatchReportRecord]) -> Result<()> {
+        for r in rs {
+            self.put_batch_report(r).await?;
+        }
+        Ok(())
+    }
     /// The reports on one package, ordered by device id.
     async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>>;
     /// Applied / failed counts of one package.

@@ -1354,6 +1354,18 @@ impl Store for SqlStore {
         self.put_report(&TEEP_BATCH, r).await
     }
 
+    async fn put_batch_reports(&self, rs: &[BatchReportRecord]) -> Result<()> {
+        self.put_reports(&TEEP_BATCH, rs).await
+    }
+
+    async fn batch_package_exists(&self, batch_id: &str, seq: u64) -> Result<bool> {
+        self.package_exists(&TEEP_BATCH, batch_id, seq).await
+    }
+
+    async fn agent_keys_by_kid(&self, kids: &[Vec<u8>]) -> Result<Vec<AgentKeyRecord>> {
+        self.agent_keys_by_kid_impl(kids).await
+    }
+
     async fn batch_reports(&self, batch_id: &str, seq: u64) -> Result<Vec<BatchReportRecord>> {
         self.reports_of(&TEEP_BATCH, batch_id, seq).await
     }

@@ -2,9 +2,12 @@
 //! (`batch_packages`, `batch_reports`, keyed by `batch_id`, migration `0004_batch`) and the
 //! OTrP ones (`otrp_batch_packages`, `otrp_batch_results`, keyed by `model`, migration
 //! `0005_otrp_batch`) have the same shape; [`BatchTables`] names which.
+//! The TAM records device reports in groups: Agent keys by kid with one `IN (…)` query,
+//! many reports with one multi-row upsert ([`SqlStore::put_reports`]).
 
 use super::{is_unique_violation, u, un, Backend, SqlStore};
 use crate::batch::{BatchPackageRecord, BatchReportCounts, BatchReportRecord};
+use crate::model::AgentKeyRecord;
 use crate::{Result, StoreError};
 
 /// The tables of one batch mode (constant names: never user input).
@@ -214,5 +217,120 @@ impl SqlStore {
             }
         }
         Ok(c)
+    }
+}
+
+/// Kids per `agent_keys … WHERE kid IN (…)` statement: one bind each, well under SQLite's
+/// oldest default limit of 999 bound parameters (PostgreSQL allows 65 535).
+const KID_CHUNK: usize = 500;
+/// Reports per multi-row upsert: six binds each (900 per statement, as above).
+const REPORT_CHUNK: usize = 150;
+
+type AgentKeyRow = (Vec<u8>, String, Vec<u8>, i64);
+
+/// `$from, $from+1, …` (`n` placeholders).
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SqlStore {
+    /// The Agent keys with these kids: one `WHERE kid IN (…)` statement per
+    /// [`KID_CHUNK`] distinct kids (one for every group the TAM makes).
+    pub(super) async fn agent_keys_by_kid_impl(
+        &self,
+        kids: &[Vec<u8>],
+    ) -> Result<Vec<AgentKeyRecord>> {
+        let mut distinct: Vec<&[u8]> = kids.iter().map(Vec::as_slice).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut out = Vec::with_capacity(distinct.len());
+        for chunk in distinct.chunks(KID_CHUNK) {
+            let sql = format!(
+                "SELECT kid, device_id, cose_key, bound_at FROM agent_keys WHERE kid IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let rows: Vec<AgentKeyRow> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql);
+                for k in chunk {
+                    q = q.bind(*k);
+                }
+                q.fetch_all(p).await
+            })?;
+            for r in rows {
+                out.push(AgentKeyRecord {
+                    kid: r.0,
+                    device_id: r.1,
+                    cose_key: r.2,
+                    bound_at: un(r.3, "agent_keys", "bound_at")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether package `seq` of batch `id` exists (reads the key only, from the primary
+    /// key index).
+    pub(super) async fn package_exists(&self, t: &BatchTables, id: &str, seq: u64) -> Result<bool> {
+        let sql = format!(
+            "SELECT seq FROM {} WHERE {} = $1 AND seq = $2",
+            t.packages, t.key
+        );
+        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(id).bind(u(seq)).fetch_optional(p).await)?;
+        Ok(row.is_some())
+    }
+
+    /// Records (or replaces) many reports in one transaction: one multi-row upsert per
+    /// [`REPORT_CHUNK`] reports, the same semantics as [`SqlStore::put_report`] one after
+    /// the other (when a (batch, seq, device) appears twice, the later report wins; it is
+    /// written once, as PostgreSQL refuses to upsert one row twice in a statement).
+    pub(super) async fn put_reports(
+        &self,
+        t: &BatchTables,
+        rs: &[BatchReportRecord],
+    ) -> Result<()> {
+        let mut last = std::collections::HashMap::with_capacity(rs.len());
+        for (i, r) in rs.iter().enumerate() {
+            last.insert((r.batch_id.as_str(), r.seq, r.device_id.as_str()), i);
+        }
+        let kept: Vec<&BatchReportRecord> = rs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                last.get(&(r.batch_id.as_str(), r.seq, r.device_id.as_str())) == Some(i)
+            })
+            .map(|(_, r)| r)
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in kept.chunks(REPORT_CHUNK) {
+                let values = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO {rep} ({k}, seq, device_id, success, detail, received_at) \
+                     VALUES {values} \
+                     ON CONFLICT ({k}, seq, device_id) DO UPDATE SET success = excluded.success, \
+                     detail = excluded.detail, received_at = excluded.received_at",
+                    rep = t.reports,
+                    k = t.key
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q.bind(&r.batch_id).bind(u(r.seq)).bind(&r.device_id).bind(r.success)
+                        .bind(&r.detail).bind(u(r.received_at));
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
