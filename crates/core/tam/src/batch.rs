@@ -422,38 +422,93 @@ pub struct BatchReport {
     pub suit_reports: Vec<Vec<u8>>,
 }
 
+/// Reports per group: what the TAM server verifies and records together (one key lookup,
+/// one write), and the group size the batch benchmark measures.
+pub const MAX_REPORT_GROUP: usize = 64;
+
 /// Verifies a report (`POST /tam/batch/<batch-id>/report` body: the Agent's signed
-/// Success or Error) against the Agent key bound in the store.
+/// Success or Error) against the Agent key bound in the store: [`verify_reports`] for one
+/// report.
 pub async fn verify_report(
     store: &dyn Store,
     provider: &dyn CryptoProvider,
     body: &[u8],
 ) -> Result<BatchReport, BatchError> {
+    verify_reports(store, provider, &[body])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(BatchError::Report("no report".into())))
+}
+
+/// The `kid` a report is signed with (protected header first).
+fn report_kid(body: &[u8]) -> Result<Vec<u8>, BatchError> {
     let bad = |e: String| BatchError::Report(e);
-    let kid = match otrp_cose::peek(body).map_err(|e| bad(e.to_string()))? {
+    match otrp_cose::peek(body).map_err(|e| bad(e.to_string()))? {
         otrp_cose::CoseMessage::Sign1(m) => [m.protected.header.key_id, m.unprotected.key_id]
             .into_iter()
             .find(|k| !k.is_empty()),
         _ => None,
     }
-    .ok_or_else(|| bad("the report names no kid".into()))?;
-    let rec = store
-        .agent_key(&kid)
-        .await?
-        .ok_or_else(|| bad(format!("unknown Agent kid {}", hex::encode(&kid))))?;
+    .ok_or_else(|| bad("the report names no kid".into()))
+}
+
+/// Verifies a group of reports with **one** store lookup of their Agent keys
+/// ([`Store::agent_keys_by_kid`]): one outcome per body, in order; a report that is
+/// malformed, signed by an unknown or wrong key, or neither a Success nor an Error fails
+/// only itself ([`BatchError::Report`]). Only the store failing fails the group.
+pub async fn verify_reports(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    bodies: &[&[u8]],
+) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    let kids: Vec<Result<Vec<u8>, BatchError>> = bodies.iter().map(|b| report_kid(b)).collect();
+    let wanted: Vec<Vec<u8>> = kids
+        .iter()
+        .filter_map(|k| k.as_ref().ok().cloned())
+        .collect();
+    let keys: HashMap<Vec<u8>, otrp_store::AgentKeyRecord> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .agent_keys_by_kid(&wanted)
+            .await?
+            .into_iter()
+            .map(|k| (k.kid.clone(), k))
+            .collect()
+    };
+    Ok(bodies
+        .iter()
+        .zip(kids)
+        .map(|(body, kid)| {
+            let kid = kid?;
+            let rec = keys.get(&kid).ok_or_else(|| {
+                BatchError::Report(format!("unknown Agent kid {}", hex::encode(&kid)))
+            })?;
+            verify_with(provider, body, rec)
+        })
+        .collect())
+}
+
+/// Verifies one report against the Agent key bound with its kid.
+fn verify_with(
+    provider: &dyn CryptoProvider,
+    body: &[u8],
+    rec: &otrp_store::AgentKeyRecord,
+) -> Result<BatchReport, BatchError> {
+    let bad = |e: String| BatchError::Report(e);
     let ck = otrp_cose::cose_key_from_slice(&rec.cose_key).map_err(|e| bad(e.to_string()))?;
     let key: PublicKey = otrp_cose::public_from_cose_key(&ck).map_err(|e| bad(e.to_string()))?;
     let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(&key))
         .map_err(|e| bad(e.to_string()))?;
     match v.message {
         TeepMessage::Success(s) => Ok(BatchReport {
-            device_id: rec.device_id,
+            device_id: rec.device_id.clone(),
             success: true,
             detail: String::new(),
             suit_reports: s.suit_reports.unwrap_or_default(),
         }),
         TeepMessage::Error(e) => Ok(BatchReport {
-            device_id: rec.device_id,
+            device_id: rec.device_id.clone(),
             success: false,
             detail: format!(
                 "err-code {}{}",
@@ -464,6 +519,38 @@ pub async fn verify_report(
         }),
         _ => Err(bad("a report is a Success or an Error".into())),
     }
+}
+
+/// Verifies a group of reports on package `seq` of `batch_id` ([`verify_reports`]) and
+/// records the verified ones, received at `now`, with **one** write
+/// ([`Store::put_batch_reports`]): one outcome per body, in order. The caller checks that
+/// the package exists (the report's signature does not cover `seq`). When the store fails
+/// nothing of the group is recorded.
+pub async fn record_reports(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    batch_id: &str,
+    seq: u64,
+    bodies: &[&[u8]],
+    now: u64,
+) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    let outcomes = verify_reports(store, provider, bodies).await?;
+    let records: Vec<otrp_store::BatchReportRecord> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|r| otrp_store::BatchReportRecord {
+            batch_id: batch_id.into(),
+            seq,
+            device_id: r.device_id.clone(),
+            success: r.success,
+            detail: r.detail.clone(),
+            received_at: now,
+        })
+        .collect();
+    if !records.is_empty() {
+        store.put_batch_reports(&records).await?;
+    }
+    Ok(outcomes)
 }
 
 /// A provider that counts signatures and delegates to another (benchmarks and tests:

@@ -10,8 +10,8 @@ use otrp_cose::SignOptions;
 use otrp_crypto::{KeyKind, PrivateKey};
 use otrp_suit::{ComponentId, TaManifestBuilder};
 use otrp_tam::batch::{
-    build_package, encrypt_for_batch, verify_report, BatchFetch, BatchPackage, BatchPublisher,
-    CountingProvider,
+    build_package, encrypt_for_batch, record_reports, verify_report, verify_reports, BatchError,
+    BatchFetch, BatchPackage, BatchPublisher, CountingProvider,
 };
 use otrp_teep::ErrCode;
 use pair::*;
@@ -157,6 +157,134 @@ async fn one_package_is_applied_by_a_hundred_devices_of_the_batch() {
         BatchFetch::NotModified { .. }
     ));
     assert_eq!(publisher.get("lot-8", None).http_status(), 404);
+}
+
+/// The report a device queues after handling package `pkg` as a member of `m`.
+fn report_of(dev: &mut Device, m: &BatchMembership, pkg: &BatchPackage) -> Vec<u8> {
+    let _ = dev.agent.handle_batch(m, &pkg.bytes, NOW);
+    let reports = dev.agent.batch_reports();
+    assert_eq!(reports.len(), 1);
+    reports[0].message.clone()
+}
+
+/// A group of reports verified with one key lookup and recorded with one write: good
+/// ones (Success and Error), a forged one, one signed by an Agent key the TAM never bound,
+/// a signed message that is no report and bytes that are no COSE message. Each gets its
+/// own outcome, the same as verifying it alone; only the good ones are recorded.
+#[tokio::test]
+async fn a_group_of_reports_fails_only_its_bad_reports() {
+    let bk = batch_key(700);
+    let pkg = package(otrp_crypto::default_provider(), &bk, 1, 1);
+    let m = member(BATCH, &bk);
+    let mut good: Vec<Device> = (0..3)
+        .map(|i| Device::new(3000 + i, &tam_public(), vec![]))
+        .collect();
+    let mut failing = Device::new(3010, &tam_public(), vec![]);
+    let mut stranger = Device::new(3020, &tam_public(), vec![]);
+    let mut bound: Vec<&Device> = good.iter().collect();
+    bound.push(&failing);
+    let w = World::new(&bound).await;
+    let ok: Vec<Vec<u8>> = good.iter_mut().map(|d| report_of(d, &m, &pkg)).collect();
+    // Another batch key: the payload does not decrypt, the device reports an Error.
+    let error = report_of(&mut failing, &member(BATCH, &batch_key(800)), &pkg);
+    let unknown = report_of(&mut stranger, &m, &pkg);
+    let mut forged = ok[0].clone();
+    *forged.last_mut().expect("signature") ^= 0x01;
+    let not_a_report = otrp_teep::signed::sign1(
+        agent_provider(),
+        &good[1].agent_key,
+        &otrp_teep::TeepMessage::Update(otrp_teep::Update::new()),
+        otrp_crypto::AlgIdGeneration::New,
+    )
+    .expect("signed Update");
+    let bodies: Vec<&[u8]> = vec![
+        &ok[0],
+        &forged,
+        &unknown,
+        &ok[1],
+        &not_a_report,
+        &error,
+        &ok[2],
+        b"no COSE message",
+    ];
+    let verified = verify_reports(w.store.as_ref(), agent_provider(), &bodies)
+        .await
+        .expect("store");
+    assert_eq!(verified.len(), bodies.len());
+    for (v, body) in verified.iter().zip(&bodies) {
+        let alone = verify_report(w.store.as_ref(), agent_provider(), body).await;
+        match (v, &alone) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            other => panic!("grouped and single verification differ: {other:?}"),
+        }
+    }
+    let outcomes = record_reports(
+        w.store.as_ref(),
+        agent_provider(),
+        BATCH,
+        1,
+        &bodies,
+        NOW + 5,
+    )
+    .await
+    .expect("store");
+    let device = |d: &Device| hex::encode(&d.ueid);
+    let expect_ok = |i: usize, dev: &Device, success: bool| match &outcomes[i] {
+        Ok(r) => {
+            assert_eq!(r.device_id, device(dev));
+            assert_eq!(r.success, success);
+        }
+        Err(e) => panic!("report {i} refused: {e}"),
+    };
+    let expect_refused = |i: usize, why: &str| match &outcomes[i] {
+        Err(BatchError::Report(e)) => assert!(e.contains(why), "report {i}: {e}"),
+        other => panic!("report {i}: expected a refusal ({why}), got {other:?}"),
+    };
+    expect_ok(0, &good[0], true);
+    expect_refused(1, "");
+    expect_refused(2, "unknown Agent kid");
+    expect_ok(3, &good[1], true);
+    expect_refused(4, "a report is a Success or an Error");
+    expect_ok(5, &failing, false);
+    expect_ok(6, &good[2], true);
+    expect_refused(7, "");
+    match &outcomes[5] {
+        Ok(r) => assert!(r.detail.starts_with("err-code "), "{}", r.detail),
+        Err(e) => panic!("{e}"),
+    }
+    // Only the four good reports are recorded, once each, at the time given.
+    let mut want: Vec<(String, bool)> = good.iter().map(|d| (device(d), true)).collect();
+    want.push((device(&failing), false));
+    want.sort();
+    let recorded = w.store.batch_reports(BATCH, 1).await.expect("reports");
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|r| (r.device_id.clone(), r.success))
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert!(recorded.iter().all(|r| r.received_at == NOW + 5));
+    assert!(!recorded.iter().any(|r| r.device_id == device(&stranger)));
+    // A group with nothing good writes nothing.
+    let none = record_reports(
+        w.store.as_ref(),
+        agent_provider(),
+        BATCH,
+        2,
+        &[&forged, &unknown],
+        NOW,
+    )
+    .await
+    .expect("store");
+    assert!(none.iter().all(Result::is_err));
+    assert!(w
+        .store
+        .batch_reports(BATCH, 2)
+        .await
+        .expect("reports")
+        .is_empty());
 }
 
 #[tokio::test]
