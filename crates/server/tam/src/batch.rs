@@ -61,27 +61,38 @@
 //! for, and must name a published package of the batch (else 404). Reports are idempotent
 //! per (batch, seq, device); the newest wins. Counts per package are in the admin API.
 //!
+//! Reports arrive one per request, often thousands at once after a package is published.
+//! The handlers hand them to one recorder task that takes whatever is
+//! queued (up to [`MAX_REPORT_GROUP`]), groups it by package and, per group, checks the
+//! package once (a positive answer is remembered: package rows never change), looks the
+//! Agent keys up with one query and records the verified reports with one write
+//! ([`otrp_tam::batch::record_reports`]); each request still gets its own answer (204,
+//! 403, 404 or 503). Under light load a group is a single report.
+//!
 //! # Metrics
 //!
 //! `otrp_batch_packages_total`, `otrp_batch_signatures_total` (TAM signatures made for
 //! batch packages), `otrp_batch_fetches_total{transport,status}`,
 //! `otrp_batch_reports_total{result}`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use otrp_store::{AccountKind, BatchPackageRecord, BatchReportRecord, ManifestStatus, StoreError};
+use axum::{Extension, Json, Router};
+use otrp_store::{AccountKind, BatchPackageRecord, ManifestStatus, StoreError};
 use otrp_tam::batch::{
-    build_package, check_data_for_batch, verify_report, BatchError, CountingProvider,
+    build_package, check_data_for_batch, record_reports, BatchError, CountingProvider,
+    MAX_REPORT_GROUP,
 };
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{component_display, parse_component, ErrorBody};
@@ -699,50 +710,180 @@ pub enum ReportOutcome {
     Refused(u16, String),
 }
 
-/// Verifies and records a device's report on package `seq` of `batch_id`.
+/// Verifies and records a device's report on package `seq` of `batch_id` (a group of
+/// one: the same checks, outcomes and metrics as the HTTP route's grouped recording).
 pub async fn record_report(s: &AppState, batch_id: &str, seq: u64, body: &[u8]) -> ReportOutcome {
-    match s.store.batch_package(batch_id, seq).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return ReportOutcome::Refused(404, format!("batch {batch_id} has no package {seq}"))
+    record_group(s, &mut KnownPackages::default(), batch_id, seq, &[body])
+        .await
+        .pop()
+        .unwrap_or_else(|| ReportOutcome::Refused(503, "no outcome".into()))
+}
+
+/// Packages the report recorder has seen in the store. Package rows are never changed nor
+/// deleted once stored, so a positive answer stays true: this caches the database, it
+/// does not replace it (an unknown package is asked again every time).
+#[derive(Debug, Default)]
+struct KnownPackages(HashSet<(String, u64)>);
+
+impl KnownPackages {
+    /// Packages remembered at most (then forgotten all at once).
+    const MAX: usize = 1024;
+
+    async fn exists(&mut self, s: &AppState, batch_id: &str, seq: u64) -> Result<bool, StoreError> {
+        if self.0.contains(&(batch_id.to_owned(), seq)) {
+            return Ok(true);
         }
-        Err(e) => return ReportOutcome::Refused(503, format!("store: {e}")),
+        let found = s.store.batch_package_exists(batch_id, seq).await?;
+        if found {
+            if self.0.len() >= Self::MAX {
+                self.0.clear();
+            }
+            self.0.insert((batch_id.to_owned(), seq));
+        }
+        Ok(found)
     }
-    let report = match verify_report(s.store.as_ref(), s.provider, body).await {
-        Ok(r) => r,
-        Err(BatchError::Store(e)) => return ReportOutcome::Refused(503, format!("store: {e}")),
-        Err(e) => {
-            metrics::counter!(BATCH_REPORTS, "result" => "refused").increment(1);
-            return ReportOutcome::Refused(
-                403,
-                format!("{e} (a device's first TEEP session binds the Agent key its reports are checked with)"),
+}
+
+/// Verifies and records reports on one package with one key lookup and one write
+/// ([`otrp_tam::batch::record_reports`]): one outcome per body, in order. 404 when the
+/// package does not exist, 403 for a report that does not verify (only that one), 503
+/// for all when the store fails.
+async fn record_group(
+    s: &AppState,
+    known: &mut KnownPackages,
+    batch_id: &str,
+    seq: u64,
+    bodies: &[&[u8]],
+) -> Vec<ReportOutcome> {
+    let all = |o: ReportOutcome| vec![o; bodies.len()];
+    match known.exists(s, batch_id, seq).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return all(ReportOutcome::Refused(
+                404,
+                format!("batch {batch_id} has no package {seq}"),
+            ))
+        }
+        Err(e) => return all(ReportOutcome::Refused(503, format!("store: {e}"))),
+    }
+    let outcomes =
+        match record_reports(s.store.as_ref(), s.provider, batch_id, seq, bodies, now()).await {
+            Ok(o) => o,
+            Err(e) => return all(ReportOutcome::Refused(503, format!("store: {e}"))),
+        };
+    outcomes
+        .into_iter()
+        .map(|o| match o {
+            Ok(report) => {
+                let result = if report.success { "applied" } else { "failed" };
+                metrics::counter!(BATCH_REPORTS, "result" => result).increment(1);
+                tracing::debug!(batch = batch_id, seq, device = %report.device_id, result, "batch report");
+                ReportOutcome::Recorded(report.device_id, report.success)
+            }
+            Err(BatchError::Store(e)) => ReportOutcome::Refused(503, format!("store: {e}")),
+            Err(e) => {
+                metrics::counter!(BATCH_REPORTS, "result" => "refused").increment(1);
+                ReportOutcome::Refused(
+                    403,
+                    format!("{e} (a device's first TEEP session binds the Agent key its reports are checked with)"),
+                )
+            }
+        })
+        .collect()
+}
+
+/// One report waiting for the recorder, and where its outcome goes.
+struct PendingReport {
+    batch_id: String,
+    seq: u64,
+    body: Bytes,
+    reply: oneshot::Sender<ReportOutcome>,
+}
+
+/// Reports that may wait for the recorder (a handler beyond it waits to queue).
+const REPORT_QUEUE: usize = 4 * MAX_REPORT_GROUP;
+
+/// Coalesces the reports of concurrent `POST /tam/batch/{id}/reports` into groups: the
+/// handlers queue them to one task that takes what is queued (up to
+/// [`MAX_REPORT_GROUP`]), groups it by package and records each group with one package
+/// check, one Agent-key lookup and one write ([`record_group`]), then answers each
+/// handler. Under light load a group is one report. The task starts with the first
+/// report and ends when the routes are dropped.
+#[derive(Debug, Default)]
+struct ReportRecorder {
+    tx: OnceLock<mpsc::Sender<PendingReport>>,
+}
+
+impl ReportRecorder {
+    async fn record(
+        &self,
+        s: &Arc<AppState>,
+        batch_id: String,
+        seq: u64,
+        body: Bytes,
+    ) -> ReportOutcome {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(REPORT_QUEUE);
+            tokio::spawn(run_recorder(s.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingReport {
+            batch_id: batch_id.clone(),
+            seq,
+            body: body.clone(),
+            reply,
+        };
+        if tx.send(pending).await.is_ok() {
+            if let Ok(outcome) = answer.await {
+                return outcome;
+            }
+        }
+        // The recorder is gone (its runtime stopped): record here (reports are idempotent).
+        record_report(s, &batch_id, seq, &body).await
+    }
+}
+
+async fn run_recorder(s: Arc<AppState>, mut rx: mpsc::Receiver<PendingReport>) {
+    let mut known = KnownPackages::default();
+    let mut queued = Vec::with_capacity(MAX_REPORT_GROUP);
+    while rx.recv_many(&mut queued, MAX_REPORT_GROUP).await > 0 {
+        let mut groups: Vec<Vec<PendingReport>> = Vec::new();
+        for p in queued.drain(..) {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].batch_id == p.batch_id && g[0].seq == p.seq)
+            {
+                Some(g) => g.push(p),
+                None => groups.push(vec![p]),
+            }
+        }
+        for group in groups {
+            let bodies: Vec<&[u8]> = group.iter().map(|p| p.body.as_ref()).collect();
+            let (batch_id, seq) = (group[0].batch_id.as_str(), group[0].seq);
+            tracing::debug!(
+                batch = batch_id,
+                seq,
+                reports = group.len(),
+                "batch report group"
             );
+            let outcomes = record_group(&s, &mut known, batch_id, seq, &bodies).await;
+            for (p, o) in group.into_iter().zip(outcomes) {
+                // The handler may have gone (client disconnected): the report stays recorded.
+                let _ = p.reply.send(o);
+            }
         }
-    };
-    let rec = BatchReportRecord {
-        batch_id: batch_id.into(),
-        seq,
-        device_id: report.device_id.clone(),
-        success: report.success,
-        detail: report.detail,
-        received_at: now(),
-    };
-    if let Err(e) = s.store.put_batch_report(&rec).await {
-        return ReportOutcome::Refused(503, format!("store: {e}"));
     }
-    let result = if report.success { "applied" } else { "failed" };
-    metrics::counter!(BATCH_REPORTS, "result" => result).increment(1);
-    tracing::debug!(batch = batch_id, seq, device = %rec.device_id, result, "batch report");
-    ReportOutcome::Recorded(report.device_id, report.success)
 }
 
 async fn post_report(
     State(s): State<Arc<AppState>>,
+    Extension(recorder): Extension<Arc<ReportRecorder>>,
     Path(batch_id): Path<String>,
     Query(q): Query<ReportQuery>,
     body: Bytes,
 ) -> Response {
-    match record_report(&s, &batch_id, q.seq, &body).await {
+    match recorder.record(&s, batch_id, q.seq, body).await {
         ReportOutcome::Recorded(..) => StatusCode::NO_CONTENT.into_response(),
         ReportOutcome::Refused(status, why) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -802,6 +943,8 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/tam/batch/{batch_id}/reports",
             post(post_report).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
         )
+        // The report recorder of these routes (its task ends when they are dropped).
+        .layer(Extension(Arc::new(ReportRecorder::default())))
 }
 
 #[cfg(test)]

@@ -283,18 +283,50 @@ async fn batch_flow(backend: Backend) {
     assert_eq!(b["packages"][0]["failed"], 0, "{b}");
     assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
 
-    // Version 2: a new package; devices move to it; then the old package is a rollback.
+    // Version 2: a new package; devices move to it all at once, so their reports reach
+    // the TAM's report recorder together (grouped: one key lookup, one write), along with
+    // a report no bound Agent key signed (403, only that one) and one on a package that
+    // does not exist (404); then the old package is a rollback.
     let pkg2 = publish_package(&f, &api, &t.sp, 2).await;
     assert_eq!(pkg2["seq"], 2, "{pkg2}");
-    for (d, st) in fleet.devices().iter().zip(states.iter_mut()) {
-        let mut tee = d.tee().clone();
-        let round = batch_round(&http, &server.tam_url(), &mut tee, st)
-            .await
-            .unwrap();
+    let mut rounds = tokio::task::JoinSet::new();
+    for (i, st) in states.into_iter().enumerate() {
+        let (http, tam_url) = (http.clone(), server.tam_url());
+        let mut tee = fleet.devices()[i].tee().clone();
+        rounds.spawn(async move {
+            let mut st = st;
+            batch_round(&http, &tam_url, &mut tee, &mut st).await
+        });
+    }
+    let stray = web
+        .post(format!("{url}/reports?seq=2"))
+        .body(v1.clone())
+        .send();
+    let missing = web
+        .post(format!("{url}/reports?seq=9"))
+        .body(v1.clone())
+        .send();
+    let (stray, missing) = tokio::join!(stray, missing);
+    assert_eq!(stray.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(missing.unwrap().status(), StatusCode::NOT_FOUND);
+    while let Some(round) = rounds.join_next().await {
+        let round = round.unwrap().unwrap();
         assert_eq!(round.fetch_status, Some(200));
+        assert_eq!(round.reports_sent, 1, "{round:?}");
         assert_eq!(round.applied.unwrap().outcome, "applied");
+    }
+    for d in fleet.devices() {
         assert_eq!(installed_version(d), Some(2));
     }
+    let b = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(b["packages"][1]["applied"], DEVICES as u64, "{b}");
+    assert_eq!(b["packages"][1]["failed"], 0, "{b}");
+    assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
     let d0 = &fleet.devices()[0];
     let old = d0
         .tee()
