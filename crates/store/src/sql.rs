@@ -43,7 +43,7 @@ pub struct SqlStore {
 /// The SQLite write connection and how to open it again.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
-    conn: std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
+    conn: std::sync::Arc<tokio::sync::Mutex<write::WriterConn>>,
     opts: SqliteConnectOptions,
 }
 
@@ -355,7 +355,9 @@ impl SqlStore {
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
         let writer = Writer {
-            conn: std::sync::Arc::new(tokio::sync::Mutex::new(opts.connect().await?)),
+            conn: std::sync::Arc::new(tokio::sync::Mutex::new(write::WriterConn::new(
+                opts.connect().await?,
+            ))),
             opts,
         };
         Ok(SqlStore {

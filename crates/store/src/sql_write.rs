@@ -367,15 +367,83 @@ fn writer(store: &SqlStore) -> Result<&super::Writer> {
         .ok_or_else(|| protocol("a SQLite store without its write connection".into()))
 }
 
+/// SQLite's write connection, and whether a transaction sent on it may still be open.
+#[derive(Debug)]
+pub(crate) struct WriterConn {
+    conn: sqlx::SqliteConnection,
+    /// Set while a group that opens and commits its own transaction runs (cleared when it
+    /// is done): if its caller gave up part way, the next group rolls back first.
+    maybe_open: bool,
+}
+
+impl WriterConn {
+    pub(super) fn new(conn: sqlx::SqliteConnection) -> Self {
+        WriterConn {
+            conn,
+            maybe_open: false,
+        }
+    }
+
+    /// Rolls back what an abandoned group may have left open ("no transaction is
+    /// active" when it had committed after all: nothing to do).
+    async fn settle(&mut self) -> Result<()> {
+        if self.maybe_open {
+            match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.message().contains("no transaction") => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.maybe_open = false;
+        }
+        Ok(())
+    }
+}
+
 impl super::Writer {
     /// After a failed group: a write connection whose worker thread is gone is opened
     /// again (best effort; the group's own error is what the caller sees).
-    async fn recover<T>(&self, conn: &mut sqlx::SqliteConnection, r: &Result<T>) {
+    async fn recover<T>(&self, w: &mut WriterConn, r: &Result<T>) {
         if let Err(StoreError::Db(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) = r {
             // Failing that, the next group tries again.
             if let Ok(fresh) = self.opts.connect().await {
-                *conn = fresh;
+                *w = WriterConn::new(fresh);
             }
+        }
+    }
+}
+
+/// `apply` on SQLite's write connection. A group whose statements can all be judged by
+/// their errors goes as *one* command, `BEGIN IMMEDIATE` and `COMMIT` included (sqlx
+/// stops at the first error, before `COMMIT`, and the group is rolled back); one with a
+/// rows-changed check ([`Check::Changes`], judged after the statement ran) commits in a
+/// step of its own.
+async fn apply_sqlite(w: &mut WriterConn, mut stmts: Vec<Stmt<'_>>) -> Result<()> {
+    w.settle().await?;
+    if stmts
+        .iter()
+        .any(|s| matches!(s.check, Check::Changes { .. }))
+    {
+        let mut tx = w.conn.begin().await?;
+        run_sqlite(&mut tx, &stmts, |_, _| None::<()>).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let bare = |sql| Stmt {
+        sql,
+        vals: Vec::new(),
+        check: Check::Any,
+    };
+    stmts.insert(0, bare("BEGIN IMMEDIATE"));
+    stmts.push(bare("COMMIT"));
+    w.maybe_open = true;
+    match run_sqlite(&mut w.conn, &stmts, |_, _| None::<()>).await {
+        Ok(_) => {
+            w.maybe_open = false;
+            Ok(())
+        }
+        Err(e) => {
+            w.settle().await?;
+            Err(e)
         }
     }
 }
@@ -400,13 +468,7 @@ pub(super) async fn apply(store: &SqlStore, writes: &[StoreWrite]) -> Result<()>
         Backend::Sqlite(_) => {
             let w = writer(store)?;
             let mut conn = w.conn.lock().await;
-            let r = async {
-                let mut tx = conn.begin().await?;
-                run_sqlite(&mut tx, &stmts, |_, _| None::<()>).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-            .await;
+            let r = apply_sqlite(&mut conn, stmts).await;
             w.recover(&mut conn, &r).await;
             r?;
         }
@@ -457,7 +519,12 @@ pub(super) async fn consume_and_apply(
         Backend::Sqlite(_) => {
             let w = writer(store)?;
             let mut conn = w.conn.lock().await;
-            let r = consume_and_apply_sqlite(&mut conn, token, challenge, now_i, writes).await;
+            let r = match conn.settle().await {
+                Ok(()) => {
+                    consume_and_apply_sqlite(&mut conn.conn, token, challenge, now_i, writes).await
+                }
+                Err(e) => Err(e),
+            };
             w.recover(&mut conn, &r).await;
             r
         }
@@ -593,6 +660,57 @@ async fn token_state(tx: &mut sqlx::SqliteConnection, token: &[u8]) -> Result<Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DeviceRecord;
+    use crate::Store;
+
+    fn dev(id: &str) -> DeviceRecord {
+        DeviceRecord {
+            id: id.into(),
+            ueid: vec![1],
+            model: "m".into(),
+            hwversion: "1".into(),
+            tags: vec!["t".into()],
+            suite_alg: None,
+            revoked: false,
+            created_at: 1,
+        }
+    }
+
+    /// A group abandoned with its transaction open (the caller's future dropped between
+    /// `BEGIN` and `COMMIT`) is rolled back by the next group, which applies.
+    #[tokio::test]
+    async fn the_next_group_rolls_back_an_abandoned_one() {
+        let dir = std::env::temp_dir().join(format!("otrp_writer_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqlStore::open_sqlite(&dir.join("w.db")).await.unwrap();
+        {
+            let w = writer(&store).unwrap();
+            let mut g = w.conn.lock().await;
+            g.maybe_open = true;
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut g.conn)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO devices (id, ueid, model, hwversion, revoked, created_at) VALUES ('ghost', x'01', 'm', '1', false, 1)")
+                .execute(&mut g.conn)
+                .await
+                .unwrap();
+        }
+        store
+            .apply(&[StoreWrite::PutDevice(dev("real"))])
+            .await
+            .unwrap();
+        assert!(store.device("ghost").await.unwrap().is_none());
+        assert_eq!(store.device("real").await.unwrap(), Some(dev("real")));
+        // A flag left set after a group that did commit: the ROLLBACK finds nothing open.
+        writer(&store).unwrap().conn.lock().await.maybe_open = true;
+        store
+            .apply(&[StoreWrite::PutDevice(dev("next"))])
+            .await
+            .unwrap();
+        assert!(store.device("next").await.unwrap().is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn placeholders_are_renumbered_and_each_template_binds_all_its_values() {
