@@ -38,6 +38,8 @@ pub struct SqlStore {
     /// longer than the writer before them, and spares each write group the ping sqlx
     /// sends when a connection goes back to its pool.
     writer: Option<Writer>,
+    /// SQLite: the connections of an exchange's reads (see `sql_readers.rs`).
+    readers: Option<readers::Readers>,
 }
 
 /// The SQLite write connection and how to open it again.
@@ -57,8 +59,32 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs `$body` with `$p` bound to an executor for one of an exchange's reads: a SQLite
+/// read connection (see `sql_readers.rs`) or the PostgreSQL pool. `$body` evaluates to a
+/// `Result`; `$p` may be used once.
+macro_rules! on_reader {
+    ($self:expr, $p:ident => $body:expr) => {
+        match (&$self.backend, &$self.readers) {
+            (Backend::Sqlite(_), Some(readers)) => {
+                let mut conn = readers.get().await;
+                let r = {
+                    let $p = &mut *conn;
+                    $body
+                };
+                readers.recover(&mut conn, &r).await;
+                r
+            }
+            (Backend::Sqlite($p), None) => $body,
+            (Backend::Postgres($p), _) => $body,
+        }
+    };
+}
+
 #[path = "sql_write.rs"]
 mod write;
+
+#[path = "sql_readers.rs"]
+mod readers;
 
 #[path = "sql_batch.rs"]
 mod batch_tables;
@@ -354,6 +380,8 @@ impl SqlStore {
             .connect_with(opts.clone())
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        // As many read connections as the pool may hold.
+        let readers = readers::Readers::open(&opts, 4).await?;
         let writer = Writer {
             conn: std::sync::Arc::new(tokio::sync::Mutex::new(write::WriterConn::new(
                 opts.connect().await?,
@@ -364,6 +392,7 @@ impl SqlStore {
             backend: Backend::Sqlite(pool),
             schema: None,
             writer: Some(writer),
+            readers: Some(readers),
         })
     }
 
@@ -387,6 +416,7 @@ impl SqlStore {
             backend: Backend::Postgres(pool),
             schema,
             writer: None,
+            readers: None,
         })
     }
 
@@ -681,12 +711,12 @@ impl Store for SqlStore {
             Option<Vec<u8>>,
             Option<i64>,
         );
-        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
+        let rows: Vec<Row> = on_reader!(self, p => sqlx::query_as(
             "SELECT t.token, t.kind, t.device_id, t.challenge, t.data_items, t.sent, \
              t.created_at, t.expires_at, t.consumed_at, k.kid, k.cose_key, k.bound_at \
              FROM tokens t LEFT JOIN agent_keys k ON k.device_id = t.device_id \
              WHERE t.token = $1 ORDER BY k.bound_at DESC")
-            .bind(token).fetch_all(p).await)?;
+            .bind(token).fetch_all(p).await.map_err(StoreError::from))?;
         let mut tok = None;
         let mut keys = Vec::new();
         for r in rows {
@@ -718,7 +748,7 @@ impl Store for SqlStore {
              LEFT JOIN devices d ON d.id = k.device_id \
              LEFT JOIN device_tags t ON t.device_id = d.id \
              WHERE k.kid = $1 ORDER BY t.tag";
-        on_pool!(self, p => {
+        on_reader!(self, p => async {
             let rows = sqlx::query(SQL).bind(kid).fetch_all(p).await?;
             let Some(first) = rows.first() else {
                 return Ok(None);
@@ -766,7 +796,7 @@ impl Store for SqlStore {
                 attestation,
                 device,
             }))
-        })
+        }.await)
     }
 
     async fn consume_token(
@@ -1068,8 +1098,8 @@ impl Store for SqlStore {
                OR (d.target_kind = 'device' AND d.target_value = $1) \
                OR (d.target_kind = 'model' AND d.target_value = $2)) \
              ORDER BY d.id";
-        let mut out = Vec::new();
-        on_pool!(self, p => {
+        on_reader!(self, p => async {
+            let mut out = Vec::new();
             let rows = sqlx::query(SQL)
                 .bind(&device.id)
                 .bind(&device.model)
@@ -1134,8 +1164,8 @@ impl Store for SqlStore {
                     latest_ready,
                 });
             }
-        });
-        Ok(out)
+            Ok(out)
+        }.await)
     }
 
     async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>> {
