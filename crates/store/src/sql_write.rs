@@ -108,6 +108,14 @@ const CONSUME_TOKEN: &str = "UPDATE tokens SET consumed_at = $1 WHERE token = $2
      data_items, sent, created_at, expires_at, consumed_at";
 const CONSUME_CHALLENGE: &str = "UPDATE challenges SET consumed_at = $1 \
      WHERE challenge = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING consumed_at";
+/// SQLite: fails ("malformed JSON") unless the token `$2` can be consumed at `$1`; the
+/// argument of `json()` depends on the row, so SQLite cannot evaluate it ahead of time.
+const GUARD_TOKEN: &str = "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM tokens \
+     WHERE token = $2 AND consumed_at IS NULL AND expires_at > $1) THEN '1' ELSE 'refused' END)";
+/// SQLite: fails unless the challenge `$2` can be consumed at `$1` (as [`GUARD_TOKEN`]).
+const GUARD_CHALLENGE: &str = "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM challenges \
+     WHERE challenge = $2 AND consumed_at IS NULL AND expires_at > $1) THEN '1' ELSE \
+     'refused' END)";
 const TOKEN_STATE: &str = "SELECT consumed_at FROM tokens WHERE token = $1";
 const CHALLENGE_STATE: &str = "SELECT consumed_at FROM challenges WHERE challenge = $1";
 
@@ -519,12 +527,7 @@ pub(super) async fn consume_and_apply(
         Backend::Sqlite(_) => {
             let w = writer(store)?;
             let mut conn = w.conn.lock().await;
-            let r = match conn.settle().await {
-                Ok(()) => {
-                    consume_and_apply_sqlite(&mut conn.conn, token, challenge, now_i, writes).await
-                }
-                Err(e) => Err(e),
-            };
+            let r = consume_and_apply_sqlite(&mut conn, token, challenge, now_i, writes).await;
             w.recover(&mut conn, &r).await;
             r
         }
@@ -567,43 +570,68 @@ pub(super) async fn consume_and_apply(
     }
 }
 
-/// `consume_and_apply` on SQLite's write connection.
+/// `consume_and_apply` on SQLite's write connection, as one command: `BEGIN IMMEDIATE`,
+/// per one-time value a guard and its consume, the writes, `COMMIT`. A guard is a
+/// statement that fails when its value cannot be consumed (unknown, spent or expired), so
+/// sqlx stops the command there, before anything is committed; the group is rolled back
+/// and the refusal worked out by `refused_sqlite`. Inside the `IMMEDIATE` transaction no
+/// other writer runs between a guard and its consume.
 async fn consume_and_apply_sqlite(
-    conn: &mut sqlx::SqliteConnection,
+    w: &mut WriterConn,
     token: &[u8],
     challenge: Option<&[u8]>,
     now: i64,
     writes: &[StoreWrite],
 ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
-    // Optimistic: consumes and writes in one command; a refused consume stops the
-    // batch and rolls everything back (then the refusal is worked out as below).
-    let mut stmts = consumes(&now, token, challenge);
+    w.settle().await?;
+    let bare = |sql| Stmt {
+        sql,
+        vals: Vec::new(),
+        check: Check::Any,
+    };
+    let guard = |sql, key| Stmt {
+        sql,
+        vals: vec![Val::Int(now), Val::Blob(key)],
+        check: Check::Any,
+    };
+    let mut stmts = vec![bare("BEGIN IMMEDIATE"), guard(GUARD_TOKEN, token)];
+    let consumes = consumes(&now, token, challenge);
+    let mut consumes = consumes.into_iter();
+    stmts.extend(consumes.next());
+    if let Some(c) = challenge {
+        stmts.push(guard(GUARD_CHALLENGE, c));
+        stmts.extend(consumes.next());
+    }
     stmts.extend(statements_of(writes));
-    let mut tx = conn.begin().await?;
+    stmts.push(bare("COMMIT"));
+    // Statement indexes: 1 token guard, 2 token consume, 3 challenge guard.
     let mut rec = None;
-    let stop = run_sqlite(&mut tx, &stmts, |i, r| match (i, r.rows.first()) {
-        (0, Some(row)) => match TokenRow::from_row(row) {
-            Ok(row) => {
-                rec = Some(token_from(row));
-                None
-            }
-            Err(e) => Some(Err(StoreError::from(e))),
-        },
-        (0, None) => Some(Ok(ConsumeTarget::Token)),
-        (1, None) if challenge.is_some() => Some(Ok(ConsumeTarget::Challenge)),
-        _ => None,
-    })
-    .await?;
-    match stop {
-        None => {
-            let rec = rec.ok_or_else(|| protocol("the token consume returned no row".into()))??;
-            tx.commit().await?;
-            Ok(Ok(rec))
+    let mut finished = 0;
+    w.maybe_open = true;
+    let r = run_sqlite(&mut w.conn, &stmts, |i, r| {
+        finished = i + 1;
+        if i == 2 {
+            rec = r.rows.first().map(TokenRow::from_row);
         }
-        Some(Err(e)) => Err(e),
-        Some(Ok(target)) => {
-            tx.rollback().await?;
-            refused_sqlite(conn, token, challenge, now, target).await
+        None::<()>
+    })
+    .await;
+    match r {
+        Ok(_) => {
+            w.maybe_open = false;
+            match rec {
+                Some(row) => Ok(Ok(token_from(row?)?)),
+                None => Err(protocol("a guarded token consume returned no row".into())),
+            }
+        }
+        Err(e) => {
+            w.settle().await?;
+            let target = match finished {
+                1 => ConsumeTarget::Token,
+                3 if challenge.is_some() => ConsumeTarget::Challenge,
+                _ => return Err(e),
+            };
+            refused_sqlite(&mut w.conn, token, challenge, now, target).await
         }
     }
 }
@@ -729,6 +757,8 @@ mod tests {
             (INSERT_CHALLENGE, 5),
             (CONSUME_TOKEN, 2),
             (CONSUME_CHALLENGE, 2),
+            (GUARD_TOKEN, 2),
+            (GUARD_CHALLENGE, 2),
         ] {
             let max = (1..=20)
                 .filter(|k| {
