@@ -32,7 +32,9 @@ use otrp_crypto::{AlgIdGeneration, CryptoProvider, KeyKind, PrivateKey, PublicKe
 use otrp_store::{AccountKind, AgentKeyRecord, DeploymentAction, Rollout, SqlStore, Store, Target};
 use otrp_suit::{ComponentId, Envelope, ManifestDependency, TaManifestBuilder};
 use otrp_suit_processor::delta::{COMPACT_FULL_KEY, DELTA_KEY, FULL_KEY, FULL_KEYS};
-use otrp_tam::batch::{build_package, encrypt_for_batch, verify_report, CountingProvider};
+use otrp_tam::batch::{
+    build_package, encrypt_for_batch, record_reports, CountingProvider, MAX_REPORT_GROUP,
+};
 use otrp_tam::{Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys};
 use otrp_teep::{TeepMessage, Update, WireProfile};
 use rand::{Rng, RngCore, SeedableRng};
@@ -1092,9 +1094,12 @@ async fn per_device(n: usize, run: usize, dir: &std::path::Path) -> Result<Measu
     })
 }
 
-/// Batch mode: the TAM builds and signs one package for `n` devices (timed), `run`
-/// devices apply it (not timed) and the TAM verifies their reports (timed, extrapolated
-/// to `n`).
+/// Batch mode: the TAM builds, signs and stores one package for `n` devices (timed),
+/// `run` devices apply it (not timed) and the TAM verifies **and records** their reports
+/// the way the TAM server does (timed, extrapolated to `n`): one package existence check
+/// (the server remembers a package it has seen), then groups of [`MAX_REPORT_GROUP`]
+/// reports through `record_reports` (one Agent-key query, the ES256 verifications, one
+/// write of the group's report rows).
 async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Measured, Measured)> {
     let counting: &'static CountingProvider =
         Box::leak(Box::new(CountingProvider::new(provider())));
@@ -1121,13 +1126,25 @@ async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Meas
     .and_then(|e| e.encode())
     .map_err(|e| anyhow!("SUIT: {e}"))?;
     let sd = sd_manifest(&keys.p256, &sp.public_key())?;
+    let db = dir.join(format!("batch-{n}.db"));
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&db).await?);
     counting.reset();
     let t = Instant::now();
     let pkg = build_package(counting, &keys.p256, "lot-1", 1, vec![sd, ta], vec![])?;
+    store
+        .insert_batch_package(&otrp_store::BatchPackageRecord {
+            batch_id: "lot-1".into(),
+            seq: 1,
+            owner: "oem".into(),
+            contents: "sd#1, app#1".into(),
+            bytes: pkg.bytes.clone(),
+            etag: pkg.etag.clone(),
+            tam_signatures: counting.signatures(),
+            created_at: NOW,
+        })
+        .await?;
     let package_cpu = t.elapsed();
     let package_sigs = counting.signatures();
-    let db = dir.join(format!("batch-{n}.db"));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&db).await?);
     let m = BatchMembership {
         id: "lot-1".into(),
         key: bsk.clone(),
@@ -1163,13 +1180,23 @@ async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Meas
         reports.push(r.message);
     }
     let t = Instant::now();
-    for r in &reports {
-        let v = verify_report(store.as_ref(), counting, r).await?;
-        if !v.success {
-            bail!("a device reported failure: {}", v.detail);
+    if !store.batch_package_exists("lot-1", 1).await? {
+        bail!("the package is not stored");
+    }
+    for group in reports.chunks(MAX_REPORT_GROUP) {
+        let bodies: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+        for v in record_reports(store.as_ref(), counting, "lot-1", 1, &bodies, NOW).await? {
+            let v = v?;
+            if !v.success {
+                bail!("a device reported failure: {}", v.detail);
+            }
         }
     }
     let report_cpu = t.elapsed().as_secs_f64() / run as f64 * n as f64;
+    let recorded = store.batch_report_counts("lot-1", 1).await?;
+    if recorded.applied != run as u64 {
+        bail!("{} of {run} reports recorded", recorded.applied);
+    }
     Ok((
         Measured {
             n,
@@ -1213,6 +1240,7 @@ fn batch(args: &BatchArgs) -> Result<()> {
                     "batch_mode_package_only": {"tam_cpu_us_per_device": pkg.per_device_us(), "signatures_per_device": pkg.sigs_per_device(), "tam_cpu_total_s": pkg.cpu.as_secs_f64()},
                     "batch_mode_with_reports": {"tam_cpu_us_per_device": rep.per_device_us(), "signatures_per_device": rep.sigs_per_device(), "tam_cpu_total_s": rep.cpu.as_secs_f64()},
                     "cpu_ratio_per_device_vs_batch_with_reports": per.per_device_us() / rep.per_device_us(),
+                    "reports_verified_and_recorded_in_groups_of": MAX_REPORT_GROUP,
                 })
             })
             .collect();
@@ -1224,7 +1252,8 @@ fn batch(args: &BatchArgs) -> Result<()> {
     }
     println!("TAM CPU (wall time of the TAM's own calls, one thread, SQLite temp store) and TAM signatures per device");
     println!("per-device: whole TEEP sessions on the TAM core (QueryRequest, EAT appraisal, Update, Success)");
-    println!("batch: one signed package per batch; '+reports' adds verifying each device's async report\n");
+    println!("batch: one signed and stored package per batch; '+reports' adds verifying and recording each device's");
+    println!("async report as the TAM server does: groups of {MAX_REPORT_GROUP} reports, one key query and one write each\n");
     println!(
         "{:>6} {:>7} | {:>12} {:>9} | {:>12} {:>9} | {:>12} {:>9} | {:>8}",
         "N",
