@@ -6,13 +6,8 @@
 
 use otrp_store::*;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
+mod common;
+use common::Pair;
 
 fn kid(i: u32) -> Vec<u8> {
     let mut k = b"kid-".to_vec();
@@ -148,29 +143,16 @@ async fn groups(a: &dyn Store, b: &dyn Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_batch_groups() {
-    let dir = std::env::temp_dir().join(unique("otrp_batch_groups"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("tam.db");
-    let a = SqlStore::open_sqlite(&path).await.unwrap();
-    let b = SqlStore::open_sqlite(&path).await.unwrap();
-    groups(&a, &b).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let p = Pair::sqlite("otrp_batch_groups").await;
+    groups(&p.a, &p.b).await;
+    p.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batch_groups() {
-    let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
-        eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+    let Some(p) = Pair::postgres("otrp_batch_groups").await else {
         return;
     };
-    let schema = unique("otrp_batch_groups");
-    let a = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    let b = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    groups(&a, &b).await;
-    drop(b);
-    a.drop_schema().await.unwrap();
+    groups(&p.a, &p.b).await;
+    p.finish().await;
 }

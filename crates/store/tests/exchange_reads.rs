@@ -7,13 +7,8 @@
 
 use otrp_store::*;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
+mod common;
+use common::Pair;
 
 fn device(id: &str, model: &str, tags: &[&str]) -> DeviceRecord {
     DeviceRecord {
@@ -293,22 +288,16 @@ async fn reads(s: &dyn Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_exchange_reads() {
-    let dir = std::env::temp_dir().join(unique("otrp_reads"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let s = SqlStore::open_sqlite(&dir.join("tam.db")).await.unwrap();
-    reads(&s).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let p = Pair::sqlite("otrp_reads").await;
+    reads(&p.a).await;
+    p.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_exchange_reads() {
-    let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
-        eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+    let Some(p) = Pair::postgres("otrp_reads").await else {
         return;
     };
-    let s = SqlStore::connect_postgres_schema(&url, &unique("otrp_reads"))
-        .await
-        .unwrap();
-    reads(&s).await;
-    s.drop_schema().await.unwrap();
+    reads(&p.a).await;
+    p.finish().await;
 }

@@ -7,13 +7,8 @@ use std::sync::Arc;
 
 use otrp_store::*;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
+mod common;
+use common::Pair;
 
 fn query_token(t: &[u8], challenge: &[u8]) -> TokenRecord {
     TokenRecord {
@@ -322,28 +317,16 @@ async fn grouped(s: Arc<dyn Store>, s2: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_grouped_writes() {
-    let dir = std::env::temp_dir().join(unique("otrp_grouped"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("tam.db");
-    let a = SqlStore::open_sqlite(&path).await.unwrap();
-    let b = SqlStore::open_sqlite(&path).await.unwrap();
-    grouped(Arc::new(a), Arc::new(b)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let p = Pair::sqlite("otrp_grouped").await;
+    grouped(Arc::new(p.a.clone()), Arc::new(p.b.clone())).await;
+    p.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_grouped_writes() {
-    let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
-        eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+    let Some(p) = Pair::postgres("otrp_grouped").await else {
         return;
     };
-    let schema = unique("otrp_grouped");
-    let a = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    let b = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    grouped(Arc::new(a.clone()), Arc::new(b)).await;
-    a.drop_schema().await.unwrap();
+    grouped(Arc::new(p.a.clone()), Arc::new(p.b.clone())).await;
+    p.finish().await;
 }

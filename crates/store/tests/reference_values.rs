@@ -5,13 +5,8 @@
 
 use otrp_store::*;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
+mod common;
+use common::Pair;
 
 fn rec(model: &str, m: &[&[u8]], hw: &[&str], by: &str) -> ReferenceValuesRecord {
     ReferenceValuesRecord {
@@ -61,30 +56,16 @@ async fn scenario(a: &SqlStore, b: &SqlStore) {
 
 #[tokio::test]
 async fn reference_values_sqlite() {
-    let dir = std::env::temp_dir().join(unique("otrp_store_refs"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("tam.db");
-    let a = SqlStore::open_sqlite(&path).await.unwrap();
-    let b = SqlStore::open_sqlite(&path).await.unwrap();
-    scenario(&a, &b).await;
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
+    let p = Pair::sqlite("otrp_store_refs").await;
+    scenario(&p.a, &p.b).await;
+    p.finish().await;
 }
 
 #[tokio::test]
 async fn reference_values_postgres() {
-    let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
-        eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
+    let Some(p) = Pair::postgres("otrp_refs").await else {
         return;
     };
-    let schema = unique("otrp_refs");
-    let a = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    let b = SqlStore::connect_postgres_schema(&url, &schema)
-        .await
-        .unwrap();
-    scenario(&a, &b).await;
-    drop(b);
-    a.drop_schema().await.unwrap();
+    scenario(&p.a, &p.b).await;
+    p.finish().await;
 }

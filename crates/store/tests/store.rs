@@ -2,66 +2,12 @@
 //! in its own schema, dropped at the end).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use otrp_store::*;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
-}
-
-/// Two store handles on one database (as two TAM replicas would have) and a cleanup.
-struct Pair {
-    a: SqlStore,
-    b: SqlStore,
-    _dir: Option<std::path::PathBuf>,
-}
-
-impl Pair {
-    async fn sqlite() -> Pair {
-        let dir = std::env::temp_dir().join(unique("otrp_store"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("tam.db");
-        let a = SqlStore::open_sqlite(&path).await.unwrap();
-        let b = SqlStore::open_sqlite(&path).await.unwrap();
-        Pair {
-            a,
-            b,
-            _dir: Some(dir),
-        }
-    }
-
-    async fn postgres() -> Option<Pair> {
-        let Ok(url) = std::env::var("OTRP_TEST_DATABASE_URL") else {
-            eprintln!("skipped: OTRP_TEST_DATABASE_URL is not set, PostgreSQL test not run");
-            return None;
-        };
-        let schema = unique("otrp_test");
-        let a = SqlStore::connect_postgres_schema(&url, &schema)
-            .await
-            .unwrap();
-        let b = SqlStore::connect_postgres_schema(&url, &schema)
-            .await
-            .unwrap();
-        Some(Pair { a, b, _dir: None })
-    }
-
-    async fn finish(self) {
-        drop(self.b);
-        self.a.drop_schema().await.unwrap();
-        if let Some(d) = self._dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
+mod common;
+use common::Pair;
 
 fn token(t: &[u8], expires_at: u64) -> TokenRecord {
     TokenRecord {
@@ -581,14 +527,14 @@ async fn all(p: &Pair) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store() {
-    let p = Pair::sqlite().await;
+    let p = Pair::sqlite("otrp_store").await;
     all(&p).await;
     p.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store() {
-    let Some(p) = Pair::postgres().await else {
+    let Some(p) = Pair::postgres("otrp_test").await else {
         return;
     };
     all(&p).await;
