@@ -307,30 +307,53 @@ impl SqlStore {
         if kept.is_empty() {
             return Ok(());
         }
-        on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for chunk in kept.chunks(REPORT_CHUNK) {
-                let values = (0..chunk.len())
-                    .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!(
-                    "INSERT INTO {rep} ({k}, seq, device_id, success, detail, received_at) \
-                     VALUES {values} \
-                     ON CONFLICT ({k}, seq, device_id) DO UPDATE SET success = excluded.success, \
-                     detail = excluded.detail, received_at = excluded.received_at",
-                    rep = t.reports,
-                    k = t.key
-                );
-                let mut q = sqlx::query(&sql);
-                for r in chunk {
-                    q = q.bind(&r.batch_id).bind(u(r.seq)).bind(&r.device_id).bind(r.success)
-                        .bind(&r.detail).bind(u(r.received_at));
+        let sql_of = |n: usize| {
+            let values = (0..n)
+                .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO {rep} ({k}, seq, device_id, success, detail, received_at) \
+                 VALUES {values} \
+                 ON CONFLICT ({k}, seq, device_id) DO UPDATE SET success = excluded.success, \
+                 detail = excluded.detail, received_at = excluded.received_at",
+                rep = t.reports,
+                k = t.key
+            )
+        };
+        macro_rules! insert_chunks {
+            ($tx:expr) => {
+                for chunk in kept.chunks(REPORT_CHUNK) {
+                    let sql = sql_of(chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(&r.batch_id)
+                            .bind(u(r.seq))
+                            .bind(&r.device_id)
+                            .bind(r.success)
+                            .bind(&r.detail)
+                            .bind(u(r.received_at));
+                    }
+                    q.execute(&mut *$tx).await?;
                 }
-                q.execute(&mut *tx).await?;
+            };
+        }
+        match &self.backend {
+            // Queued with the TAM's other write groups on the write connection.
+            Backend::Sqlite(_) => {
+                let mut conn = super::write::sqlite_write_conn(self).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                insert_chunks!(tx);
+                tx.commit().await?;
+                Ok(())
             }
-            tx.commit().await?;
-        });
-        Ok(())
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                insert_chunks!(tx);
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 }

@@ -375,6 +375,18 @@ fn writer(store: &SqlStore) -> Result<&super::Writer> {
         .ok_or_else(|| protocol("a SQLite store without its write connection".into()))
 }
 
+/// SQLite's write connection, with nothing left open on it, for writes of the store's
+/// other modules that should queue with the grouped ones rather than meet them in
+/// SQLite's busy handler (the caller opens and commits its own transaction; a dead worker
+/// is reopened by the next group).
+pub(super) async fn sqlite_write_conn(
+    store: &SqlStore,
+) -> Result<tokio::sync::MappedMutexGuard<'_, sqlx::SqliteConnection>> {
+    let mut g = writer(store)?.conn.lock().await;
+    g.settle().await?;
+    Ok(tokio::sync::MutexGuard::map(g, |w| &mut w.conn))
+}
+
 /// SQLite's write connection, and whether a transaction sent on it may still be open.
 #[derive(Debug)]
 pub(crate) struct WriterConn {
