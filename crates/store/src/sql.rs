@@ -93,6 +93,17 @@ use batch_tables::{OTRP_BATCH, TEEP_BATCH};
 #[path = "sql_otrp_batch.rs"]
 mod otrp_batch;
 
+/// Whether a failed call found its SQLite connection's worker thread gone (the
+/// connection must be opened again).
+fn worker_gone<T>(r: &Result<T>) -> bool {
+    matches!(
+        r,
+        Err(StoreError::Db(
+            sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)
+        ))
+    )
+}
+
 fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

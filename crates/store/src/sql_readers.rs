@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::{Result, StoreError};
+use crate::Result;
 
 /// The read connections.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl Readers {
     /// After a failed read: a connection whose worker thread is gone is opened again
     /// (best effort; the read's own error is what the caller sees).
     pub(crate) async fn recover<T>(&self, conn: &mut SqliteConnection, r: &Result<T>) {
-        if let Err(StoreError::Db(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) = r {
+        if super::worker_gone(r) {
             if let Ok(fresh) = self.opts.connect().await {
                 *conn = fresh;
             }

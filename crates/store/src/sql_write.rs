@@ -20,7 +20,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, ConnectOptions, Connection, Either, FromRow};
 
-use super::{hex_of, is_unique_violation, token_from, u, Backend, SqlStore, TokenRow, TOKEN_COLS};
+use super::{hex_of, is_unique_violation, token_from, u, Backend, SqlStore, TokenRow};
 use crate::model::{ConsumeRefusal, TokenRecord};
 use crate::write::{ConsumeFailure, StoreWrite};
 use crate::{Result, StoreError};
@@ -59,6 +59,15 @@ struct Stmt<'a> {
 }
 
 impl Stmt<'_> {
+    /// A statement without parameters whose success is all that matters.
+    fn bare(sql: &'static str) -> Self {
+        Stmt {
+            sql,
+            vals: Vec::new(),
+            check: Check::Any,
+        }
+    }
+
     /// The write's result from the statement's: rows changed, or the database's error.
     fn judge(&self, r: std::result::Result<u64, sqlx::Error>) -> Result<()> {
         match (r, &self.check) {
@@ -281,22 +290,16 @@ fn protocol(what: String) -> StoreError {
     StoreError::Db(sqlx::Error::Protocol(what))
 }
 
-/// What one statement of a SQLite batch returned.
-#[derive(Default)]
-struct StmtResult {
-    rows: Vec<sqlx::sqlite::SqliteRow>,
-}
-
-/// Runs `stmts` as one command on the open SQLite transaction, judging each statement's
-/// outcome by its [`Check`]; `stop_after(i, rows)` may end the batch early after statement
-/// `i` (returns `Some`), which leaves the transaction to the caller to roll back.
-async fn run_sqlite<T>(
-    tx: &mut sqlx::SqliteConnection,
+/// Runs `stmts` as one command on `conn` (an open transaction, or statements that
+/// open and commit their own), judging each statement's outcome by its [`Check`];
+/// `on_done(i, rows)` sees the rows statement `i` returned once it has finished.
+async fn run_sqlite(
+    conn: &mut sqlx::SqliteConnection,
     stmts: &[Stmt<'_>],
-    mut stop_after: impl FnMut(usize, &StmtResult) -> Option<T>,
-) -> Result<Option<T>> {
+    mut on_done: impl FnMut(usize, &[sqlx::sqlite::SqliteRow]),
+) -> Result<()> {
     if stmts.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let (sql, args) = sqlite_batch(stmts)?;
     // sqlx 0.8 marks several statements in one prepared query as deprecated
@@ -306,12 +309,12 @@ async fn run_sqlite<T>(
     // (results per statement, a stop at the first error). If a later sqlx removes it, the
     // per-statement path `run_pg` takes (one command per statement) serves SQLite as well.
     #[allow(deprecated)]
-    let mut stream = sqlx::query_with(&sql, args).fetch_many(&mut *tx);
+    let mut stream = sqlx::query_with(&sql, args).fetch_many(&mut *conn);
     let mut i = 0;
-    let mut cur = StmtResult::default();
+    let mut rows = Vec::new();
     loop {
         match stream.try_next().await {
-            Ok(Some(Either::Right(row))) => cur.rows.push(row),
+            Ok(Some(Either::Right(row))) => rows.push(row),
             Ok(Some(Either::Left(done))) => {
                 let Some(s) = stmts.get(i) else {
                     return Err(protocol(
@@ -319,16 +322,14 @@ async fn run_sqlite<T>(
                     ));
                 };
                 s.judge(Ok(done.rows_affected()))?;
-                if let Some(t) = stop_after(i, &cur) {
-                    return Ok(Some(t));
-                }
+                on_done(i, &rows);
                 i += 1;
-                cur = StmtResult::default();
+                rows.clear();
             }
             Ok(None) => break,
             Err(e) => {
                 return match stmts.get(i) {
-                    Some(s) => s.judge(Err(e)).map(|()| None),
+                    Some(s) => s.judge(Err(e)),
                     None => Err(e.into()),
                 }
             }
@@ -340,7 +341,7 @@ async fn run_sqlite<T>(
             stmts.len()
         )));
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Runs `stmts` one by one on the open PostgreSQL transaction.
@@ -423,7 +424,7 @@ impl super::Writer {
     /// After a failed group: a write connection whose worker thread is gone is opened
     /// again (best effort; the group's own error is what the caller sees).
     async fn recover<T>(&self, w: &mut WriterConn, r: &Result<T>) {
-        if let Err(StoreError::Db(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) = r {
+        if super::worker_gone(r) {
             // Failing that, the next group tries again.
             if let Ok(fresh) = self.opts.connect().await {
                 *w = WriterConn::new(fresh);
@@ -444,19 +445,14 @@ async fn apply_sqlite(w: &mut WriterConn, mut stmts: Vec<Stmt<'_>>) -> Result<()
         .any(|s| matches!(s.check, Check::Changes { .. }))
     {
         let mut tx = w.conn.begin().await?;
-        run_sqlite(&mut tx, &stmts, |_, _| None::<()>).await?;
+        run_sqlite(&mut tx, &stmts, |_, _| {}).await?;
         tx.commit().await?;
         return Ok(());
     }
-    let bare = |sql| Stmt {
-        sql,
-        vals: Vec::new(),
-        check: Check::Any,
-    };
-    stmts.insert(0, bare("BEGIN IMMEDIATE"));
-    stmts.push(bare("COMMIT"));
+    stmts.insert(0, Stmt::bare("BEGIN IMMEDIATE"));
+    stmts.push(Stmt::bare("COMMIT"));
     w.maybe_open = true;
-    match run_sqlite(&mut w.conn, &stmts, |_, _| None::<()>).await {
+    match run_sqlite(&mut w.conn, &stmts, |_, _| {}).await {
         Ok(_) => {
             w.maybe_open = false;
             Ok(())
@@ -527,13 +523,6 @@ pub(super) async fn consume_and_apply(
     now: u64,
     writes: &[StoreWrite],
 ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
-    debug_assert_eq!(
-        CONSUME_TOKEN,
-        format!(
-            "UPDATE tokens SET consumed_at = $1 WHERE token = $2 AND consumed_at IS NULL \
-             AND expires_at > $1 RETURNING {TOKEN_COLS}"
-        )
-    );
     let now_i = u(now);
     match &store.backend {
         Backend::Sqlite(_) => {
@@ -596,17 +585,12 @@ async fn consume_and_apply_sqlite(
     writes: &[StoreWrite],
 ) -> Result<std::result::Result<TokenRecord, ConsumeFailure>> {
     w.settle().await?;
-    let bare = |sql| Stmt {
-        sql,
-        vals: Vec::new(),
-        check: Check::Any,
-    };
     let guard = |sql, key| Stmt {
         sql,
         vals: vec![Val::Int(now), Val::Blob(key)],
         check: Check::Any,
     };
-    let mut stmts = vec![bare("BEGIN IMMEDIATE"), guard(GUARD_TOKEN, token)];
+    let mut stmts = vec![Stmt::bare("BEGIN IMMEDIATE"), guard(GUARD_TOKEN, token)];
     let consumes = consumes(&now, token, challenge);
     let mut consumes = consumes.into_iter();
     stmts.extend(consumes.next());
@@ -615,17 +599,16 @@ async fn consume_and_apply_sqlite(
         stmts.extend(consumes.next());
     }
     stmts.extend(statements_of(writes));
-    stmts.push(bare("COMMIT"));
+    stmts.push(Stmt::bare("COMMIT"));
     // Statement indexes: 1 token guard, 2 token consume, 3 challenge guard.
     let mut rec = None;
     let mut finished = 0;
     w.maybe_open = true;
-    let r = run_sqlite(&mut w.conn, &stmts, |i, r| {
+    let r = run_sqlite(&mut w.conn, &stmts, |i, rows| {
         finished = i + 1;
         if i == 2 {
-            rec = r.rows.first().map(TokenRow::from_row);
+            rec = rows.first().map(TokenRow::from_row);
         }
-        None::<()>
     })
     .await;
     match r {
@@ -701,6 +684,7 @@ async fn token_state(tx: &mut sqlx::SqliteConnection, token: &[u8]) -> Result<Co
 mod tests {
     use super::*;
     use crate::model::DeviceRecord;
+    use crate::sql::TOKEN_COLS;
     use crate::Store;
 
     fn dev(id: &str) -> DeviceRecord {
@@ -750,6 +734,17 @@ mod tests {
             .unwrap();
         assert!(store.device("next").await.unwrap().is_some());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_token_consume_returns_the_columns_a_token_row_reads() {
+        assert_eq!(
+            CONSUME_TOKEN,
+            format!(
+                "UPDATE tokens SET consumed_at = $1 WHERE token = $2 AND consumed_at IS NULL \
+                 AND expires_at > $1 RETURNING {TOKEN_COLS}"
+            )
+        );
     }
 
     #[test]
