@@ -27,6 +27,7 @@ pub mod delta;
 pub mod otrp;
 pub mod otrp_batch;
 pub mod query_token;
+mod recent_updates;
 pub mod session;
 
 pub use admin::{Admin, AdminError, Caller, Policy, Registered};

@@ -26,6 +26,8 @@ use otrp_teep::{
 };
 use rand_core::CryptoRngCore;
 
+use crate::recent_updates::RecentUpdates;
+
 use crate::attest::{AttestationError, Verifier};
 use crate::component_key;
 use crate::query_token::QueryTokenKey;
@@ -257,6 +259,7 @@ pub struct Tam {
     config: TamConfig,
     provider: &'static dyn CryptoProvider,
     query_tokens: Option<QueryTokenKey>,
+    recent_updates: RecentUpdates,
 }
 
 /// A token a device answered with: the TAM's record of it, and whether that record is in
@@ -420,6 +423,7 @@ impl Tam {
             config,
             provider,
             query_tokens,
+            recent_updates: RecentUpdates::default(),
         }
     }
 
@@ -470,38 +474,35 @@ impl Tam {
         }
         let peeked = peek(body)?;
         let token = token_of(&peeked.message).ok_or(TamError::MissingToken)?;
-        let (tok, keys) = match self.stateless_token(token, now)? {
-            Some(rec) => (Presented { rec, stored: false }, Vec::new()),
-            None => {
-                // The token and the Agent keys of the device it names: one read.
-                let (rec, keys) = self
-                    .store
-                    .token_with_keys(token)
-                    .await?
-                    .ok_or(TamError::TokenUnknown)?;
-                (Presented { rec, stored: true }, keys)
-            }
+        let (tok, keys, remembered) = match self.stateless_token(token, now)? {
+            Some(rec) => (Presented { rec, stored: false }, Vec::new(), false),
+            None => match self.recent_updates.take(token) {
+                Some((rec, key)) => (Presented { rec, stored: true }, vec![key], true),
+                None => {
+                    let (tok, keys) = self.stored_token(token).await?;
+                    (tok, keys, false)
+                }
+            },
         };
-        if tok.consumed_at.is_some() {
-            return Err(TamError::TokenReplayed);
-        }
-        if now >= tok.expires_at {
-            return Err(TamError::TokenExpired);
-        }
+        check_live(&tok, now)?;
         match (tok.kind, &peeked.message) {
             (TokenKind::Query, TeepMessage::QueryResponse(qr)) => {
                 self.query_response(&tok, qr, &peeked, body, transport, now, rng)
                     .await
             }
             (TokenKind::Update, TeepMessage::Success(s)) => {
-                let _ = self.verify_known(&tok, keys, &peeked, body).await?;
+                let tok = self
+                    .verify_answer(tok, keys, remembered, &peeked, body, now)
+                    .await?;
                 check_reports(&s.suit_reports, &tok.token)?;
                 self.consume_recording(&tok, ProgressState::Done, "success", now)
                     .await?;
                 Ok(Outcome::Done)
             }
             (_, TeepMessage::Error(e)) => {
-                let _ = self.verify_known(&tok, keys, &peeked, body).await?;
+                let tok = self
+                    .verify_answer(tok, keys, remembered, &peeked, body, now)
+                    .await?;
                 let detail = format!(
                     "err-code {}{}",
                     e.err_code.to_u64(),
@@ -521,6 +522,45 @@ impl Tam {
                 },
                 got: msg_name(m),
             }),
+        }
+    }
+
+    /// The stored record of `token` and the Agent keys of the device it names: one read.
+    async fn stored_token(
+        &self,
+        token: &[u8],
+    ) -> Result<(Presented, Vec<AgentKeyRecord>), TamError> {
+        let (rec, keys) = self
+            .store
+            .token_with_keys(token)
+            .await?
+            .ok_or(TamError::TokenUnknown)?;
+        Ok((Presented { rec, stored: true }, keys))
+    }
+
+    /// Verifies a device's Success or Error with the keys of its token's device. When
+    /// the token and key came from [`RecentUpdates`] (`remembered`) and the answer does
+    /// not verify with that key, both are read from the store, which holds all of the
+    /// device's keys, and the answer is checked again: the cache never refuses what the
+    /// store would accept.
+    async fn verify_answer(
+        &self,
+        tok: Presented,
+        keys: Vec<AgentKeyRecord>,
+        remembered: bool,
+        peeked: &Peeked,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Presented, TamError> {
+        match self.verify_known(&tok, keys, peeked, body).await {
+            Ok(_) => Ok(tok),
+            Err(_) if remembered => {
+                let (tok, keys) = self.stored_token(&tok.token).await?;
+                check_live(&tok, now)?;
+                self.verify_known(&tok, keys, peeked, body).await?;
+                Ok(tok)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -768,7 +808,9 @@ impl Tam {
         let requested = DataItemRequested(tok.data_items);
         // The device, the verified message, the suite the store already holds for it, and
         // what is still to be committed with the outcome.
-        let (mut device, verified, suite_stored, mut pending) = match &qr.attestation_payload {
+        let (mut device, verified, suite_stored, mut pending, agent_key) = match &qr
+            .attestation_payload
+        {
             Some(evidence) => {
                 let challenge = tok
                     .challenge
@@ -839,6 +881,12 @@ impl Tam {
                 let cose_key = otrp_cose::cose_key_from_public(&key)
                     .to_vec()
                     .map_err(|e| TamError::Malformed(format!("Agent key: {e}")))?;
+                let agent_key = AgentKeyRecord {
+                    kid: ar.agent_key_kid.to_vec(),
+                    device_id: device_id.clone(),
+                    cose_key,
+                    bound_at: now,
+                };
                 let suite_stored = dev.suite_alg;
                 // One-time: the token, then the challenge (atomic across replicas), and
                 // what this step records, in one transaction. The device's tags are those
@@ -854,12 +902,7 @@ impl Tam {
                         verified_at: now,
                         expires_at: ar.expires_at,
                     }),
-                    StoreWrite::PutAgentKey(AgentKeyRecord {
-                        kid: ar.agent_key_kid.to_vec(),
-                        device_id: device_id.clone(),
-                        cose_key,
-                        bound_at: now,
-                    }),
+                    StoreWrite::PutAgentKey(agent_key.clone()),
                 ];
                 // Spent and written with the Update (or the end of the session): one
                 // transaction for the whole step.
@@ -868,7 +911,7 @@ impl Tam {
                     challenge: Some(challenge),
                     writes: writes.into(),
                 };
-                (dev, v, suite_stored, Some(pending))
+                (dev, v, suite_stored, Some(pending), agent_key)
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
@@ -910,7 +953,7 @@ impl Tam {
                     challenge: None,
                     writes: Vec::new(),
                 };
-                (dev, v, suite_stored, Some(pending))
+                (dev, v, suite_stored, Some(pending), rec)
             }
         };
         // Version and cipher-suite negotiation.
@@ -932,8 +975,17 @@ impl Tam {
             }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
-        self.plan_update(&device, qr, &verified.suite, pending, transport, now, rng)
-            .await
+        self.plan_update(
+            &device,
+            &agent_key,
+            qr,
+            &verified.suite,
+            pending,
+            transport,
+            now,
+            rng,
+        )
+        .await
     }
 
     /// Commits a step's outcome: spends the QueryResponse's token (and challenge) if
@@ -962,6 +1014,7 @@ impl Tam {
     async fn plan_update<R: CryptoRngCore + Send>(
         &self,
         device: &DeviceRecord,
+        agent_key: &AgentKeyRecord,
         qr: &QueryResponse,
         suite: &TeepCipherSuite,
         pending: Option<Pending<'_>>,
@@ -1166,7 +1219,7 @@ impl Tam {
                 })
             })
             .collect();
-        writes.push(StoreWrite::InsertToken(TokenRecord {
+        let record = TokenRecord {
             token,
             kind: TokenKind::Update,
             device_id: Some(device_id.into()),
@@ -1176,8 +1229,11 @@ impl Tam {
             created_at: now,
             expires_at: now.saturating_add(self.config.token_ttl),
             consumed_at: None,
-        }));
+        };
+        writes.push(StoreWrite::InsertToken(record.clone()));
         self.commit(pending, now, writes).await?;
+        // Committed: the device's answer can be checked without reading it back.
+        self.recent_updates.insert(record, agent_key.clone());
         Ok(Outcome::Reply(bytes))
     }
 
@@ -1200,6 +1256,17 @@ impl Tam {
         };
         self.spend(tok, None, now, &writes).await
     }
+}
+
+/// Refuses a token already answered or expired.
+fn check_live(tok: &TokenRecord, now: u64) -> Result<(), TamError> {
+    if tok.consumed_at.is_some() {
+        return Err(TamError::TokenReplayed);
+    }
+    if now >= tok.expires_at {
+        return Err(TamError::TokenExpired);
+    }
+    Ok(())
 }
 
 /// The progress row of one item an Update carried (TEEP and OTrP sessions): a deletion's

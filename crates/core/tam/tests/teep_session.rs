@@ -719,3 +719,91 @@ async fn stored_query_tokens_still_work() {
     assert!(rec.challenge.is_some());
     full_exchange(&mut w, &mut dev, NOW + 10).await;
 }
+
+/// Runs a session up to the Update (evidence sent) and returns it.
+async fn up_to_update(w: &mut World, dev: &Device, now: u64) -> otrp_teep::Update {
+    let (v, _) = w.open_session(None, now).await;
+    let body = dev.sign(
+        &TeepMessage::QueryResponse(query_response(dev, &query_request(&v))),
+        false,
+    );
+    let Outcome::Reply(up) = w.step(None, &body, now + 1).await.unwrap() else {
+        panic!("expected an Update")
+    };
+    update(&open(&w.tam_pub, &up))
+}
+
+/// The TAM remembers the Update tokens it issued, so that the answer is checked without
+/// reading the token back; what it remembers never changes what is accepted. An answer
+/// signed with another key bound to the device is checked against the store's keys; a
+/// forged one is refused without spending the token, and the genuine one is accepted
+/// after it; an accepted Success is spent in the store, where a replica refuses it.
+#[tokio::test]
+async fn answers_to_remembered_updates_are_judged_as_the_store_would() {
+    let mut a = Device::new(23, KeyKind::P256);
+    let mut b = Device::new(24, KeyKind::P256);
+    let mut w = World::new(&[&a, &b], TamConfig::default(), Policy::OemGated).await;
+    let mut r = rng(23);
+
+    // a: its Agent has a second key bound since the QueryResponse, and signs with it.
+    let up = up_to_update(&mut w, &a, NOW).await;
+    let second = PrivateKey::generate(KeyKind::P256, &mut r).unwrap();
+    let second_pub = second.public_key();
+    w.store
+        .put_agent_key(&otrp_store::model::AgentKeyRecord {
+            kid: otrp_crypto::thumbprint::cose_key_thumbprint(&second_pub, provider()).to_vec(),
+            device_id: a.id(),
+            cose_key: otrp_cose::coset::CborSerializable::to_vec(otrp_cose::cose_key_from_public(
+                &second_pub,
+            ))
+            .unwrap(),
+            bound_at: NOW + 1,
+        })
+        .await
+        .unwrap();
+    a.agent_key = second;
+    let succ = success(&mut a, &up);
+    assert_eq!(w.step(None, &succ, NOW + 2).await.unwrap(), Outcome::Done);
+
+    // b: a Success signed by a key bound to no device is refused and spends nothing.
+    let up = up_to_update(&mut w, &b, NOW + 10).await;
+    let token = up.token.clone().unwrap();
+    let genuine = std::mem::replace(
+        &mut b.agent_key,
+        PrivateKey::generate(KeyKind::P256, &mut r).unwrap(),
+    );
+    let forged = success(&mut b, &up);
+    match w.step(None, &forged, NOW + 12).await {
+        Err(TamError::BadSignature(_) | TamError::UnknownAgentKey(_)) => {}
+        other => panic!("forged Success: {other:?}"),
+    }
+    let stored = w.store.token(&token).await.unwrap().unwrap();
+    assert_eq!(
+        stored.consumed_at, None,
+        "a refused Success spent the token"
+    );
+    b.agent_key = genuine;
+    let succ = success(&mut b, &up);
+    assert_eq!(w.step(None, &succ, NOW + 13).await.unwrap(), Outcome::Done);
+
+    // Both answers are recorded and spent in the store: this TAM and a replica refuse
+    // them again.
+    for d in [&a, &b] {
+        let p = w.store.device_progress(&d.id()).await.unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].state, ProgressState::Done, "{}", d.id());
+    }
+    let replica = Tam::new(
+        w.store.clone(),
+        w.verifier.clone(),
+        w.keys.clone(),
+        TamConfig::default(),
+        provider(),
+    );
+    for tam in [&w.tam, &replica] {
+        match tam.process(None, &succ, NOW + 14, &mut r).await {
+            Err(TamError::TokenReplayed) => {}
+            other => panic!("replayed Success: {other:?}"),
+        }
+    }
+}
