@@ -154,6 +154,15 @@ pub trait Store: Send + Sync {
             key,
         }))
     }
+    /// [`Store::known_agent`] and, when the key's device is known, its
+    /// [`Store::deployment_plans`]: everything a QueryResponse from a known Agent reads.
+    /// [`SqlStore`] on SQLite: one command (two statements) instead of two.
+    async fn known_agent_and_plans(
+        &self,
+        kid: &[u8],
+    ) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
+        known_agent_then_plans(self, kid).await
+    }
     /// Consumes a token atomically: succeeds once, before expiry, across all replicas.
     async fn consume_token(
         &self,
@@ -391,4 +400,19 @@ pub trait Store: Send + Sync {
     async fn otrp_batch_result_counts(&self, model: &str, seq: u64) -> Result<BatchReportCounts>;
     /// The OTrP state of the device whose TEE certificate hashes to `did`.
     async fn otrp_device_by_did(&self, did: &str) -> Result<Option<OtrpDeviceRecord>>;
+}
+
+/// [`Store::known_agent_and_plans`] as two reads.
+async fn known_agent_then_plans<S: Store + ?Sized>(
+    store: &S,
+    kid: &[u8],
+) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
+    let Some(agent) = store.known_agent(kid).await? else {
+        return Ok(None);
+    };
+    let plans = match &agent.device {
+        Some(d) => store.deployment_plans(d).await?,
+        None => Vec::new(),
+    };
+    Ok(Some((agent, plans)))
 }

@@ -86,6 +86,9 @@ mod write;
 #[path = "sql_readers.rs"]
 mod readers;
 
+#[path = "sql_exchange.rs"]
+mod exchange;
+
 #[path = "sql_batch.rs"]
 mod batch_tables;
 use batch_tables::{OTRP_BATCH, TEEP_BATCH};
@@ -749,65 +752,25 @@ impl Store for SqlStore {
     }
 
     async fn known_agent(&self, kid: &[u8]) -> Result<Option<KnownAgent>> {
-        // The key, its device's attestation and device row and tags in one query: one
-        // row per tag (one with a NULL tag when there is none).
-        const SQL: &str = "SELECT k.kid, k.device_id, k.cose_key, k.bound_at, \
-             a.status, a.tee_version, a.measurement, a.agent_kid, a.verified_at, a.expires_at, \
-             d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, t.tag \
-             FROM agent_keys k \
-             LEFT JOIN attestations a ON a.device_id = k.device_id \
-             LEFT JOIN devices d ON d.id = k.device_id \
-             LEFT JOIN device_tags t ON t.device_id = d.id \
-             WHERE k.kid = $1 ORDER BY t.tag";
         on_reader!(self, p => async {
-            let rows = sqlx::query(SQL).bind(kid).fetch_all(p).await?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            use sqlx::Row;
-            let key = AgentKeyRecord {
-                kid: first.try_get(0)?,
-                device_id: first.try_get(1)?,
-                cose_key: first.try_get(2)?,
-                bound_at: un(first.try_get(3)?, "agent_keys", "bound_at")?,
-            };
-            let attestation = match first.try_get::<Option<String>, _>(4)? {
-                None => None,
-                Some(status) => Some(AttestationRecord {
-                    device_id: key.device_id.clone(),
-                    status: ArStatus::parse(&status),
-                    tee_version: first.try_get(5)?,
-                    measurement: first.try_get(6)?,
-                    agent_kid: first.try_get(7)?,
-                    verified_at: un(first.try_get(8)?, "attestations", "verified_at")?,
-                    expires_at: un(first.try_get(9)?, "attestations", "expires_at")?,
-                }),
-            };
-            let device = match first.try_get::<Option<String>, _>(10)? {
-                None => None,
-                Some(id) => {
-                    let mut tags = Vec::new();
-                    for r in &rows {
-                        tags.extend(r.try_get::<Option<String>, _>(17)?);
-                    }
-                    Some(DeviceRecord {
-                        id,
-                        ueid: first.try_get(11)?,
-                        model: first.try_get(12)?,
-                        hwversion: first.try_get(13)?,
-                        tags,
-                        suite_alg: first.try_get(14)?,
-                        revoked: first.try_get(15)?,
-                        created_at: un(first.try_get(16)?, "devices", "created_at")?,
-                    })
-                }
-            };
-            Ok(Some(KnownAgent {
-                key,
-                attestation,
-                device,
-            }))
+            let rows = sqlx::query(exchange::KNOWN_AGENT).bind(kid).fetch_all(p).await?;
+            exchange::known_agent_from(&rows)
         }.await)
+    }
+
+    async fn known_agent_and_plans(
+        &self,
+        kid: &[u8],
+    ) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
+        match (&self.backend, &self.readers) {
+            (Backend::Sqlite(_), Some(readers)) => {
+                let mut conn = readers.get().await;
+                let r = exchange::known_agent_and_plans_sqlite(&mut conn, kid).await;
+                readers.recover(&mut conn, &r).await;
+                r
+            }
+            _ => crate::known_agent_then_plans(self, kid).await,
+        }
     }
 
     async fn consume_token(
@@ -1093,89 +1056,13 @@ impl Store for SqlStore {
     }
 
     async fn deployment_plans(&self, device: &DeviceRecord) -> Result<Vec<DeploymentPlan>> {
-        // Active deployments that may target the device (by tag: any, judged below), each
-        // with the device's progress and the latest ready manifest of an install.
-        const SQL: &str = "SELECT d.id, d.sp_id, d.component, d.action, d.target_kind, \
-             d.target_value, d.rollout_kind, d.rollout_value, d.state, d.created_at, \
-             p.seq, p.state, p.detail, p.updated_at, \
-             m.seq, m.envelope, m.image_digest, m.status, m.created_at \
-             FROM deployments d \
-             LEFT JOIN progress p ON p.deployment_id = d.id AND p.device_id = $1 \
-               AND p.component = d.component \
-             LEFT JOIN manifests m ON d.action = 'install' AND m.component = d.component \
-               AND m.status = 'ready' AND m.seq = (SELECT MAX(m2.seq) FROM manifests m2 \
-               WHERE m2.component = d.component AND m2.status = 'ready') \
-             WHERE d.state = 'active' AND (d.target_kind IN ('all', 'tag') \
-               OR (d.target_kind = 'device' AND d.target_value = $1) \
-               OR (d.target_kind = 'model' AND d.target_value = $2)) \
-             ORDER BY d.id";
         on_reader!(self, p => async {
-            let mut out = Vec::new();
-            let rows = sqlx::query(SQL)
+            let rows = sqlx::query(exchange::PLANS)
                 .bind(&device.id)
                 .bind(&device.model)
                 .fetch_all(p)
                 .await?;
-            for r in rows {
-                use sqlx::Row;
-                let deployment = deployment_from((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                    r.try_get(7)?,
-                    r.try_get(8)?,
-                    r.try_get(9)?,
-                ))?;
-                if !deployment.target.matches(device) {
-                    continue;
-                }
-                let progress = match (
-                    r.try_get::<Option<i64>, _>(10)?,
-                    r.try_get::<Option<String>, _>(11)?,
-                    r.try_get::<Option<String>, _>(12)?,
-                    r.try_get::<Option<i64>, _>(13)?,
-                ) {
-                    (Some(seq), Some(state), Some(detail), Some(at)) => Some(progress_from((
-                        deployment.id,
-                        device.id.clone(),
-                        deployment.component.clone(),
-                        seq,
-                        state,
-                        detail,
-                        at,
-                    ))?),
-                    _ => None,
-                };
-                let latest_ready = match (
-                    r.try_get::<Option<i64>, _>(14)?,
-                    r.try_get::<Option<Vec<u8>>, _>(15)?,
-                    r.try_get::<Option<Vec<u8>>, _>(16)?,
-                    r.try_get::<Option<String>, _>(17)?,
-                    r.try_get::<Option<i64>, _>(18)?,
-                ) {
-                    (Some(seq), Some(envelope), digest, Some(status), Some(at)) => {
-                        Some(manifest_from((
-                            deployment.component.clone(),
-                            seq,
-                            envelope,
-                            digest,
-                            status,
-                            at,
-                        ))?)
-                    }
-                    _ => None,
-                };
-                out.push(DeploymentPlan {
-                    deployment,
-                    progress,
-                    latest_ready,
-                });
-            }
-            Ok(out)
+            exchange::plans_from(&rows, device)
         }.await)
     }
 

@@ -1,6 +1,6 @@
 //! The reads one TEEP exchange makes, each one query in [`SqlStore`]: `device` (row and
-//! tags), `known_agent`, `token_with_keys`, `deployment_plans`, and the
-//! `PutDeviceKeepTags` write.
+//! tags), `known_agent`, `token_with_keys`, `deployment_plans`, the two of
+//! `known_agent_and_plans` (one command on SQLite), and the `PutDeviceKeepTags` write.
 //! SQLite always; PostgreSQL when `OTRP_TEST_DATABASE_URL` is set (own schema, dropped
 //! at the end).
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -284,6 +284,27 @@ async fn reads(s: &dyn Store) {
         .map(|p| p.deployment.id)
         .collect();
     assert_eq!(ids, vec![all_a, other_model]);
+
+    // known_agent_and_plans: what known_agent and then deployment_plans of its device
+    // return (on SQLite one command of two statements): keys of d1 and d2, a key whose
+    // device row is gone (no plans), an unknown kid.
+    for kid in [1u8, 2, 3, 4] {
+        let k = key(kid, "x", 0).kid;
+        let agent = s.known_agent(&k).await.unwrap().unwrap();
+        let plans = match &agent.device {
+            Some(d) => s.deployment_plans(d).await.unwrap(),
+            None => Vec::new(),
+        };
+        let (got_agent, got_plans) = s.known_agent_and_plans(&k).await.unwrap().unwrap();
+        assert_eq!(got_agent, agent, "kid {kid}");
+        assert_eq!(got_plans, plans, "kid {kid}");
+        assert_eq!(got_plans.is_empty(), kid == 4, "kid {kid}");
+    }
+    assert!(s
+        .known_agent_and_plans(b"never-bound")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

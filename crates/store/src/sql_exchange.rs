@@ -1,0 +1,237 @@
+//! The reads of a QueryResponse from a known Agent: the Agent's key with its device's
+//! attestation and record ([`Store::known_agent`](crate::Store::known_agent)), and the
+//! deployments that may target the device with its progress and the latest ready
+//! manifests ([`Store::deployment_plans`](crate::Store::deployment_plans)); on SQLite
+//! both in one command ([`Store::known_agent_and_plans`](crate::Store::known_agent_and_plans)).
+//!
+//! The rows are decoded by the same functions for both backends.
+
+use futures_util::TryStreamExt;
+use sqlx::{ColumnIndex, Decode, Either, Row, Type};
+
+use super::{deployment_from, manifest_from, progress_from, un};
+use crate::model::*;
+use crate::Result;
+
+/// The key, its device's attestation, device row and tags: one row per tag (one with a
+/// NULL tag when there is none). `$1`: the kid.
+macro_rules! known_agent_sql {
+    () => {
+        "SELECT k.kid, k.device_id, k.cose_key, k.bound_at, \
+         a.status, a.tee_version, a.measurement, a.agent_kid, a.verified_at, a.expires_at, \
+         d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, t.tag \
+         FROM agent_keys k \
+         LEFT JOIN attestations a ON a.device_id = k.device_id \
+         LEFT JOIN devices d ON d.id = k.device_id \
+         LEFT JOIN device_tags t ON t.device_id = d.id \
+         WHERE k.kid = $1 ORDER BY t.tag"
+    };
+}
+
+/// Active deployments that may target a device (by tag: any, judged by the caller),
+/// each with the device's progress and the latest ready manifest of an install.
+/// `$from` joins the table naming the device, `$id` and `$model` are its id and model.
+macro_rules! plans_sql {
+    ($with:expr, $from:expr, $id:expr, $model:expr) => {
+        concat!(
+            $with,
+            "SELECT d.id, d.sp_id, d.component, d.action, d.target_kind, \
+             d.target_value, d.rollout_kind, d.rollout_value, d.state, d.created_at, \
+             p.seq, p.state, p.detail, p.updated_at, \
+             m.seq, m.envelope, m.image_digest, m.status, m.created_at \
+             FROM deployments d",
+            $from,
+            " LEFT JOIN progress p ON p.deployment_id = d.id AND p.device_id = ",
+            $id,
+            " AND p.component = d.component \
+             LEFT JOIN manifests m ON d.action = 'install' AND m.component = d.component \
+               AND m.status = 'ready' AND m.seq = (SELECT MAX(m2.seq) FROM manifests m2 \
+               WHERE m2.component = d.component AND m2.status = 'ready') \
+             WHERE d.state = 'active' AND (d.target_kind IN ('all', 'tag') \
+               OR (d.target_kind = 'device' AND d.target_value = ",
+            $id,
+            ") OR (d.target_kind = 'model' AND d.target_value = ",
+            $model,
+            ")) ORDER BY d.id"
+        )
+    };
+}
+
+/// [`Store::known_agent`](crate::Store::known_agent)'s query.
+pub(super) const KNOWN_AGENT: &str = known_agent_sql!();
+
+/// [`Store::deployment_plans`](crate::Store::deployment_plans)'s query: `$1` the device's
+/// id, `$2` its model.
+pub(super) const PLANS: &str = plans_sql!("", "", "$1", "$2");
+
+/// Both, for the device of the Agent key `$1`: two statements, one command (SQLite).
+const KNOWN_AGENT_AND_PLANS: &str = concat!(
+    known_agent_sql!(),
+    "; ",
+    plans_sql!(
+        "WITH me(id, model) AS (SELECT k.device_id, v.model FROM agent_keys k \
+         JOIN devices v ON v.id = k.device_id WHERE k.kid = $1) ",
+        " CROSS JOIN me",
+        "me.id",
+        "me.model"
+    )
+);
+
+/// Decodes [`KNOWN_AGENT`]'s rows.
+pub(super) fn known_agent_from<R>(rows: &[R]) -> Result<Option<KnownAgent>>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let key = AgentKeyRecord {
+        kid: first.try_get(0)?,
+        device_id: first.try_get(1)?,
+        cose_key: first.try_get(2)?,
+        bound_at: un(first.try_get(3)?, "agent_keys", "bound_at")?,
+    };
+    let attestation = match first.try_get::<Option<String>, _>(4)? {
+        None => None,
+        Some(status) => Some(AttestationRecord {
+            device_id: key.device_id.clone(),
+            status: ArStatus::parse(&status),
+            tee_version: first.try_get(5)?,
+            measurement: first.try_get(6)?,
+            agent_kid: first.try_get(7)?,
+            verified_at: un(first.try_get(8)?, "attestations", "verified_at")?,
+            expires_at: un(first.try_get(9)?, "attestations", "expires_at")?,
+        }),
+    };
+    let device = match first.try_get::<Option<String>, _>(10)? {
+        None => None,
+        Some(id) => {
+            let mut tags = Vec::new();
+            for r in rows {
+                tags.extend(r.try_get::<Option<String>, _>(17)?);
+            }
+            Some(DeviceRecord {
+                id,
+                ueid: first.try_get(11)?,
+                model: first.try_get(12)?,
+                hwversion: first.try_get(13)?,
+                tags,
+                suite_alg: first.try_get(14)?,
+                revoked: first.try_get(15)?,
+                created_at: un(first.try_get(16)?, "devices", "created_at")?,
+            })
+        }
+    };
+    Ok(Some(KnownAgent {
+        key,
+        attestation,
+        device,
+    }))
+}
+
+/// Decodes [`PLANS`]' rows for `device`, keeping the deployments that target it.
+pub(super) fn plans_from<R>(rows: &[R], device: &DeviceRecord) -> Result<Vec<DeploymentPlan>>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut out = Vec::new();
+    for r in rows {
+        let deployment = deployment_from((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+            r.try_get(8)?,
+            r.try_get(9)?,
+        ))?;
+        if !deployment.target.matches(device) {
+            continue;
+        }
+        let progress = match (
+            r.try_get::<Option<i64>, _>(10)?,
+            r.try_get::<Option<String>, _>(11)?,
+            r.try_get::<Option<String>, _>(12)?,
+            r.try_get::<Option<i64>, _>(13)?,
+        ) {
+            (Some(seq), Some(state), Some(detail), Some(at)) => Some(progress_from((
+                deployment.id,
+                device.id.clone(),
+                deployment.component.clone(),
+                seq,
+                state,
+                detail,
+                at,
+            ))?),
+            _ => None,
+        };
+        let latest_ready = match (
+            r.try_get::<Option<i64>, _>(14)?,
+            r.try_get::<Option<Vec<u8>>, _>(15)?,
+            r.try_get::<Option<Vec<u8>>, _>(16)?,
+            r.try_get::<Option<String>, _>(17)?,
+            r.try_get::<Option<i64>, _>(18)?,
+        ) {
+            (Some(seq), Some(envelope), digest, Some(status), Some(at)) => Some(manifest_from((
+                deployment.component.clone(),
+                seq,
+                envelope,
+                digest,
+                status,
+                at,
+            ))?),
+            _ => None,
+        };
+        out.push(DeploymentPlan {
+            deployment,
+            progress,
+            latest_ready,
+        });
+    }
+    Ok(out)
+}
+
+/// [`Store::known_agent_and_plans`](crate::Store::known_agent_and_plans) on one SQLite
+/// connection: both statements in one command, so one round trip to the connection's
+/// worker thread instead of two.
+pub(super) async fn known_agent_and_plans_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    kid: &[u8],
+) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
+    // Several statements in one query: deprecated in sqlx 0.8 (launchbadge/sqlx#3108),
+    // as for the grouped writes (`sql_write.rs`); `tests/exchange_reads.rs` pins the
+    // result against the two reads it replaces.
+    #[allow(deprecated)]
+    let mut stream = sqlx::query(KNOWN_AGENT_AND_PLANS)
+        .bind(kid)
+        .fetch_many(&mut *conn);
+    let (mut agent_rows, mut plan_rows) = (Vec::new(), Vec::new());
+    let mut statement = 0;
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            Either::Left(_) => statement += 1,
+            Either::Right(row) if statement == 0 => agent_rows.push(row),
+            Either::Right(row) => plan_rows.push(row),
+        }
+    }
+    let Some(agent) = known_agent_from(&agent_rows)? else {
+        return Ok(None);
+    };
+    let plans = match &agent.device {
+        Some(d) => plans_from(&plan_rows, d)?,
+        None => Vec::new(),
+    };
+    Ok(Some((agent, plans)))
+}
