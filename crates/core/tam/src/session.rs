@@ -808,7 +808,7 @@ impl Tam {
         let requested = DataItemRequested(tok.data_items);
         // The device, the verified message, the suite the store already holds for it, and
         // what is still to be committed with the outcome.
-        let (mut device, verified, suite_stored, mut pending, agent_key) = match &qr
+        let (mut device, verified, suite_stored, mut pending, agent_key, plans) = match &qr
             .attestation_payload
         {
             Some(evidence) => {
@@ -911,19 +911,23 @@ impl Tam {
                     challenge: Some(challenge),
                     writes: writes.into(),
                 };
-                (dev, v, suite_stored, Some(pending), agent_key)
+                (dev, v, suite_stored, Some(pending), agent_key, None)
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
                     return Err(TamError::MissingEvidence);
                 }
                 let kid = peeked.kid.clone().unwrap_or_default();
-                // The key, its device's attestation and record: one read.
-                let Some(KnownAgent {
-                    key: rec,
-                    attestation: ar,
-                    device: dev,
-                }) = self.store.known_agent(&kid).await?
+                // The key, its device's attestation and record, and the deployments that
+                // may target the device: one read.
+                let Some((
+                    KnownAgent {
+                        key: rec,
+                        attestation: ar,
+                        device: dev,
+                    },
+                    plans,
+                )) = self.store.known_agent_and_plans(&kid).await?
                 else {
                     // Unknown Agent: ask again, with attestation.
                     self.spend(tok, None, now, &[]).await?;
@@ -953,7 +957,7 @@ impl Tam {
                     challenge: None,
                     writes: Vec::new(),
                 };
-                (dev, v, suite_stored, Some(pending), rec)
+                (dev, v, suite_stored, Some(pending), rec, Some(plans))
             }
         };
         // Version and cipher-suite negotiation.
@@ -975,9 +979,14 @@ impl Tam {
             }
         }
         check_reports(&qr.suit_reports, &tok.token)?;
+        let plans = match plans {
+            Some(p) => p,
+            None => self.store.deployment_plans(&device).await?,
+        };
         self.plan_update(
             &device,
             &agent_key,
+            plans,
             qr,
             &verified.suite,
             pending,
@@ -1015,6 +1024,7 @@ impl Tam {
         &self,
         device: &DeviceRecord,
         agent_key: &AgentKeyRecord,
+        plans: Vec<DeploymentPlan>,
         qr: &QueryResponse,
         suite: &TeepCipherSuite,
         pending: Option<Pending<'_>>,
@@ -1042,8 +1052,8 @@ impl Tam {
         let mut required: Vec<Vec<u8>> = Vec::new();
 
         // Active deployments for the device, with its progress and the latest ready
-        // manifest of each: one read.
-        for plan in self.store.deployment_plans(device).await? {
+        // manifest of each (read with the device).
+        for plan in plans {
             let DeploymentPlan {
                 deployment: dep,
                 progress: prior,
