@@ -154,15 +154,6 @@ pub trait Store: Send + Sync {
             key,
         }))
     }
-    /// [`Store::known_agent`] and, when the key's device is known, its
-    /// [`Store::deployment_plans`]: everything a QueryResponse from a known Agent reads.
-    /// [`SqlStore`] on SQLite: one command (two statements) instead of two.
-    async fn known_agent_and_plans(
-        &self,
-        kid: &[u8],
-    ) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
-        known_agent_then_plans(self, kid).await
-    }
     /// Consumes a token atomically: succeeds once, before expiry, across all replicas.
     async fn consume_token(
         &self,
@@ -304,6 +295,17 @@ pub trait Store: Send + Sync {
         }
         Ok(out)
     }
+    /// The record of device `id` (as [`Store::device`]) and the [`Store::deployment_plans`]
+    /// of that device as a device of `model` (a new device: without tags): what a
+    /// QueryResponse with evidence reads, `model` being the one its evidence names, which
+    /// the step records. [`SqlStore`] on SQLite: one command (two statements).
+    async fn device_and_plans(
+        &self,
+        id: &str,
+        model: &str,
+    ) -> Result<(Option<DeviceRecord>, Vec<DeploymentPlan>)> {
+        device_then_plans(self, id, model).await
+    }
     /// Every progress row of a device.
     async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>>;
     /// Counts of a deployment.
@@ -402,17 +404,36 @@ pub trait Store: Send + Sync {
     async fn otrp_device_by_did(&self, did: &str) -> Result<Option<OtrpDeviceRecord>>;
 }
 
-/// [`Store::known_agent_and_plans`] as two reads.
-async fn known_agent_then_plans<S: Store + ?Sized>(
+/// [`Store::device_and_plans`] as two reads.
+async fn device_then_plans<S: Store + ?Sized>(
     store: &S,
-    kid: &[u8],
-) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
-    let Some(agent) = store.known_agent(kid).await? else {
-        return Ok(None);
-    };
-    let plans = match &agent.device {
-        Some(d) => store.deployment_plans(d).await?,
-        None => Vec::new(),
-    };
-    Ok(Some((agent, plans)))
+    id: &str,
+    model: &str,
+) -> Result<(Option<DeviceRecord>, Vec<DeploymentPlan>)> {
+    let device = store.device(id).await?;
+    let plans = store
+        .deployment_plans(&device_as_model(device.as_ref(), id, model))
+        .await?;
+    Ok((device, plans))
+}
+
+/// The device whose plans [`Store::device_and_plans`] judges: the stored one (or a new
+/// one, without tags) as a device of `model`.
+fn device_as_model(stored: Option<&DeviceRecord>, id: &str, model: &str) -> DeviceRecord {
+    match stored {
+        Some(d) => DeviceRecord {
+            model: model.into(),
+            ..d.clone()
+        },
+        None => DeviceRecord {
+            id: id.into(),
+            ueid: Vec::new(),
+            model: model.into(),
+            hwversion: String::new(),
+            tags: Vec::new(),
+            suite_alg: None,
+            revoked: false,
+            created_at: 0,
+        },
+    }
 }

@@ -534,42 +534,10 @@ impl Store for SqlStore {
     }
 
     async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
-        // The row and its tags in one query: one row per tag (one with a NULL tag when
-        // there is none).
-        type Row = (
-            String,
-            Vec<u8>,
-            String,
-            String,
-            Option<i64>,
-            bool,
-            i64,
-            Option<String>,
-        );
-        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(
-            "SELECT d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, \
-             t.tag FROM devices d LEFT JOIN device_tags t ON t.device_id = d.id \
-             WHERE d.id = $1 ORDER BY t.tag")
-            .bind(id).fetch_all(p).await)?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let tags = first
-            .7
-            .into_iter()
-            .chain(rows.filter_map(|r| r.7))
-            .collect();
-        Ok(Some(DeviceRecord {
-            id: first.0,
-            ueid: first.1,
-            model: first.2,
-            hwversion: first.3,
-            tags,
-            suite_alg: first.4,
-            revoked: first.5,
-            created_at: un(first.6, "devices", "created_at")?,
-        }))
+        on_pool!(self, p => async {
+            let rows = sqlx::query(exchange::DEVICE).bind(id).fetch_all(p).await?;
+            exchange::device_from(&rows)
+        }.await)
     }
 
     async fn devices(&self) -> Result<Vec<DeviceRecord>> {
@@ -756,21 +724,6 @@ impl Store for SqlStore {
             let rows = sqlx::query(exchange::KNOWN_AGENT).bind(kid).fetch_all(p).await?;
             exchange::known_agent_from(&rows)
         }.await)
-    }
-
-    async fn known_agent_and_plans(
-        &self,
-        kid: &[u8],
-    ) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
-        match (&self.backend, &self.readers) {
-            (Backend::Sqlite(_), Some(readers)) => {
-                let mut conn = readers.get().await;
-                let r = exchange::known_agent_and_plans_sqlite(&mut conn, kid).await;
-                readers.recover(&mut conn, &r).await;
-                r
-            }
-            _ => crate::known_agent_then_plans(self, kid).await,
-        }
     }
 
     async fn consume_token(
@@ -1064,6 +1017,22 @@ impl Store for SqlStore {
                 .await?;
             exchange::plans_from(&rows, device)
         }.await)
+    }
+
+    async fn device_and_plans(
+        &self,
+        id: &str,
+        model: &str,
+    ) -> Result<(Option<DeviceRecord>, Vec<DeploymentPlan>)> {
+        match (&self.backend, &self.readers) {
+            (Backend::Sqlite(_), Some(readers)) => {
+                let mut conn = readers.get().await;
+                let r = exchange::device_and_plans_sqlite(&mut conn, id, model).await;
+                readers.recover(&mut conn, &r).await;
+                r
+            }
+            _ => crate::device_then_plans(self, id, model).await,
+        }
     }
 
     async fn device_progress(&self, device_id: &str) -> Result<Vec<ProgressRecord>> {

@@ -1,8 +1,9 @@
-//! The reads of a QueryResponse from a known Agent: the Agent's key with its device's
-//! attestation and record ([`Store::known_agent`](crate::Store::known_agent)), and the
-//! deployments that may target the device with its progress and the latest ready
-//! manifests ([`Store::deployment_plans`](crate::Store::deployment_plans)); on SQLite
-//! both in one command ([`Store::known_agent_and_plans`](crate::Store::known_agent_and_plans)).
+//! The reads of a QueryResponse: the device's record ([`Store::device`](crate::Store::device)),
+//! or for a known Agent its key with its device's attestation and record
+//! ([`Store::known_agent`](crate::Store::known_agent)), and the deployments that may target
+//! the device with its progress and the latest ready manifests
+//! ([`Store::deployment_plans`](crate::Store::deployment_plans)). On SQLite, the device and
+//! its plans are one command ([`Store::device_and_plans`](crate::Store::device_and_plans)).
 //!
 //! The rows are decoded by the same functions for both backends.
 
@@ -12,6 +13,16 @@ use sqlx::{ColumnIndex, Decode, Either, Row, Type};
 use super::{deployment_from, manifest_from, progress_from, un};
 use crate::model::*;
 use crate::Result;
+
+/// A device's row and tags: one row per tag (one with a NULL tag when there is none).
+/// `$1`: the device's id.
+macro_rules! device_sql {
+    () => {
+        "SELECT d.id, d.ueid, d.model, d.hwversion, d.suite_alg, d.revoked, d.created_at, \
+         t.tag FROM devices d LEFT JOIN device_tags t ON t.device_id = d.id \
+         WHERE d.id = $1 ORDER BY t.tag"
+    };
+}
 
 /// The key, its device's attestation, device row and tags: one row per tag (one with a
 /// NULL tag when there is none). `$1`: the kid.
@@ -57,6 +68,9 @@ macro_rules! plans_sql {
     };
 }
 
+/// [`Store::device`](crate::Store::device)'s query.
+pub(super) const DEVICE: &str = device_sql!();
+
 /// [`Store::known_agent`](crate::Store::known_agent)'s query.
 pub(super) const KNOWN_AGENT: &str = known_agent_sql!();
 
@@ -64,18 +78,37 @@ pub(super) const KNOWN_AGENT: &str = known_agent_sql!();
 /// id, `$2` its model.
 pub(super) const PLANS: &str = plans_sql!("", "", "$1", "$2");
 
-/// Both, for the device of the Agent key `$1`: two statements, one command (SQLite).
-const KNOWN_AGENT_AND_PLANS: &str = concat!(
-    known_agent_sql!(),
-    "; ",
-    plans_sql!(
-        "WITH me(id, model) AS (SELECT k.device_id, v.model FROM agent_keys k \
-         JOIN devices v ON v.id = k.device_id WHERE k.kid = $1) ",
-        " CROSS JOIN me",
-        "me.id",
-        "me.model"
-    )
-);
+/// [`DEVICE`] and [`PLANS`]: two statements, one command (SQLite).
+const DEVICE_AND_PLANS: &str = concat!(device_sql!(), "; ", plans_sql!("", "", "$1", "$2"));
+
+/// Decodes [`DEVICE`]'s rows.
+pub(super) fn device_from<R>(rows: &[R]) -> Result<Option<DeviceRecord>>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut tags = Vec::new();
+    for r in rows {
+        tags.extend(r.try_get::<Option<String>, _>(7)?);
+    }
+    Ok(Some(DeviceRecord {
+        id: first.try_get(0)?,
+        ueid: first.try_get(1)?,
+        model: first.try_get(2)?,
+        hwversion: first.try_get(3)?,
+        tags,
+        suite_alg: first.try_get(4)?,
+        revoked: first.try_get(5)?,
+        created_at: un(first.try_get(6)?, "devices", "created_at")?,
+    }))
+}
 
 /// Decodes [`KNOWN_AGENT`]'s rows.
 pub(super) fn known_agent_from<R>(rows: &[R]) -> Result<Option<KnownAgent>>
@@ -203,35 +236,35 @@ where
     Ok(out)
 }
 
-/// [`Store::known_agent_and_plans`](crate::Store::known_agent_and_plans) on one SQLite
-/// connection: both statements in one command, so one round trip to the connection's
-/// worker thread instead of two.
-pub(super) async fn known_agent_and_plans_sqlite(
+/// [`Store::device_and_plans`](crate::Store::device_and_plans) on one SQLite connection:
+/// both statements in one command, so one round trip to the connection's worker thread
+/// instead of two (and no pool).
+pub(super) async fn device_and_plans_sqlite(
     conn: &mut sqlx::SqliteConnection,
-    kid: &[u8],
-) -> Result<Option<(KnownAgent, Vec<DeploymentPlan>)>> {
+    id: &str,
+    model: &str,
+) -> Result<(Option<DeviceRecord>, Vec<DeploymentPlan>)> {
     // Several statements in one query: deprecated in sqlx 0.8 (launchbadge/sqlx#3108),
     // as for the grouped writes (`sql_write.rs`); `tests/exchange_reads.rs` pins the
     // result against the two reads it replaces.
     #[allow(deprecated)]
-    let mut stream = sqlx::query(KNOWN_AGENT_AND_PLANS)
-        .bind(kid)
+    let mut stream = sqlx::query(DEVICE_AND_PLANS)
+        .bind(id)
+        .bind(model)
         .fetch_many(&mut *conn);
-    let (mut agent_rows, mut plan_rows) = (Vec::new(), Vec::new());
+    let (mut device_rows, mut plan_rows) = (Vec::new(), Vec::new());
     let mut statement = 0;
     while let Some(item) = stream.try_next().await? {
         match item {
             Either::Left(_) => statement += 1,
-            Either::Right(row) if statement == 0 => agent_rows.push(row),
+            Either::Right(row) if statement == 0 => device_rows.push(row),
             Either::Right(row) => plan_rows.push(row),
         }
     }
-    let Some(agent) = known_agent_from(&agent_rows)? else {
-        return Ok(None);
-    };
-    let plans = match &agent.device {
-        Some(d) => plans_from(&plan_rows, d)?,
-        None => Vec::new(),
-    };
-    Ok(Some((agent, plans)))
+    let device = device_from(&device_rows)?;
+    let plans = plans_from(
+        &plan_rows,
+        &crate::device_as_model(device.as_ref(), id, model),
+    )?;
+    Ok((device, plans))
 }

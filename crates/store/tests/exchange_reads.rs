@@ -1,6 +1,6 @@
 //! The reads one TEEP exchange makes, each one query in [`SqlStore`]: `device` (row and
 //! tags), `known_agent`, `token_with_keys`, `deployment_plans`, the two of
-//! `known_agent_and_plans` (one command on SQLite), and the `PutDeviceKeepTags` write.
+//! `device_and_plans` (one command on SQLite), and the `PutDeviceKeepTags` write.
 //! SQLite always; PostgreSQL when `OTRP_TEST_DATABASE_URL` is set (own schema, dropped
 //! at the end).
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -285,26 +285,31 @@ async fn reads(s: &dyn Store) {
         .collect();
     assert_eq!(ids, vec![all_a, other_model]);
 
-    // known_agent_and_plans: what known_agent and then deployment_plans of its device
-    // return (on SQLite one command of two statements): keys of d1 and d2, a key whose
-    // device row is gone (no plans), an unknown kid.
-    for kid in [1u8, 2, 3, 4] {
-        let k = key(kid, "x", 0).kid;
-        let agent = s.known_agent(&k).await.unwrap().unwrap();
-        let plans = match &agent.device {
-            Some(d) => s.deployment_plans(d).await.unwrap(),
-            None => Vec::new(),
+    // device_and_plans: what device and then deployment_plans return (on SQLite one
+    // command of two statements), the plans judged for the device as a device of the
+    // model given: its own, another one, and a device not stored yet (no tags).
+    for (id, model) in [("d1", "m1b"), ("d1", "m2"), ("d2", "m2"), ("new", "m1b")] {
+        let stored = s.device(id).await.unwrap();
+        let as_model = match &stored {
+            Some(d) => DeviceRecord {
+                model: model.into(),
+                ..d.clone()
+            },
+            None => device(id, model, &[]),
         };
-        let (got_agent, got_plans) = s.known_agent_and_plans(&k).await.unwrap().unwrap();
-        assert_eq!(got_agent, agent, "kid {kid}");
-        assert_eq!(got_plans, plans, "kid {kid}");
-        assert_eq!(got_plans.is_empty(), kid == 4, "kid {kid}");
+        let plans = s.deployment_plans(&as_model).await.unwrap();
+        let (got_device, got_plans) = s.device_and_plans(id, model).await.unwrap();
+        assert_eq!(got_device, stored, "{id} as {model}");
+        assert_eq!(got_plans, plans, "{id} as {model}");
+        let ids: Vec<i64> = got_plans.iter().map(|p| p.deployment.id).collect();
+        let expected = match (id, model) {
+            ("d1", "m1b") => vec![all_a, tag_b, model_c, by_id],
+            ("d1", _) => vec![all_a, tag_b, other_model, by_id],
+            _ if model == "m2" => vec![all_a, other_model],
+            _ => vec![all_a, model_c],
+        };
+        assert_eq!(ids, expected, "{id} as {model}");
     }
-    assert!(s
-        .known_agent_and_plans(b"never-bound")
-        .await
-        .unwrap()
-        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

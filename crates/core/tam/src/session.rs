@@ -849,7 +849,9 @@ impl Tam {
                 }
                 let v = signed::verify(self.provider, body, std::slice::from_ref(&key))
                     .map_err(|e| TamError::BadSignature(e.to_string()))?;
-                let existing = self.store.device(&device_id).await?;
+                // The device's record and the deployments that may target it as a device
+                // of the model its evidence names: one read.
+                let (existing, plans) = self.store.device_and_plans(&device_id, &ar.model).await?;
                 if existing.as_ref().is_some_and(|d| d.revoked) {
                     // One-time values are spent even when the device is refused.
                     self.spend(tok, Some(&challenge), now, &[]).await?;
@@ -911,23 +913,19 @@ impl Tam {
                     challenge: Some(challenge),
                     writes: writes.into(),
                 };
-                (dev, v, suite_stored, Some(pending), agent_key, None)
+                (dev, v, suite_stored, Some(pending), agent_key, Some(plans))
             }
             None => {
                 if requested.contains(DataItemRequested::ATTESTATION) {
                     return Err(TamError::MissingEvidence);
                 }
                 let kid = peeked.kid.clone().unwrap_or_default();
-                // The key, its device's attestation and record, and the deployments that
-                // may target the device: one read.
-                let Some((
-                    KnownAgent {
-                        key: rec,
-                        attestation: ar,
-                        device: dev,
-                    },
-                    plans,
-                )) = self.store.known_agent_and_plans(&kid).await?
+                // The key, its device's attestation and record: one read.
+                let Some(KnownAgent {
+                    key: rec,
+                    attestation: ar,
+                    device: dev,
+                }) = self.store.known_agent(&kid).await?
                 else {
                     // Unknown Agent: ask again, with attestation.
                     self.spend(tok, None, now, &[]).await?;
@@ -957,7 +955,7 @@ impl Tam {
                     challenge: None,
                     writes: Vec::new(),
                 };
-                (dev, v, suite_stored, Some(pending), rec, Some(plans))
+                (dev, v, suite_stored, Some(pending), rec, None)
             }
         };
         // Version and cipher-suite negotiation.
