@@ -91,23 +91,38 @@ where
     i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
 {
-    let Some(first) = rows.first() else {
+    if rows.is_empty() {
         return Ok(None);
-    };
+    }
+    device_at(rows, 0).map(Some)
+}
+
+/// Decodes the device whose columns start at `at` (id, ueid, model, hwversion,
+/// suite_alg, revoked, created_at, tag) from rows that repeat it once per tag.
+fn device_at<R>(rows: &[R], at: usize) -> Result<DeviceRecord>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
     let mut tags = Vec::new();
     for r in rows {
-        tags.extend(r.try_get::<Option<String>, _>(7)?);
+        tags.extend(r.try_get::<Option<String>, _>(at + 7)?);
     }
-    Ok(Some(DeviceRecord {
-        id: first.try_get(0)?,
-        ueid: first.try_get(1)?,
-        model: first.try_get(2)?,
-        hwversion: first.try_get(3)?,
+    let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    Ok(DeviceRecord {
+        id: first.try_get(at)?,
+        ueid: first.try_get(at + 1)?,
+        model: first.try_get(at + 2)?,
+        hwversion: first.try_get(at + 3)?,
         tags,
-        suite_alg: first.try_get(4)?,
-        revoked: first.try_get(5)?,
-        created_at: un(first.try_get(6)?, "devices", "created_at")?,
-    }))
+        suite_alg: first.try_get(at + 4)?,
+        revoked: first.try_get(at + 5)?,
+        created_at: un(first.try_get(at + 6)?, "devices", "created_at")?,
+    })
 }
 
 /// Decodes [`KNOWN_AGENT`]'s rows.
@@ -143,22 +158,7 @@ where
     };
     let device = match first.try_get::<Option<String>, _>(10)? {
         None => None,
-        Some(id) => {
-            let mut tags = Vec::new();
-            for r in rows {
-                tags.extend(r.try_get::<Option<String>, _>(17)?);
-            }
-            Some(DeviceRecord {
-                id,
-                ueid: first.try_get(11)?,
-                model: first.try_get(12)?,
-                hwversion: first.try_get(13)?,
-                tags,
-                suite_alg: first.try_get(14)?,
-                revoked: first.try_get(15)?,
-                created_at: un(first.try_get(16)?, "devices", "created_at")?,
-            })
-        }
+        Some(_) => Some(device_at(rows, 10)?),
     };
     Ok(Some(KnownAgent {
         key,
