@@ -648,13 +648,7 @@ async fn opening_a_session_writes_nothing_and_a_replica_accepts_the_answer_once(
         &TeepMessage::QueryResponse(query_response(&dev, &qr)),
         false,
     );
-    let replica = Tam::new(
-        w.store.clone(),
-        w.verifier.clone(),
-        w.keys.clone(),
-        TamConfig::default(),
-        provider(),
-    );
+    let replica = w.replica();
     let out = replica
         .process(None, &body, NOW + 1, &mut rng(5))
         .await
@@ -793,13 +787,7 @@ async fn answers_to_remembered_updates_are_judged_as_the_store_would() {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].state, ProgressState::Done, "{}", d.id());
     }
-    let replica = Tam::new(
-        w.store.clone(),
-        w.verifier.clone(),
-        w.keys.clone(),
-        TamConfig::default(),
-        provider(),
-    );
+    let replica = w.replica();
     for tam in [&w.tam, &replica] {
         match tam.process(None, &succ, NOW + 14, &mut r).await {
             Err(TamError::TokenReplayed) => {}

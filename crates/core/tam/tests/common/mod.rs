@@ -232,6 +232,17 @@ pub fn signed_envelope(sp_key: &PrivateKey, id: &[Vec<u8>], seq: u64, ta: &[u8])
 }
 
 impl World {
+    /// Another TAM core on the same store, verifier and keys (a replica), default config.
+    pub fn replica(&self) -> Tam {
+        Tam::new(
+            self.store.clone(),
+            self.verifier.clone(),
+            self.keys.clone(),
+            TamConfig::default(),
+            provider(),
+        )
+    }
+
     /// A TAM with an OEM, one approved SP with SD "sd1", and one published TA deployed to
     /// every device.
     pub async fn new(devices: &[&Device], config: TamConfig, policy: Policy) -> World {
