@@ -14,6 +14,46 @@ use super::{deployment_from, manifest_from, progress_from, un};
 use crate::model::*;
 use crate::Result;
 
+/// A column of a row of either backend, decoded as a `T`.
+pub(super) trait Col<T> {
+    /// Column `i`.
+    fn col(&self, i: usize) -> Result<T>;
+}
+
+impl<R, T> Col<T> for R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn col(&self, i: usize) -> Result<T> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+/// A row of either backend whose columns decode into what these reads hold.
+pub(super) trait ExchangeRow:
+    Col<String>
+    + Col<Vec<u8>>
+    + Col<i64>
+    + Col<bool>
+    + Col<Option<String>>
+    + Col<Option<Vec<u8>>>
+    + Col<Option<i64>>
+{
+}
+
+impl<R> ExchangeRow for R where
+    R: Col<String>
+        + Col<Vec<u8>>
+        + Col<i64>
+        + Col<bool>
+        + Col<Option<String>>
+        + Col<Option<Vec<u8>>>
+        + Col<Option<i64>>
+{
+}
+
 /// A device's row and tags: one row per tag (one with a NULL tag when there is none).
 /// `$1`: the device's id.
 macro_rules! device_sql {
@@ -82,15 +122,7 @@ pub(super) const PLANS: &str = plans_sql!("", "", "$1", "$2");
 const DEVICE_AND_PLANS: &str = concat!(device_sql!(), "; ", plans_sql!("", "", "$1", "$2"));
 
 /// Decodes [`DEVICE`]'s rows.
-pub(super) fn device_from<R>(rows: &[R]) -> Result<Option<DeviceRecord>>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn device_from<R: ExchangeRow>(rows: &[R]) -> Result<Option<DeviceRecord>> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -99,64 +131,48 @@ where
 
 /// Decodes the device whose columns start at `at` (id, ueid, model, hwversion,
 /// suite_alg, revoked, created_at, tag) from rows that repeat it once per tag.
-fn device_at<R>(rows: &[R], at: usize) -> Result<DeviceRecord>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
+fn device_at<R: ExchangeRow>(rows: &[R], at: usize) -> Result<DeviceRecord> {
     let mut tags = Vec::new();
     for r in rows {
-        tags.extend(r.try_get::<Option<String>, _>(at + 7)?);
+        tags.extend(Col::<Option<String>>::col(r, at + 7)?);
     }
     let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
     Ok(DeviceRecord {
-        id: first.try_get(at)?,
-        ueid: first.try_get(at + 1)?,
-        model: first.try_get(at + 2)?,
-        hwversion: first.try_get(at + 3)?,
+        id: first.col(at)?,
+        ueid: first.col(at + 1)?,
+        model: first.col(at + 2)?,
+        hwversion: first.col(at + 3)?,
         tags,
-        suite_alg: first.try_get(at + 4)?,
-        revoked: first.try_get(at + 5)?,
-        created_at: un(first.try_get(at + 6)?, "devices", "created_at")?,
+        suite_alg: first.col(at + 4)?,
+        revoked: first.col(at + 5)?,
+        created_at: un(first.col(at + 6)?, "devices", "created_at")?,
     })
 }
 
 /// Decodes [`KNOWN_AGENT`]'s rows.
-pub(super) fn known_agent_from<R>(rows: &[R]) -> Result<Option<KnownAgent>>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn known_agent_from<R: ExchangeRow>(rows: &[R]) -> Result<Option<KnownAgent>> {
     let Some(first) = rows.first() else {
         return Ok(None);
     };
     let key = AgentKeyRecord {
-        kid: first.try_get(0)?,
-        device_id: first.try_get(1)?,
-        cose_key: first.try_get(2)?,
-        bound_at: un(first.try_get(3)?, "agent_keys", "bound_at")?,
+        kid: first.col(0)?,
+        device_id: first.col(1)?,
+        cose_key: first.col(2)?,
+        bound_at: un(first.col(3)?, "agent_keys", "bound_at")?,
     };
-    let attestation = match first.try_get::<Option<String>, _>(4)? {
+    let attestation = match Col::<Option<String>>::col(first, 4)? {
         None => None,
         Some(status) => Some(AttestationRecord {
             device_id: key.device_id.clone(),
             status: ArStatus::parse(&status),
-            tee_version: first.try_get(5)?,
-            measurement: first.try_get(6)?,
-            agent_kid: first.try_get(7)?,
-            verified_at: un(first.try_get(8)?, "attestations", "verified_at")?,
-            expires_at: un(first.try_get(9)?, "attestations", "expires_at")?,
+            tee_version: first.col(5)?,
+            measurement: first.col(6)?,
+            agent_kid: first.col(7)?,
+            verified_at: un(first.col(8)?, "attestations", "verified_at")?,
+            expires_at: un(first.col(9)?, "attestations", "expires_at")?,
         }),
     };
-    let device = match first.try_get::<Option<String>, _>(10)? {
+    let device = match Col::<Option<String>>::col(first, 10)? {
         None => None,
         Some(_) => Some(device_at(rows, 10)?),
     };
@@ -168,36 +184,32 @@ where
 }
 
 /// Decodes [`PLANS`]' rows for `device`, keeping the deployments that target it.
-pub(super) fn plans_from<R>(rows: &[R], device: &DeviceRecord) -> Result<Vec<DeploymentPlan>>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(super) fn plans_from<R: ExchangeRow>(
+    rows: &[R],
+    device: &DeviceRecord,
+) -> Result<Vec<DeploymentPlan>> {
     let mut out = Vec::new();
     for r in rows {
         let deployment = deployment_from((
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            r.try_get(5)?,
-            r.try_get(6)?,
-            r.try_get(7)?,
-            r.try_get(8)?,
-            r.try_get(9)?,
+            r.col(0)?,
+            r.col(1)?,
+            r.col(2)?,
+            r.col(3)?,
+            r.col(4)?,
+            r.col(5)?,
+            r.col(6)?,
+            r.col(7)?,
+            r.col(8)?,
+            r.col(9)?,
         ))?;
         if !deployment.target.matches(device) {
             continue;
         }
         let progress = match (
-            r.try_get::<Option<i64>, _>(10)?,
-            r.try_get::<Option<String>, _>(11)?,
-            r.try_get::<Option<String>, _>(12)?,
-            r.try_get::<Option<i64>, _>(13)?,
+            Col::<Option<i64>>::col(r, 10)?,
+            Col::<Option<String>>::col(r, 11)?,
+            Col::<Option<String>>::col(r, 12)?,
+            Col::<Option<i64>>::col(r, 13)?,
         ) {
             (Some(seq), Some(state), Some(detail), Some(at)) => Some(progress_from((
                 deployment.id,
@@ -211,11 +223,11 @@ where
             _ => None,
         };
         let latest_ready = match (
-            r.try_get::<Option<i64>, _>(14)?,
-            r.try_get::<Option<Vec<u8>>, _>(15)?,
-            r.try_get::<Option<Vec<u8>>, _>(16)?,
-            r.try_get::<Option<String>, _>(17)?,
-            r.try_get::<Option<i64>, _>(18)?,
+            Col::<Option<i64>>::col(r, 14)?,
+            Col::<Option<Vec<u8>>>::col(r, 15)?,
+            Col::<Option<Vec<u8>>>::col(r, 16)?,
+            Col::<Option<String>>::col(r, 17)?,
+            Col::<Option<i64>>::col(r, 18)?,
         ) {
             (Some(seq), Some(envelope), digest, Some(status), Some(at)) => Some(manifest_from((
                 deployment.component.clone(),
