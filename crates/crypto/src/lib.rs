@@ -26,6 +26,8 @@
 extern crate alloc;
 
 mod alg;
+#[cfg(feature = "std")]
+mod batch;
 mod error;
 pub mod jwk;
 mod keys;
@@ -37,6 +39,8 @@ pub mod thumbprint;
 pub use alg::{
     AlgIdGeneration, SigAlg, COSE_ED25519, COSE_EDDSA, COSE_ES256, COSE_ESP256, COSE_RS256,
 };
+#[cfg(feature = "std")]
+pub use batch::ed25519_verify_batch;
 pub use error::CryptoError;
 pub use keys::{KeyKind, PrivateKey, PublicComponents, PublicKey};
 pub use provider::{CryptoProvider, RustCryptoProvider};
