@@ -50,8 +50,9 @@ pub use key::{
 };
 pub use mac::{mac0, parse_mac0, verify_mac0, VerifiedMac0, ALG_HMAC_256_256, TAG_MAC0};
 pub use sign::{
-    parse_sign, parse_sign1, sign, sign1, verify_sign, verify_sign1, KidMode, SignOptions,
-    SignPolicy, VerifiedSign, VerifiedSign1, VerifiedSigner, TAG_SIGN, TAG_SIGN1,
+    parse_sign, parse_sign1, prepare_sign1, sign, sign1, verify_sign, verify_sign1, KidMode,
+    PreparedSign1, SignOptions, SignPolicy, VerifiedSign, VerifiedSign1, VerifiedSigner, TAG_SIGN,
+    TAG_SIGN1,
 };
 
 use coset::cbor::Value;

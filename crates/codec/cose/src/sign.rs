@@ -276,6 +276,24 @@ fn verify_with_keys(
     keys: &[PublicKey],
     check: &mut dyn FnMut(&PublicKey) -> Result<(), otrp_crypto::CryptoError>,
 ) -> Result<usize, CoseError> {
+    for i in candidate_keys(what, provider, alg, kid, keys)? {
+        if let Some(key) = keys.get(i) {
+            if check(key).is_ok() {
+                return Ok(i);
+            }
+        }
+    }
+    Err(CoseError::BadSignature { what, alg })
+}
+
+/// The indices of the keys a signature is tried with ([`verify_with_keys`]), in order.
+fn candidate_keys(
+    what: &'static str,
+    provider: &dyn CryptoProvider,
+    alg: SigAlg,
+    kid: Option<&[u8]>,
+    keys: &[PublicKey],
+) -> Result<Vec<usize>, CoseError> {
     let fitting: Vec<usize> = (0..keys.len())
         .filter(|&i| keys.get(i).is_some_and(|k| key_fits(alg, k)))
         .collect();
@@ -306,14 +324,7 @@ fn verify_with_keys(
             kid: kid.map_or_else(|| String::from("none"), hex),
         });
     }
-    for i in candidates {
-        if let Some(key) = keys.get(i) {
-            if check(key).is_ok() {
-                return Ok(i);
-            }
-        }
-    }
-    Err(CoseError::BadSignature { what, alg })
+    Ok(candidates)
 }
 
 pub(crate) fn payload_of(
@@ -359,25 +370,65 @@ pub fn verify_sign1(
     detached_payload: Option<&[u8]>,
     keys: &[PublicKey],
 ) -> Result<VerifiedSign1, CoseError> {
-    const WHAT: &str = "COSE_Sign1";
+    let p = prepare_sign1(provider, bytes, detached_payload, keys)?;
+    let key_index = verify_with_keys(SIGN1, provider, p.alg, p.kid.as_deref(), keys, &mut |k| {
+        provider.verify(p.alg, k, &p.tbs, &p.signature)
+    })?;
+    Ok(VerifiedSign1 {
+        payload: p.payload,
+        alg: p.alg,
+        kid: p.kid,
+        key_index,
+    })
+}
+
+const SIGN1: &str = "COSE_Sign1";
+
+/// A COSE_Sign1 checked as [`verify_sign1`] checks it, all but its signature: parsed,
+/// its algorithm, kid and payload read, and the key(s) it is to be verified with chosen.
+/// For callers that check many signatures at once (`otrp_crypto::ed25519_verify_batch`);
+/// a signature they find bad is [`CoseError::BadSignature`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedSign1 {
+    /// The signature algorithm (protected header).
+    pub alg: SigAlg,
+    /// The kid header, if any.
+    pub kid: Option<Vec<u8>>,
+    /// The payload (attached, or the detached one supplied).
+    pub payload: Vec<u8>,
+    /// The Sig_structure the signature covers (external_aad empty).
+    pub tbs: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// Indices into the `keys` argument of the keys to try, in order (never empty).
+    pub candidates: Vec<usize>,
+}
+
+/// Prepares a COSE_Sign1 for a signature check: see [`PreparedSign1`].
+pub fn prepare_sign1(
+    provider: &dyn CryptoProvider,
+    bytes: &[u8],
+    detached_payload: Option<&[u8]>,
+    keys: &[PublicKey],
+) -> Result<PreparedSign1, CoseError> {
     let msg = parse_sign1(bytes)?;
     let alg = sig_alg("COSE_Sign1 protected header", &msg.protected)?;
     let kid = kid_of(&msg.protected.header, &msg.unprotected);
-    let payload = payload_of(WHAT, msg.payload.as_ref(), detached_payload)?;
+    let payload = payload_of(SIGN1, msg.payload.as_ref(), detached_payload)?;
     // coset asserts on `tbs_detached_data` with an attached payload: pick the right one.
     let tbs = if msg.payload.is_some() {
         msg.tbs_data(b"")
     } else {
         msg.tbs_detached_data(&payload, b"")
     };
-    let key_index = verify_with_keys(WHAT, provider, alg, kid.as_deref(), keys, &mut |k| {
-        provider.verify(alg, k, &tbs, &msg.signature)
-    })?;
-    Ok(VerifiedSign1 {
-        payload,
+    let candidates = candidate_keys(SIGN1, provider, alg, kid.as_deref(), keys)?;
+    Ok(PreparedSign1 {
         alg,
         kid,
-        key_index,
+        payload,
+        tbs,
+        signature: msg.signature,
+        candidates,
     })
 }
 
