@@ -287,6 +287,73 @@ async fn a_group_of_reports_fails_only_its_bad_reports() {
         .is_empty());
 }
 
+/// Reports signed with Ed25519 Agent keys are checked together: a group of good ones
+/// gets the outcomes each gets alone; one bad report among them (a flipped signature bit,
+/// a flipped payload bit) fails the batch check and then only itself; a P-256 report and
+/// groups below the batch threshold are checked one by one, with the same outcomes.
+#[tokio::test]
+async fn ed25519_reports_are_checked_together_and_a_bad_one_fails_only_itself() {
+    let bk = batch_key(700);
+    let pkg = package(otrp_crypto::default_provider(), &bk, 1, 1);
+    let m = member(BATCH, &bk);
+    let mut ed: Vec<Device> = (0..8)
+        .map(|i| Device::with_agent_key(4000 + i, &tam_public(), vec![], KeyKind::Ed25519))
+        .collect();
+    let mut p256 = Device::new(4100, &tam_public(), vec![]);
+    let mut bound: Vec<&Device> = ed.iter().collect();
+    bound.push(&p256);
+    let w = World::new(&bound).await;
+    let ok: Vec<Vec<u8>> = ed.iter_mut().map(|d| report_of(d, &m, &pkg)).collect();
+    let p256_report = report_of(&mut p256, &m, &pkg);
+    let mut bad_sig = ok[2].clone();
+    *bad_sig.last_mut().expect("signature") ^= 0x01;
+    let mut bad_payload = ok[5].clone();
+    let at = bad_payload.len() - 70;
+    bad_payload[at] ^= 0x01;
+
+    let good: Vec<&[u8]> = ok.iter().map(Vec::as_slice).collect();
+    let mut mixed = good.clone();
+    mixed[2] = &bad_sig;
+    mixed.insert(4, &p256_report);
+    mixed[6] = &bad_payload;
+    let few: Vec<&[u8]> = good[..otrp_tam::batch::MIN_ED25519_BATCH - 1].to_vec();
+    for bodies in [&good, &mixed, &few] {
+        let verified = verify_reports(w.store.as_ref(), agent_provider(), bodies)
+            .await
+            .expect("store");
+        assert_eq!(verified.len(), bodies.len());
+        for (i, (v, body)) in verified.iter().zip(bodies.iter()).enumerate() {
+            let alone = verify_report(w.store.as_ref(), agent_provider(), body).await;
+            match (v, &alone) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "report {i}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "report {i}"),
+                other => panic!("report {i}: grouped and single verification differ: {other:?}"),
+            }
+        }
+    }
+    // Which signatures were checked one by one (the counting provider sees those, not a
+    // batch check): none of the good group, all of the mixed one after its batch check
+    // failed, all of a group below the threshold.
+    let counting: &'static CountingProvider =
+        Box::leak(Box::new(CountingProvider::new(agent_provider())));
+    let mut singly = Vec::new();
+    for bodies in [&good, &mixed, &few] {
+        counting.reset();
+        let verified = verify_reports(w.store.as_ref(), counting, bodies)
+            .await
+            .expect("store");
+        singly.push(counting.verifications());
+        if bodies.len() == mixed.len() {
+            let refused: Vec<usize> = (0..mixed.len()).filter(|&i| verified[i].is_err()).collect();
+            assert_eq!(refused, vec![2, 6], "only the two bad reports fail");
+            assert!(verified.iter().flatten().all(|r| r.success));
+        } else {
+            assert!(verified.iter().all(Result::is_ok));
+        }
+    }
+    assert_eq!(singly, vec![0, mixed.len() as u64, few.len() as u64]);
+}
+
 #[tokio::test]
 async fn a_device_of_another_batch_cannot_use_the_package() {
     let bk = batch_key(700);

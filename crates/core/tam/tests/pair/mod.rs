@@ -69,7 +69,17 @@ pub struct Device {
 impl Device {
     /// A device trusting the TAM keys as OEM TAMs; `keks` for encrypted payloads.
     pub fn new(seed: u64, tam: &[PublicKey], keks: Vec<DeviceKek>) -> Device {
-        let agent_key = key(seed * 10 + 1, KeyKind::P256);
+        Device::with_agent_key(seed, tam, keks, KeyKind::P256)
+    }
+
+    /// [`Device::new`] with an Agent key of this kind.
+    pub fn with_agent_key(
+        seed: u64,
+        tam: &[PublicKey],
+        keks: Vec<DeviceKek>,
+        kind: KeyKind,
+    ) -> Device {
+        let agent_key = key(seed * 10 + 1, kind);
         let attestation_key = key(seed * 10 + 2, KeyKind::P256);
         let mut ueid = vec![0x01];
         ueid.extend_from_slice(&seed.to_be_bytes());
