@@ -86,6 +86,10 @@ pub struct BatchArgs {
     /// measured on them is multiplied by N beyond it (the cost is per device).
     #[arg(long, default_value_t = 200)]
     sample: usize,
+    /// The devices' Agent key type (both modes): `p256` (ES256, the default) or `ed25519`
+    /// (EdDSA; the TAM then checks each group's report signatures together).
+    #[arg(long, default_value = "p256", value_parser = ["p256", "ed25519"])]
+    agent_key: String,
 }
 
 /// Runs `otrp bench`.
@@ -885,8 +889,8 @@ struct Dev {
     ueid: Vec<u8>,
 }
 
-fn device(i: u64, tam: &[PublicKey]) -> Result<Dev> {
-    let agent_key = key(1_000_000 + 2 * i, KeyKind::P256)?;
+fn device(i: u64, tam: &[PublicKey], agent: KeyKind) -> Result<Dev> {
+    let agent_key = key(1_000_000 + 2 * i, agent)?;
     let tee_key = key(1_000_001 + 2 * i, KeyKind::P256)?;
     let mut ueid = vec![0x01];
     ueid.extend_from_slice(&i.to_be_bytes());
@@ -972,7 +976,12 @@ fn tam_keys() -> Result<TamKeys> {
 /// Per-device mode: `run` whole TEEP sessions (QueryRequest, QueryResponse with EAT →
 /// Update, Success → done) on the TAM core over a fresh SQLite store; only the TAM's
 /// `process` calls are timed. Extrapolated to `n` devices.
-async fn per_device(n: usize, run: usize, dir: &std::path::Path) -> Result<Measured> {
+async fn per_device(
+    n: usize,
+    run: usize,
+    dir: &std::path::Path,
+    agent: KeyKind,
+) -> Result<Measured> {
     let counting: &'static CountingProvider =
         Box::leak(Box::new(CountingProvider::new(provider())));
     let keys = tam_keys()?;
@@ -980,7 +989,7 @@ async fn per_device(n: usize, run: usize, dir: &std::path::Path) -> Result<Measu
     let sp = key(55, KeyKind::P256)?;
     let mut devs = Vec::with_capacity(run);
     for i in 0..run {
-        devs.push(device(i as u64, &tam_pub)?);
+        devs.push(device(i as u64, &tam_pub, agent)?);
     }
     let db = dir.join(format!("per-device-{n}.db"));
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(&db).await?);
@@ -1100,7 +1109,12 @@ async fn per_device(n: usize, run: usize, dir: &std::path::Path) -> Result<Measu
 /// (the server remembers a package it has seen), then groups of [`MAX_REPORT_GROUP`]
 /// reports through `record_reports` (one Agent-key query, the ES256 verifications, one
 /// write of the group's report rows).
-async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Measured, Measured)> {
+async fn batch_mode(
+    n: usize,
+    run: usize,
+    dir: &std::path::Path,
+    agent: KeyKind,
+) -> Result<(Measured, Measured)> {
     let counting: &'static CountingProvider =
         Box::leak(Box::new(CountingProvider::new(provider())));
     let keys = tam_keys()?;
@@ -1151,7 +1165,7 @@ async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Meas
     };
     let mut reports = Vec::with_capacity(run);
     for i in 0..run {
-        let mut d = device(i as u64, &tam_pub)?;
+        let mut d = device(i as u64, &tam_pub, agent)?;
         store
             .put_agent_key(&AgentKeyRecord {
                 kid: otrp_crypto::thumbprint::cose_key_thumbprint(
@@ -1214,6 +1228,10 @@ async fn batch_mode(n: usize, run: usize, dir: &std::path::Path) -> Result<(Meas
 }
 
 fn batch(args: &BatchArgs) -> Result<()> {
+    let agent = match args.agent_key.as_str() {
+        "ed25519" => KeyKind::Ed25519,
+        _ => KeyKind::P256,
+    };
     let dir = tempfile::tempdir().context("temp dir")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1225,8 +1243,8 @@ fn batch(args: &BatchArgs) -> Result<()> {
             bail!("N must be at least 1");
         }
         let run = n.min(args.sample.max(1));
-        let (pkg, with_reports) = rt.block_on(batch_mode(n, run, dir.path()))?;
-        let per = rt.block_on(per_device(n, run, dir.path()))?;
+        let (pkg, with_reports) = rt.block_on(batch_mode(n, run, dir.path(), agent))?;
+        let per = rt.block_on(per_device(n, run, dir.path(), agent))?;
         results.push((n, per, pkg, with_reports));
     }
     if args.json {
@@ -1241,6 +1259,7 @@ fn batch(args: &BatchArgs) -> Result<()> {
                     "batch_mode_with_reports": {"tam_cpu_us_per_device": rep.per_device_us(), "signatures_per_device": rep.sigs_per_device(), "tam_cpu_total_s": rep.cpu.as_secs_f64()},
                     "cpu_ratio_per_device_vs_batch_with_reports": per.per_device_us() / rep.per_device_us(),
                     "reports_verified_and_recorded_in_groups_of": MAX_REPORT_GROUP,
+                    "agent_key": args.agent_key,
                 })
             })
             .collect();
@@ -1253,7 +1272,11 @@ fn batch(args: &BatchArgs) -> Result<()> {
     println!("TAM CPU (wall time of the TAM's own calls, one thread, SQLite temp store) and TAM signatures per device");
     println!("per-device: whole TEEP sessions on the TAM core (QueryRequest, EAT appraisal, Update, Success)");
     println!("batch: one signed and stored package per batch; '+reports' adds verifying and recording each device's");
-    println!("async report as the TAM server does: groups of {MAX_REPORT_GROUP} reports, one key query and one write each\n");
+    println!("async report as the TAM server does: groups of {MAX_REPORT_GROUP} reports, one key query and one write each");
+    println!(
+        "Agent keys: {} (ed25519: each group's report signatures are checked together)\n",
+        args.agent_key
+    );
     println!(
         "{:>6} {:>7} | {:>12} {:>9} | {:>12} {:>9} | {:>12} {:>9} | {:>8}",
         "N",
