@@ -159,6 +159,22 @@ async fn one_package_is_applied_by_a_hundred_devices_of_the_batch() {
     assert_eq!(publisher.get("lot-8", None).http_status(), 404);
 }
 
+/// Checks that verifying `bodies` as one group gives each the outcome it gets alone.
+async fn grouped_as_alone(w: &World, bodies: &[&[u8]]) {
+    let verified = verify_reports(w.store.as_ref(), agent_provider(), bodies)
+        .await
+        .expect("store");
+    assert_eq!(verified.len(), bodies.len());
+    for (i, (v, body)) in verified.iter().zip(bodies).enumerate() {
+        let alone = verify_report(w.store.as_ref(), agent_provider(), body).await;
+        match (v, &alone) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "report {i}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "report {i}"),
+            other => panic!("report {i}: grouped and single verification differ: {other:?}"),
+        }
+    }
+}
+
 /// The report a device queues after handling package `pkg` as a member of `m`.
 fn report_of(dev: &mut Device, m: &BatchMembership, pkg: &BatchPackage) -> Vec<u8> {
     let _ = dev.agent.handle_batch(m, &pkg.bytes, NOW);
@@ -207,18 +223,7 @@ async fn a_group_of_reports_fails_only_its_bad_reports() {
         &ok[2],
         b"no COSE message",
     ];
-    let verified = verify_reports(w.store.as_ref(), agent_provider(), &bodies)
-        .await
-        .expect("store");
-    assert_eq!(verified.len(), bodies.len());
-    for (v, body) in verified.iter().zip(&bodies) {
-        let alone = verify_report(w.store.as_ref(), agent_provider(), body).await;
-        match (v, &alone) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
-            other => panic!("grouped and single verification differ: {other:?}"),
-        }
-    }
+    grouped_as_alone(&w, &bodies).await;
     let outcomes = record_reports(
         w.store.as_ref(),
         agent_provider(),
@@ -318,18 +323,7 @@ async fn ed25519_reports_are_checked_together_and_a_bad_one_fails_only_itself() 
     mixed[6] = &bad_payload;
     let few: Vec<&[u8]> = good[..otrp_tam::batch::MIN_ED25519_BATCH - 1].to_vec();
     for bodies in [&good, &mixed, &few] {
-        let verified = verify_reports(w.store.as_ref(), agent_provider(), bodies)
-            .await
-            .expect("store");
-        assert_eq!(verified.len(), bodies.len());
-        for (i, (v, body)) in verified.iter().zip(bodies.iter()).enumerate() {
-            let alone = verify_report(w.store.as_ref(), agent_provider(), body).await;
-            match (v, &alone) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "report {i}"),
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "report {i}"),
-                other => panic!("report {i}: grouped and single verification differ: {other:?}"),
-            }
-        }
+        grouped_as_alone(&w, bodies).await;
     }
     // Which signatures were checked one by one (the counting provider sees those, not a
     // batch check): none of the good group, all of the mixed one after its batch check
