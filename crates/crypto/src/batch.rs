@@ -9,7 +9,9 @@ use crate::{CryptoError, PublicKey, SigAlg};
 /// Verifies Ed25519 signature `signatures[i]` of `messages[i]` under `keys[i]` for every
 /// `i`, together. `Ok` when all verify; an error when any does not (or a key is not an
 /// Ed25519 key, a signature is not 64 bytes, or the lengths differ) without saying which:
-/// check them one by one to find out.
+/// check them one by one to find out. As with any batch check, a signature its own key's
+/// holder crafts at the edge of the Ed25519 rules (small-order components) may be judged
+/// differently than alone; without the private key no one can make one pass.
 ///
 /// ```
 /// use otrp_crypto::{ed25519_verify_batch, default_provider, KeyKind, PrivateKey};
