@@ -481,20 +481,26 @@ pub async fn verify_reports(
             .map(|k| (k.kid.clone(), k))
             .collect()
     };
-    let recs: Vec<Result<&otrp_store::AgentKeyRecord, BatchError>> = kids
+    // Each report's Agent key record and key, decoded once.
+    let recs: Vec<Result<(&otrp_store::AgentKeyRecord, PublicKey), BatchError>> = kids
         .into_iter()
         .map(|kid| {
             let kid = kid?;
-            keys.get(&kid).ok_or_else(|| {
+            let rec = keys.get(&kid).ok_or_else(|| {
                 BatchError::Report(format!("unknown Agent kid {}", hex::encode(&kid)))
-            })
+            })?;
+            let bad = |e: String| BatchError::Report(e);
+            let ck =
+                otrp_cose::cose_key_from_slice(&rec.cose_key).map_err(|e| bad(e.to_string()))?;
+            let key = otrp_cose::public_from_cose_key(&ck).map_err(|e| bad(e.to_string()))?;
+            Ok((rec, key))
         })
         .collect();
     // Ed25519 reports whose signature alone is left to check, with their key.
-    let mut ed25519: Vec<(usize, otrp_cose::PreparedSign1, PublicKey)> = Vec::new();
+    let mut ed25519: Vec<(usize, otrp_cose::PreparedSign1, &PublicKey)> = Vec::new();
     for (i, (body, rec)) in bodies.iter().zip(&recs).enumerate() {
-        if let Ok(rec) = rec {
-            if let Some((p, key)) = prepared_ed25519(provider, body, rec) {
+        if let Ok((_, key)) = rec {
+            if let Some(p) = prepared_ed25519(provider, body, key) {
                 ed25519.push((i, p, key));
             }
         }
@@ -508,7 +514,7 @@ pub async fn verify_reports(
             .iter()
             .map(|(_, p, _)| p.signature.as_slice())
             .collect();
-        let ks: Vec<&PublicKey> = ed25519.iter().map(|(_, _, k)| k).collect();
+        let ks: Vec<&PublicKey> = ed25519.iter().map(|(_, _, k)| *k).collect();
         otrp_crypto::ed25519_verify_batch(&msgs, &sigs, &ks).is_ok()
     };
     let mut batched: HashMap<usize, Vec<u8>> = if all_good {
@@ -524,7 +530,7 @@ pub async fn verify_reports(
         .zip(recs)
         .enumerate()
         .map(|(i, (body, rec))| {
-            let rec = rec?;
+            let (rec, key) = rec?;
             match batched.remove(&i) {
                 Some(payload) => {
                     let message = TeepMessage::decode_with_limits(
@@ -534,7 +540,7 @@ pub async fn verify_reports(
                     .map_err(|e| BatchError::Report(e.to_string()))?;
                     report_of(message, rec)
                 }
-                None => verify_with(provider, body, rec),
+                None => verify_with(provider, body, &key, rec),
             }
         })
         .collect())
@@ -544,37 +550,32 @@ pub async fn verify_reports(
 /// very few costs about as much).
 pub const MIN_ED25519_BATCH: usize = 4;
 
-/// A report signed with the Ed25519 key of `rec`, checked as [`verify_with`] checks it
+/// A report signed with Ed25519 Agent key `key`, checked as [`verify_with`] checks it
 /// (size, COSE_Sign1, algorithm, kid) but for its signature; `None` for anything else
 /// (checked one by one, which names what is wrong).
 fn prepared_ed25519(
     provider: &dyn CryptoProvider,
     body: &[u8],
-    rec: &otrp_store::AgentKeyRecord,
-) -> Option<(otrp_cose::PreparedSign1, PublicKey)> {
-    if body.len() > otrp_teep::DecodeLimits::DEFAULT.max_input_len {
+    key: &PublicKey,
+) -> Option<otrp_cose::PreparedSign1> {
+    if body.len() > otrp_teep::DecodeLimits::DEFAULT.max_input_len
+        || !matches!(key, PublicKey::Ed25519(_))
+    {
         return None;
     }
-    let ck = otrp_cose::cose_key_from_slice(&rec.cose_key).ok()?;
-    let key = otrp_cose::public_from_cose_key(&ck).ok()?;
-    if !matches!(key, PublicKey::Ed25519(_)) {
-        return None;
-    }
-    let p = otrp_cose::prepare_sign1(provider, body, None, std::slice::from_ref(&key)).ok()?;
-    (p.alg == SigAlg::Ed25519 && p.candidates == [0]).then_some((p, key))
+    let p = otrp_cose::prepare_sign1(provider, body, None, std::slice::from_ref(key)).ok()?;
+    (p.alg == SigAlg::Ed25519 && p.candidates == [0]).then_some(p)
 }
 
-/// Verifies one report against the Agent key bound with its kid.
+/// Verifies one report against `key`, the Agent key `rec` binds with its kid.
 fn verify_with(
     provider: &dyn CryptoProvider,
     body: &[u8],
+    key: &PublicKey,
     rec: &otrp_store::AgentKeyRecord,
 ) -> Result<BatchReport, BatchError> {
-    let bad = |e: String| BatchError::Report(e);
-    let ck = otrp_cose::cose_key_from_slice(&rec.cose_key).map_err(|e| bad(e.to_string()))?;
-    let key: PublicKey = otrp_cose::public_from_cose_key(&ck).map_err(|e| bad(e.to_string()))?;
-    let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(&key))
-        .map_err(|e| bad(e.to_string()))?;
+    let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(key))
+        .map_err(|e| BatchError::Report(e.to_string()))?;
     report_of(v.message, rec)
 }
 
