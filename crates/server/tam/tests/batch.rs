@@ -273,14 +273,7 @@ async fn batch_flow(backend: Backend) {
         assert!(again.applied.is_none() && again.reports_sent == 0);
         states.push(st);
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
-        )
-        .await;
-    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
-    assert_eq!(b["packages"][0]["failed"], 0, "{b}");
+    let b = api.batch_all_applied(BATCH, &t.sp, 0, DEVICES).await;
     assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
 
     // Version 2: a new package; devices move to it all at once, so their reports reach
@@ -318,14 +311,7 @@ async fn batch_flow(backend: Backend) {
     for d in fleet.devices() {
         assert_eq!(installed_version(d), Some(2));
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
-        )
-        .await;
-    assert_eq!(b["packages"][1]["applied"], DEVICES as u64, "{b}");
-    assert_eq!(b["packages"][1]["failed"], 0, "{b}");
+    let b = api.batch_all_applied(BATCH, &t.sp, 1, DEVICES).await;
     assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
     let d0 = &fleet.devices()[0];
     let old = d0
@@ -479,14 +465,7 @@ async fn batch_package_fetched_and_reported_over_coap_through_lossy_relay() {
     );
     println!("batch over CoAP: {DEVICES} devices, package {size} B at {block}-byte blocks, 10% loss: {stats:?}");
 
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
-        )
-        .await;
-    assert_eq!(b["packages"][0]["applied"], DEVICES as u64, "{b}");
-    assert_eq!(b["packages"][0]["failed"], 0, "{b}");
+    let b = api.batch_all_applied(BATCH, &t.sp, 0, DEVICES).await;
     assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
 
     // Refusals map to CoAP codes (straight to the server, no relay).

@@ -255,14 +255,7 @@ async fn fleet_no_fly_zones_travel_in_batch_packages() {
             .map(|m| m.sequence_number);
         assert_eq!(ta_seq, Some(1), "the TA itself was not re-installed");
     }
-    let b = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
-        )
-        .await;
-    assert_eq!(b["packages"][1]["applied"], DEVICES as u64, "{b}");
-    assert_eq!(b["packages"][1]["failed"], 0, "{b}");
+    api.batch_all_applied(BATCH, &t.sp, 1, DEVICES).await;
 
     // Replayed package 1 (zones v1) and a tampered package 2: refused, nothing changes.
     let d0 = &fleet.devices()[0];

@@ -289,6 +289,26 @@ impl Api {
         assert_eq!(r.0, status, "unexpected answer: {}", r.1);
         r.1
     }
+
+    /// Batch `id` as `token` sees it (`GET /api/v1/batches/{id}`), once checked that its
+    /// package number `index` (from 0) has `applied` devices applied and none failed.
+    pub async fn batch_all_applied(
+        &self,
+        id: &str,
+        token: &str,
+        index: usize,
+        applied: usize,
+    ) -> Value {
+        let b = self
+            .ok(
+                StatusCode::OK,
+                self.get(&format!("/api/v1/batches/{id}"), token).await,
+            )
+            .await;
+        assert_eq!(b["packages"][index]["applied"], applied as u64, "{b}");
+        assert_eq!(b["packages"][index]["failed"], 0, "{b}");
+        b
+    }
 }
 
 /// OEM, one approved SP with SD `sd1` (signer: the PKI's SP signer).
