@@ -35,6 +35,7 @@ use otrp_broker::{run_session, Http, LocalTee, NetSim, SessionReport};
 use otrp_pki::device::{provision, MgmtConfig, ProvisionRequest};
 use otrp_pki::{CertKind, Pki};
 use otrp_suit::ComponentId;
+pub use otrp_tee_daemon::TeeCrypto;
 use otrp_tee_daemon::{TamCert, Tee, TeeOptions, TeeStatus};
 use tokio::sync::Semaphore;
 
@@ -77,6 +78,8 @@ pub struct FleetOptions {
     pub tams: Vec<TamCert>,
     /// Where device stores go; `None` = a temporary directory removed with the fleet.
     pub store_root: Option<PathBuf>,
+    /// The devices' crypto provider (default RustCrypto, as the TEE daemon's).
+    pub crypto: TeeCrypto,
 }
 
 impl FleetOptions {
@@ -88,6 +91,7 @@ impl FleetOptions {
             batch: None,
             tams: Vec::new(),
             store_root: None,
+            crypto: TeeCrypto::default(),
         }
     }
 }
@@ -347,6 +351,7 @@ impl Fleet {
         let tee_options = TeeOptions {
             tams,
             fsync: false,
+            crypto: options.crypto,
             ..TeeOptions::default()
         };
         let mut req = ProvisionRequest::new(options.model.clone());

@@ -1,12 +1,14 @@
 //! A fleet of 200 simulated devices converges on a mini TAM over HTTP on loopback; an
-//! offline device catches up when it comes back; lossy links still converge.
+//! offline device catches up when it comes back; lossy links still converge; devices on
+//! the host's crypto provider converge as well.
 #![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::time::{Duration, SystemTime};
 
 use otrp_broker::mini_tam::{MiniTam, MiniTamKeys};
 use otrp_broker::{Http, NetSim};
-use otrp_fleet::{Fleet, Outcome, RunOptions};
+use otrp_crypto::{KeyKind, PrivateKey, SigAlg};
+use otrp_fleet::{Fleet, FleetOptions, Outcome, RunOptions, TeeCrypto};
 use otrp_pki::device::MgmtConfig;
 use otrp_pki::{InitOptions, Pki};
 use rand::SeedableRng;
@@ -120,4 +122,30 @@ async fn lossy_links_still_converge() {
             .iter()
             .any(|c| c.id == "drones:geofence"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_on_the_host_provider_converge() {
+    // The dev-dependency turns ring on: `Host` is ring here, told apart from RustCrypto
+    // by its ECDSA nonces (random in ring, RFC 6979 in RustCrypto).
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+    let key = PrivateKey::generate(KeyKind::P256, &mut rng).unwrap();
+    let sign = |c: TeeCrypto| c.provider().sign(SigAlg::P256Sha256, &key, b"m").unwrap();
+    assert_eq!(sign(TeeCrypto::RustCrypto), sign(TeeCrypto::RustCrypto));
+    assert_ne!(sign(TeeCrypto::Host), sign(TeeCrypto::Host));
+    let mut pki = Pki::init(&InitOptions::default(), &mut rng, SystemTime::now()).unwrap();
+    let mut opts = FleetOptions::new("door-lock", MgmtConfig::OemGated);
+    opts.crypto = TeeCrypto::Host;
+    let fleet = Fleet::provision_with(&mut pki, 20, &opts, None).unwrap();
+    let tam = MiniTam::new(MiniTamKeys::from_pki(&pki).unwrap(), "locks", "lockco").unwrap();
+    tam.publish("smart-lock", &wasm("smart-lock"), 1, true)
+        .unwrap();
+    let (url, _stop) = start(&tam).await;
+    let s = fleet.run_sessions(&url, 8).await.unwrap();
+    assert!(s.all_converged(), "{s}");
+    assert_eq!(s.installed, 20, "{s}");
+    for d in fleet.devices() {
+        assert_eq!(d.invoke("smart-lock", 3, b"").unwrap().len(), 1);
+    }
+    assert_eq!(tam.stats().errors, 0);
 }

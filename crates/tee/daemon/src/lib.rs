@@ -48,6 +48,6 @@ pub use store::{component_label, os_component_id, ta_id_for, PlatformStore};
 pub use tee::{
     component_from_name, model_class_id, tee_measurement, unix_now, BatchApplied, BatchStatus,
     ComponentStatus, ManifestStatus, OtrpBatchApplied, OtrpBatchStatus, PendingBatchReport,
-    PendingOtrpBatchResult, TamCert, Tee, TeeEvent, TeeOptions, TeeStatus, TeepReply,
+    PendingOtrpBatchResult, TamCert, Tee, TeeCrypto, TeeEvent, TeeOptions, TeeStatus, TeepReply,
     OTRP_TEE_NAME, STORE_DIR, TEE_IMAGE,
 };

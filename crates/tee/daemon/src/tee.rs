@@ -118,6 +118,9 @@ pub struct TeeOptions {
     /// the wire instead of 17) sets [`otrp_suit::VendorId::pen`]`(N)` here
     /// (`otrp tee run --vendor-pen N`).
     pub vendor: Option<otrp_suit::VendorId>,
+    /// The crypto provider of the Agent, its attester and its key: RustCrypto by default,
+    /// as in a TEE without ring.
+    pub crypto: TeeCrypto,
 }
 
 impl Default for TeeOptions {
@@ -128,6 +131,32 @@ impl Default for TeeOptions {
             max_tokens: 64,
             runtime: RuntimeConfig::default(),
             vendor: None,
+            crypto: TeeCrypto::default(),
+        }
+    }
+}
+
+/// Which crypto provider a simulated TEE signs, verifies and hashes with. Both give the
+/// same algorithms and the same wire format; only their cost differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TeeCrypto {
+    /// RustCrypto ([`otrp_crypto::rust_crypto_provider`]): the provider of the Agent core
+    /// in `no_std`, where ring is not available (a microcontroller TEE).
+    #[default]
+    RustCrypto,
+    /// The host's provider ([`otrp_crypto::default_provider`]): ring when `otrp-crypto`'s
+    /// `ring` feature is on, as in the `otrp` binary, else RustCrypto. For load
+    /// generators that simulate many devices on one host (`otrp bench tam`), where the
+    /// devices' ECDSA must not be what limits the rate the TAM is measured at.
+    Host,
+}
+
+impl TeeCrypto {
+    /// The provider this choice stands for.
+    pub fn provider(self) -> &'static dyn CryptoProvider {
+        match self {
+            TeeCrypto::RustCrypto => rust_crypto_provider(),
+            TeeCrypto::Host => otrp_crypto::default_provider(),
         }
     }
 }
@@ -329,7 +358,7 @@ impl Tee {
     /// `efuse.key`, unseals `sealed-state.cbor`, opens the platform store in
     /// `dir/tee-store`.
     pub fn open_device_dir(dir: &Path, options: &TeeOptions) -> Result<Tee, TeeError> {
-        let provider = rust_crypto_provider();
+        let provider = options.crypto.provider();
         let device_err = |source| TeeError::Device {
             dir: dir.to_owned(),
             source,
@@ -360,7 +389,7 @@ impl Tee {
         store_dir: &Path,
         options: &TeeOptions,
     ) -> Result<Tee, TeeError> {
-        let provider = rust_crypto_provider();
+        let provider = options.crypto.provider();
         let config = PlatformConfig::new(PathBuf::from(store_dir), storage_key, TEE_IMAGE)
             .fsync(options.fsync);
         let mut platform = Platform::open(config, os_rng())?;
