@@ -50,6 +50,26 @@ pub enum StoreKind {
     Postgres,
 }
 
+/// The simulated devices' crypto provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceCrypto {
+    /// ring, the TAM's provider: the devices cost the load generator about half as much
+    /// CPU, so they keep the TAM busy instead of limiting the rate it is measured at.
+    Ring,
+    /// RustCrypto, as the TEE daemon and the Agent core in `no_std` use (the figures
+    /// before the seventh session were taken with it).
+    RustCrypto,
+}
+
+impl DeviceCrypto {
+    fn name(self) -> &'static str {
+        match self {
+            DeviceCrypto::Ring => "ring",
+            DeviceCrypto::RustCrypto => "rust-crypto",
+        }
+    }
+}
+
 /// Measure the TAM: exchanges/s, latency, TAM CPU per exchange, the signature bound.
 #[derive(Args, Debug, Clone)]
 pub struct BenchTamArgs {
@@ -85,6 +105,15 @@ pub struct BenchTamArgs {
     /// figure is measured on a core the load generator does not use.
     #[arg(long)]
     pin: bool,
+    /// The simulated devices' crypto provider (same algorithms and bytes on the wire).
+    #[arg(long, value_enum, default_value_t = DeviceCrypto::Ring)]
+    device_crypto: DeviceCrypto,
+    /// Where the simulated devices' sealed stores go (a fresh directory is made in it and
+    /// removed at the end). Default: `/dev/shm` (tmpfs) where it exists, else the system's
+    /// temporary directory. Every device commit creates and renames files; on a disk file
+    /// system the kernel's inode allocation for them, not the TAM, can limit the rate.
+    #[arg(long, value_name = "DIR")]
+    device_dir: Option<std::path::PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -135,8 +164,10 @@ pub struct Report {
     pub dev_cpu: f64,
     /// Measured primitives (s).
     pub costs: Costs,
-    /// Signature time one exchange needs at the TAM (s).
+    /// Signature time one exchange needs at the TAM (s): the mean of the per-round samples.
     pub tam_sig: f64,
+    /// The lowest and highest per-round sample of `tam_sig` (s).
+    pub tam_sig_range: (f64, f64),
     /// Signature time one exchange needs at the device (s).
     pub dev_sig: f64,
     /// Online CPUs.
@@ -145,6 +176,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Whether the TAM ran pinned to CPU 0 and the generator to CPU 1.
     pub pinned: bool,
+    /// The devices' crypto provider.
+    pub device_crypto: DeviceCrypto,
 }
 
 /// Measured primitive costs, in seconds.
@@ -177,8 +210,11 @@ impl Report {
             format!("{} CPUs shared by TAM and devices", self.cpus)
         };
         println!(
-            "otrp bench tam: {} devices, {load}, store {}, {} TAM replica(s), HTTPS on 127.0.0.1, {cpus}",
-            self.devices, self.store, self.replicas
+            "otrp bench tam: {} devices ({} crypto), {load}, store {}, {} TAM replica(s), HTTPS on 127.0.0.1, {cpus}",
+            self.devices,
+            self.device_crypto.name(),
+            self.store,
+            self.replicas
         );
         println!(
             "  exchanges: {} in {:.2} s over {} round(s) = {:.1} exchanges/s",
@@ -203,15 +239,18 @@ impl Report {
             us(self.dev_cpu)
         );
         println!(
-            "  primitives measured in this run (same provider, CPU time of the measuring thread): ES256 sign {:.1} µs, ES256 verify {:.1} µs, EdDSA sign {:.1} µs, TEE chain validation {:.1} µs",
+            "  primitives measured in this run (same provider, CPU time of a thread on {}, mean of one sample before each round): ES256 sign {:.1} µs, ES256 verify {:.1} µs, EdDSA sign {:.1} µs, TEE chain validation {:.1} µs",
+            if self.pinned { "the TAM's CPU" } else { "any CPU" },
             us(self.costs.p256_sign),
             us(self.costs.p256_verify),
             us(self.costs.ed_sign),
             us(self.costs.chain)
         );
         println!(
-            "  signatures one exchange needs: TAM {:.0} µs (QueryRequest ES256+EdDSA, Update ES256; EAT, QueryResponse, Success verified; TEE chain), devices {:.0} µs",
+            "  signatures one exchange needs: TAM {:.0} µs (rounds {:.0}–{:.0} µs; QueryRequest ES256+EdDSA, Update ES256; EAT, QueryResponse, Success verified; TEE chain), devices {:.0} µs",
             us(self.tam_sig),
+            us(self.tam_sig_range.0),
+            us(self.tam_sig_range.1),
             us(self.dev_sig)
         );
         println!(
@@ -250,11 +289,14 @@ impl Report {
             "eddsa_sign_us": self.costs.ed_sign * 1e6,
             "chain_us": self.costs.chain * 1e6,
             "tam_signature_bound_us": self.tam_sig * 1e6,
+            "tam_signature_bound_us_min": self.tam_sig_range.0 * 1e6,
+            "tam_signature_bound_us_max": self.tam_sig_range.1 * 1e6,
             "device_signature_us": self.dev_sig * 1e6,
             "tam_fraction_of_bound": self.tam_sig / self.tam_cpu.max(1e-12),
             "cpus": self.cpus,
             "offered_rate": self.rate,
             "pinned": self.pinned,
+            "device_crypto": self.device_crypto.name(),
         })
     }
 }
@@ -284,52 +326,135 @@ fn time<F: FnMut()>(n: u32, mut f: F) -> f64 {
     }
 }
 
-/// Measures the primitives one exchange needs with the provider the TAM uses.
-fn measure_costs(pki: &mut Pki, identity: &Identity) -> Result<Costs> {
-    let p = otrp_crypto::default_provider();
-    let mut rng = rand::rngs::OsRng;
-    let k = PrivateKey::generate(KeyKind::P256, &mut rng).map_err(|e| anyhow!("{e}"))?;
-    let e = PrivateKey::generate(KeyKind::Ed25519, &mut rng).map_err(|e| anyhow!("{e}"))?;
-    let msg = [0x42u8; 200];
-    let sig = p
-        .sign(SigAlg::P256Sha256, &k, &msg)
-        .map_err(|e| anyhow!("{e}"))?;
-    let pk = k.public_key();
-    let dev = provision(
-        pki,
-        &ProvisionRequest::new(MODEL),
-        p,
-        &mut rng,
-        SystemTime::now() - Duration::from_secs(60),
-    )
-    .map_err(|e| anyhow!("provisioning the chain sample: {e}"))?;
-    let leaf = dev.identity.tee.cert.clone();
-    let chain = dev.identity.tee.chain.clone();
-    let roots = identity
-        .tee_roots
-        .clone()
-        .ok_or_else(|| anyhow!("the TAM has no TEE roots"))?;
-    let now = SystemTime::now();
-    if roots
-        .verify(&leaf, &chain, otrp_pki::Usage::TeeAttestation, now)
-        .is_err()
-    {
-        bail!("the sample TEE chain does not verify");
+/// What the bound's primitives are timed on: keys, a signature and a TEE chain, made once.
+struct BoundSample {
+    p256: PrivateKey,
+    ed25519: PrivateKey,
+    msg: [u8; 200],
+    sig: Vec<u8>,
+    leaf: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    roots: otrp_pki::TrustStore,
+    now: SystemTime,
+}
+
+impl BoundSample {
+    /// Keys and a TEE chain the TAM's roots accept, with the provider the TAM uses.
+    fn new(pki: &mut Pki, identity: &Identity) -> Result<BoundSample> {
+        let p = otrp_crypto::default_provider();
+        let mut rng = rand::rngs::OsRng;
+        let p256 = PrivateKey::generate(KeyKind::P256, &mut rng).map_err(|e| anyhow!("{e}"))?;
+        let ed25519 =
+            PrivateKey::generate(KeyKind::Ed25519, &mut rng).map_err(|e| anyhow!("{e}"))?;
+        let msg = [0x42u8; 200];
+        let sig = p
+            .sign(SigAlg::P256Sha256, &p256, &msg)
+            .map_err(|e| anyhow!("{e}"))?;
+        let dev = provision(
+            pki,
+            &ProvisionRequest::new(MODEL),
+            p,
+            &mut rng,
+            SystemTime::now() - Duration::from_secs(60),
+        )
+        .map_err(|e| anyhow!("provisioning the chain sample: {e}"))?;
+        let roots = identity
+            .tee_roots
+            .clone()
+            .ok_or_else(|| anyhow!("the TAM has no TEE roots"))?;
+        let sample = BoundSample {
+            p256,
+            ed25519,
+            msg,
+            sig,
+            leaf: dev.identity.tee.cert.clone(),
+            chain: dev.identity.tee.chain.clone(),
+            roots,
+            now: SystemTime::now(),
+        };
+        if sample.verify_chain().is_err() {
+            bail!("the sample TEE chain does not verify");
+        }
+        Ok(sample)
     }
-    Ok(Costs {
-        p256_sign: time(300, || {
-            let _ = p.sign(SigAlg::P256Sha256, &k, &msg);
-        }),
-        p256_verify: time(300, || {
-            let _ = p.verify(SigAlg::P256Sha256, &pk, &msg, &sig);
-        }),
-        ed_sign: time(300, || {
-            let _ = p.sign(SigAlg::Ed25519, &e, &msg);
-        }),
-        chain: time(100, || {
-            let _ = roots.verify(&leaf, &chain, otrp_pki::Usage::TeeAttestation, now);
-        }),
-    })
+
+    fn verify_chain(&self) -> Result<(), otrp_pki::ChainError> {
+        self.roots
+            .verify(
+                &self.leaf,
+                &self.chain,
+                otrp_pki::Usage::TeeAttestation,
+                self.now,
+            )
+            .map(|_| ())
+    }
+
+    /// Times each primitive on the calling thread.
+    fn measure(&self) -> Costs {
+        let p = otrp_crypto::default_provider();
+        let pk = self.p256.public_key();
+        Costs {
+            p256_sign: time(100, || {
+                let _ = p.sign(SigAlg::P256Sha256, &self.p256, &self.msg);
+            }),
+            p256_verify: time(100, || {
+                let _ = p.verify(SigAlg::P256Sha256, &pk, &self.msg, &self.sig);
+            }),
+            ed_sign: time(100, || {
+                let _ = p.sign(SigAlg::Ed25519, &self.ed25519, &self.msg);
+            }),
+            chain: time(30, || {
+                let _ = self.verify_chain();
+            }),
+        }
+    }
+
+    /// Times the primitives on a thread of their own, pinned to the TAM's CPU with `pin`:
+    /// the bound is measured on the core the TAM's CPU time is measured on, at the time
+    /// of each round (a shared machine's speed drifts, and its two vCPUs may differ).
+    fn measure_on_tam_cpu(&self, pin: bool) -> Result<Costs> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("otrp-bound".into())
+                .spawn_scoped(scope, || {
+                    if pin {
+                        pin_this_thread(TAM_CPU)?;
+                    }
+                    Ok(self.measure())
+                })
+                .context("starting the bound's thread")?
+                .join()
+                .map_err(|_| anyhow!("the bound's thread panicked"))?
+        })
+    }
+}
+
+impl Costs {
+    /// The mean of several samples.
+    fn mean(samples: &[Costs]) -> Costs {
+        let n = samples.len().max(1) as f64;
+        let sum = |f: fn(&Costs) -> f64| samples.iter().map(f).sum::<f64>() / n;
+        Costs {
+            p256_sign: sum(|c| c.p256_sign),
+            p256_verify: sum(|c| c.p256_verify),
+            ed_sign: sum(|c| c.ed_sign),
+            chain: sum(|c| c.chain),
+        }
+    }
+
+    /// The TAM's signature work of one exchange: the QueryRequest as COSE_Sign (ES256 +
+    /// EdDSA: the device's algorithms are not known before its first answer), the Update
+    /// (ES256); EAT evidence, QueryResponse and Success verified (ES256 each) and the TEE
+    /// chain (x5chain) validated.
+    fn tam_exchange(&self) -> f64 {
+        2.0 * self.p256_sign + self.ed_sign + 3.0 * self.p256_verify + self.chain
+    }
+
+    /// The device's: QueryRequest, Update and the SUIT manifest(s) verified; EAT,
+    /// QueryResponse and Success signed.
+    fn device_exchange(&self) -> f64 {
+        4.0 * self.p256_verify + 3.0 * self.p256_sign
+    }
 }
 
 /// CPU seconds (user + system) of this process's threads, split by thread name:
@@ -492,6 +617,18 @@ fn bench(args: &BenchTamArgs) -> Result<Report> {
         .prefix("otrp-bench-tam")
         .tempdir()?;
     let root = tmp.path().to_path_buf();
+    let device_base = args.device_dir.clone().unwrap_or_else(|| {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let device_tmp = tempfile::Builder::new()
+        .prefix("otrp-bench-devices")
+        .tempdir_in(&device_base)
+        .with_context(|| format!("making the devices' directory in {}", device_base.display()))?;
     let tam_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.tam_threads.max(1))
         .thread_name("otrp-tam")
@@ -502,7 +639,7 @@ fn bench(args: &BenchTamArgs) -> Result<Report> {
         .thread_name("otrp-dev")
         .enable_all()
         .build()?;
-    let result = dev_rt.block_on(drive(args, &root, database, &tam_rt));
+    let result = dev_rt.block_on(drive(args, &root, device_tmp.path(), database, &tam_rt));
     tam_rt.shutdown_timeout(Duration::from_secs(5));
     result
 }
@@ -510,6 +647,7 @@ fn bench(args: &BenchTamArgs) -> Result<Report> {
 async fn drive(
     args: &BenchTamArgs,
     root: &Path,
+    device_root: &Path,
     database: Option<String>,
     tam_rt: &tokio::runtime::Runtime,
 ) -> Result<Report> {
@@ -553,7 +691,7 @@ async fn drive(
         ))
         .await
         .context("TAM runtime")??;
-    let outcome = run_rounds(args, root, &mut pki, &identity, &tams).await;
+    let outcome = run_rounds(args, root, device_root, &mut pki, &identity, &tams).await;
     let Tams {
         servers, stores, ..
     } = tams;
@@ -576,6 +714,7 @@ async fn drive(
 async fn run_rounds(
     args: &BenchTamArgs,
     root: &Path,
+    device_root: &Path,
     pki: &mut Pki,
     identity: &Identity,
     tams: &Tams,
@@ -630,7 +769,12 @@ async fn run_rounds(
         )
         .await?;
 
-    eprintln!("provisioning {} devices …", args.devices);
+    eprintln!(
+        "provisioning {} devices ({} crypto, sealed stores in {}) …",
+        args.devices,
+        args.device_crypto.name(),
+        device_root.display()
+    );
     let mut opts = FleetOptions::new(MODEL, MgmtConfig::OemGated);
     opts.tams = otrp_fleet::pki_tam_certs(pki)?
         .into_iter()
@@ -639,13 +783,18 @@ async fn run_rounds(
             t
         })
         .collect();
-    opts.store_root = Some(root.join("devices"));
+    opts.store_root = Some(device_root.to_path_buf());
+    opts.crypto = match args.device_crypto {
+        DeviceCrypto::Ring => otrp_fleet::TeeCrypto::Host,
+        DeviceCrypto::RustCrypto => otrp_fleet::TeeCrypto::RustCrypto,
+    };
     let fleet = Arc::new(Fleet::provision_with(pki, args.devices, &opts, None)?);
     // Counted before --pin narrows this thread's affinity to one CPU.
     let cpus = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1);
-    let costs = measure_costs(pki, identity)?;
+    let bound = BoundSample::new(pki, identity)?;
+    let mut samples: Vec<Costs> = Vec::new();
 
     let mut latencies: Vec<f64> = Vec::new();
     let mut exchanges = 0usize;
@@ -705,6 +854,7 @@ async fn run_rounds(
         if args.pin {
             pin_threads()?;
         }
+        samples.push(bound.measure_on_tam_cpu(args.pin)?);
         let (t0, a0) = thread_cpu();
         let started = Instant::now();
         let lat = match args.rate {
@@ -726,14 +876,10 @@ async fn run_rounds(
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies.get(i).copied().unwrap_or(0.0)
     };
-    let c = costs;
-    // TAM: QueryRequest as COSE_Sign (ES256 + EdDSA: the device's algorithms are not known
-    // before its first answer), the Update (ES256); EAT evidence, QueryResponse and
-    // Success verified (ES256 each) and the TEE chain (x5chain) validated.
-    let tam_sig = 2.0 * c.p256_sign + c.ed_sign + 3.0 * c.p256_verify + c.chain;
-    // Device: QueryRequest, Update and the SUIT manifest(s) verified; EAT, QueryResponse
-    // and Success signed.
-    let dev_sig = 4.0 * c.p256_verify + 3.0 * c.p256_sign;
+    let costs = Costs::mean(&samples);
+    let per_round: Vec<f64> = samples.iter().map(Costs::tam_exchange).collect();
+    let tam_sig = costs.tam_exchange();
+    let dev_sig = costs.device_exchange();
     let n = exchanges.max(1) as f64;
     Ok(Report {
         store: match args.store {
@@ -752,16 +898,51 @@ async fn run_rounds(
         dev_cpu: (all_cpu - tam_cpu) / n,
         costs,
         tam_sig,
+        tam_sig_range: (
+            per_round.iter().copied().fold(f64::INFINITY, f64::min),
+            per_round.iter().copied().fold(0.0, f64::max),
+        ),
         dev_sig,
         cpus,
         rate: args.rate,
         pinned: args.pin,
+        device_crypto: args.device_crypto,
     })
 }
 
 /// Whether a thread (by its `comm`) belongs to the TAM.
 fn is_tam_thread(comm: &str) -> bool {
     comm.starts_with("otrp-tam") || comm.starts_with("sqlx-sqlite")
+}
+
+/// The CPU `--pin` gives the TAM's threads (the others get CPU 1).
+const TAM_CPU: usize = 0;
+
+/// Pins the calling thread to `cpu` (`taskset -p -c CPU TID`).
+fn pin_this_thread(cpu: usize) -> Result<()> {
+    let me = std::fs::read_link("/proc/thread-self").context("--pin: /proc/thread-self")?;
+    let tid = me
+        .file_name()
+        .map(|t| t.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("--pin: no thread id in {}", me.display()))?;
+    taskset(cpu, &tid)
+}
+
+/// `taskset -p -c CPU TID`.
+fn taskset(cpu: usize, tid: &str) -> Result<()> {
+    let cpu = cpu.to_string();
+    let out = std::process::Command::new("taskset")
+        .args(["-p", "-c", &cpu, tid])
+        .output()
+        .context("--pin: running taskset (util-linux)")?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        bail!(
+            "--pin: taskset -p -c {cpu} {tid} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
 }
 
 /// Pins every thread of this process: TAM threads to CPU 0, the others to CPU 1, with
@@ -772,17 +953,16 @@ fn pin_threads() -> Result<()> {
     for t in dir.flatten() {
         let tid = t.file_name().to_string_lossy().into_owned();
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let cpu = if is_tam_thread(comm.trim()) { "0" } else { "1" };
-        let out = std::process::Command::new("taskset")
-            .args(["-p", "-c", cpu, &tid])
-            .output()
-            .context("--pin: running taskset (util-linux)")?;
+        let cpu = if is_tam_thread(comm.trim()) {
+            TAM_CPU
+        } else {
+            1 - TAM_CPU
+        };
         // A thread may have exited since the directory was read.
-        if !out.status.success() && t.path().exists() {
-            bail!(
-                "--pin: taskset -p -c {cpu} {tid} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if let Err(e) = taskset(cpu, &tid) {
+            if t.path().exists() {
+                return Err(e);
+            }
         }
     }
     Ok(())
@@ -912,18 +1092,23 @@ mod tests {
             json: true,
             rate: None,
             pin: false,
+            device_crypto: DeviceCrypto::Ring,
+            device_dir: None,
         };
         let r = bench(&args).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.exchanges, 4);
         assert_eq!(r.rounds, 1);
         assert!(r.p99 >= r.p50 && r.p50 > 0.0);
         assert!(r.tam_sig > 0.0 && r.costs.p256_sign > 0.0);
+        assert!(r.tam_sig_range.0 <= r.tam_sig && r.tam_sig <= r.tam_sig_range.1);
         assert_eq!(r.to_json()["exchanges"], 4);
+        assert_eq!(r.to_json()["device_crypto"], "ring");
     }
 
     #[test]
     #[allow(clippy::panic)]
     fn small_open_loop_run_installs_on_every_device() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let args = BenchTamArgs {
             devices: 3,
             concurrency: 1,
@@ -935,10 +1120,18 @@ mod tests {
             json: true,
             rate: Some(50.0),
             pin: false,
+            device_crypto: DeviceCrypto::RustCrypto,
+            device_dir: Some(dir.path().to_path_buf()),
         };
         let r = bench(&args).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.exchanges, 3);
         assert!(r.p99 >= r.p50 && r.p50 > 0.0);
         assert_eq!(r.to_json()["offered_rate"], 50.0);
+        assert_eq!(r.to_json()["device_crypto"], "rust-crypto");
+        // The devices' stores were made in --device-dir and removed with the run.
+        let left = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .count();
+        assert_eq!(left, 0);
     }
 }
