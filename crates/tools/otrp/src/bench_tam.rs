@@ -5,7 +5,9 @@
 //! named `otrp-tam*` (plus SQLite's `sqlx-sqlite-worker` threads), so the TAM's CPU time is
 //! read per thread from `/proc/self/task/*/stat` and separated from the devices' (TEE
 //! daemons and Brokers, on `otrp-dev*` threads). Devices are `otrp-fleet` devices (a TEE
-//! with its Agent and a Broker session each); C workers play C concurrent Brokers.
+//! with its Agent and a Broker session each); C workers play C concurrent Brokers. The
+//! devices sign with ring (`--device-crypto`) and keep their sealed stores on tmpfs
+//! (`--device-dir`), so that they, not the TAM, are the cheap side of the exchange.
 //!
 //! One round = the SP publishes version n of a TA and deploys it; every device runs one
 //! session: empty POST → QueryRequest, QueryResponse (with EAT evidence) → Update,
@@ -17,6 +19,9 @@
 //! so queueing is not hidden). `--pin` puts the TAM's threads on CPU 0 and every other
 //! thread (devices, Brokers) on CPU 1 (`taskset` per thread), so the TAM has one core
 //! to itself and the per-core bound is measured without the load generator on it.
+//!
+//! The bound (the signature work of one exchange, with the TAM's provider) is timed before
+//! every round on a thread on the TAM's CPU and averaged over the rounds.
 
 use std::path::Path;
 use std::process::ExitCode;
