@@ -97,9 +97,11 @@ pub struct BenchTamArgs {
     /// Keep running rounds (a new TA version to every device) for at least S seconds.
     #[arg(long, value_name = "S", default_value_t = 0)]
     duration: u64,
-    /// Tokio worker threads of the TAM runtime.
-    #[arg(long, default_value_t = 2)]
-    tam_threads: usize,
+    /// Tokio worker threads of the TAM runtime. Default: 1 with `--pin`, which gives the
+    /// TAM one CPU (as tokio itself would choose on a one-core machine; a second thread on
+    /// the same CPU only adds switches between them), else 2.
+    #[arg(long)]
+    tam_threads: Option<usize>,
     /// Open loop: start sessions at R per second (device i of each round at i/R s, every
     /// device once per round) instead of `--concurrency` closed-loop Brokers; latency is
     /// measured from each session's scheduled start. E.g. `--devices 1000 --rate 100`.
@@ -183,6 +185,8 @@ pub struct Report {
     pub pinned: bool,
     /// The devices' crypto provider.
     pub device_crypto: DeviceCrypto,
+    /// Worker threads of the TAM's runtime.
+    pub tam_threads: usize,
 }
 
 /// Measured primitive costs, in seconds.
@@ -215,11 +219,12 @@ impl Report {
             format!("{} CPUs shared by TAM and devices", self.cpus)
         };
         println!(
-            "otrp bench tam: {} devices ({} crypto), {load}, store {}, {} TAM replica(s), HTTPS on 127.0.0.1, {cpus}",
+            "otrp bench tam: {} devices ({} crypto), {load}, store {}, {} TAM replica(s) on {} runtime thread(s), HTTPS on 127.0.0.1, {cpus}",
             self.devices,
             self.device_crypto.name(),
             self.store,
-            self.replicas
+            self.replicas,
+            self.tam_threads
         );
         println!(
             "  exchanges: {} in {:.2} s over {} round(s) = {:.1} exchanges/s",
@@ -302,6 +307,7 @@ impl Report {
             "offered_rate": self.rate,
             "pinned": self.pinned,
             "device_crypto": self.device_crypto.name(),
+            "tam_threads": self.tam_threads,
         })
     }
 }
@@ -635,7 +641,7 @@ fn bench(args: &BenchTamArgs) -> Result<Report> {
         .tempdir_in(&device_base)
         .with_context(|| format!("making the devices' directory in {}", device_base.display()))?;
     let tam_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.tam_threads.max(1))
+        .worker_threads(tam_threads(args))
         .thread_name("otrp-tam")
         .enable_all()
         .build()?;
@@ -912,7 +918,16 @@ async fn run_rounds(
         rate: args.rate,
         pinned: args.pin,
         device_crypto: args.device_crypto,
+        tam_threads: tam_threads(args),
     })
+}
+
+/// Worker threads of the TAM's runtime: `--tam-threads`, else 1 with `--pin` and 2
+/// without.
+fn tam_threads(args: &BenchTamArgs) -> usize {
+    args.tam_threads
+        .unwrap_or(if args.pin { 1 } else { 2 })
+        .max(1)
 }
 
 /// Whether a thread (by its `comm`) belongs to the TAM.
@@ -1093,7 +1108,7 @@ mod tests {
             database: None,
             replicas: 1,
             duration: 0,
-            tam_threads: 1,
+            tam_threads: Some(1),
             json: true,
             rate: None,
             pin: false,
@@ -1108,6 +1123,7 @@ mod tests {
         assert!(r.tam_sig_range.0 <= r.tam_sig && r.tam_sig <= r.tam_sig_range.1);
         assert_eq!(r.to_json()["exchanges"], 4);
         assert_eq!(r.to_json()["device_crypto"], "ring");
+        assert_eq!(r.to_json()["tam_threads"], 1);
     }
 
     #[test]
@@ -1121,7 +1137,7 @@ mod tests {
             database: None,
             replicas: 1,
             duration: 0,
-            tam_threads: 1,
+            tam_threads: Some(1),
             json: true,
             rate: Some(50.0),
             pin: false,
