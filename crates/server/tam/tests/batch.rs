@@ -414,7 +414,9 @@ async fn batch_package_fetched_and_reported_over_coap_through_lossy_relay() {
             .unwrap(),
     );
     let block = 32;
-    let mut cfg = otrp_coap::Config::fast(std::time::Duration::from_millis(100));
+    // 20 ms: each lost datagram costs one ACK timeout (8 retransmissions with backoff
+    // still allow 10 s for a slow debug build); 100 ms made this test take 29 s.
+    let mut cfg = otrp_coap::Config::fast(std::time::Duration::from_millis(20));
     cfg.block_szx = otrp_coap::Config::with_block_size(block).unwrap().block_szx;
     cfg.max_body = 256 * 1024;
     let coap =
