@@ -22,10 +22,20 @@ use reqwest::StatusCode;
 
 /// CoAP timers for loopback: 150 ms initial timeout, 8 retransmissions.
 fn fast(block: usize) -> Config {
+    with_timeout(block, Duration::from_millis(150))
+}
+
+/// CoAP timers for a lossy link: every lost datagram costs one ACK timeout, so 30 ms
+/// (8 retransmissions with backoff still allow 15 s for a slow debug build).
+fn lossy(block: usize) -> Config {
+    with_timeout(block, Duration::from_millis(30))
+}
+
+fn with_timeout(block: usize, ack_timeout: Duration) -> Config {
     Config {
         block_szx: Config::with_block_size(block).unwrap().block_szx,
         max_body: 64 * 1024,
-        ..Config::fast(Duration::from_millis(150))
+        ..Config::fast(ack_timeout)
     }
 }
 
@@ -39,7 +49,14 @@ async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
 
     // The TAM's CoAP handler, wrapped to record every TEEP message it processes.
     let (counting, seen) = counting_handler(state.clone());
-    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", fast(block), counting)
+    // Without loss no timer fires: the long timeout keeps the clean runs free of
+    // spurious retransmissions (they are asserted to be 0) on a busy machine.
+    let cfg = if loss > 0.0 {
+        lossy(block)
+    } else {
+        fast(block)
+    };
+    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", cfg.clone(), counting)
         .await
         .unwrap();
     let server = server.with_coap(coap);
@@ -59,7 +76,7 @@ async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
     let url = format!("coap://{relay}/teep");
     let http = Http::new(None, Duration::from_secs(30))
         .unwrap()
-        .with_coap_config(fast(block));
+        .with_coap_config(cfg);
     let report = run_session(&http, &url, &mut AgentLink(&mut dev))
         .await
         .unwrap_or_else(|e| panic!("session over {url} failed: {e}"));
