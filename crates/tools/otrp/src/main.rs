@@ -5,6 +5,13 @@
 
 use otrp::inspect;
 
+/// mimalloc instead of glibc's malloc: a busy TAM spent 13 % of its CPU in glibc's
+/// allocator (mostly `malloc_consolidate` and chunk unlinking across hyper, SQLite and
+/// CBOR buffers); with mimalloc `otrp bench tam` measured 5 % less TAM CPU per exchange
+/// (docs/PERFORMANCE.md, "Issue #8 item 8").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_tam;
 mod broker;
