@@ -92,15 +92,16 @@ fn config_with(block: usize, ack_timeout: Duration) -> Config {
 }
 
 /// 50 exchanges of 1 KiB to 100 KiB bodies both ways (at most 640 blocks each), spread
-/// over block sizes 16, 64, 256 and 1024, run concurrently (one socket each) through a relay losing 10 % and reordering
-/// 10 % of the datagrams: every response is exact and every request handled once.
+/// over block sizes 16, 64, 256 and 1024, run concurrently (one socket each) through a
+/// relay losing 10 % and reordering 10 % of the datagrams: every response is exact and
+/// every request handled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_exchanges_through_a_lossy_reordering_relay() {
     let calls = Arc::new(Mutex::new(HashMap::new()));
     let mut servers = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    // 5 ms: 16-byte blocks make ~13,000 round trips per exchange; spurious
+    // 5 ms: 16-byte blocks make up to ~1,300 round trips per exchange; spurious
     // retransmissions under load are harmless (and exercise deduplication).
     let cfg = |block| config_with(block, Duration::from_millis(5));
     for (i, block) in LOSSY_BLOCKS.into_iter().enumerate() {
