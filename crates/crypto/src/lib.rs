@@ -32,6 +32,7 @@ mod error;
 pub mod jwk;
 mod keys;
 mod provider;
+pub mod report_key;
 #[cfg(feature = "ring")]
 mod ring_provider;
 pub mod thumbprint;

@@ -48,7 +48,10 @@ pub use key::{
     cose_key_from_private, cose_key_from_public, cose_key_from_slice, private_from_cose_key,
     public_from_cose_key,
 };
-pub use mac::{mac0, parse_mac0, verify_mac0, VerifiedMac0, ALG_HMAC_256_256, TAG_MAC0};
+pub use mac::{
+    mac0, mac0_with, parse_mac0, verify_mac0, verify_mac0_with, verify_parsed_mac0, Mac0Options,
+    VerifiedMac0, ALG_HMAC_256_256, TAG_MAC0,
+};
 pub use sign::{
     parse_sign, parse_sign1, prepare_sign1, sign, sign1, verify_sign, verify_sign1, KidMode,
     PreparedSign1, SignOptions, SignPolicy, VerifiedSign, VerifiedSign1, VerifiedSigner, TAG_SIGN,

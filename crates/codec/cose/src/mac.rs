@@ -62,6 +62,20 @@ fn hmac_alg(protected: &ProtectedHeader) -> Result<(), CoseError> {
     }
 }
 
+/// Options of [`mac0_with`] and [`verify_mac0_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mac0Options<'a> {
+    /// `kid` for the unprotected header (none when empty): it only selects the key.
+    pub kid: &'a [u8],
+    /// The external_aad of the MAC_structure (RFC 9052 §6.3): data the tag covers
+    /// without carrying it.
+    pub external_aad: &'a [u8],
+    /// Whether the payload field is `nil` (the payload travels elsewhere).
+    pub detached: bool,
+    /// Whether to wrap the array in tag 17.
+    pub tagged: bool,
+}
+
 /// Creates a COSE_Mac0 with HMAC 256/256 under `key`, external_aad empty; with
 /// `detached` the payload field is `nil` (SUIT: pass the encoded SUIT_Digest).
 pub fn mac0(
@@ -71,25 +85,57 @@ pub fn mac0(
     detached: bool,
     tagged: bool,
 ) -> Result<Vec<u8>, CoseError> {
+    mac0_with(
+        provider,
+        key,
+        payload,
+        &Mac0Options {
+            detached,
+            tagged,
+            ..Mac0Options::default()
+        },
+    )
+}
+
+/// Creates a COSE_Mac0 with HMAC 256/256 under `key` as `opts` says (kid, external_aad,
+/// detached payload, tag).
+///
+/// ```
+/// use otrp_cose::{mac0_with, verify_mac0_with, Mac0Options};
+/// let p = otrp_crypto::default_provider();
+/// let opts = Mac0Options { kid: b"dev-1", external_aad: b"lot-1#7", tagged: true, ..Default::default() };
+/// let bytes = mac0_with(p, &[7; 32], b"report", &opts).unwrap();
+/// let ok = verify_mac0_with(p, &bytes, None, b"lot-1#7", &[&[7u8; 32][..]]).unwrap();
+/// assert_eq!(ok.payload, b"report");
+/// // The same tag under another external_aad does not verify.
+/// assert!(verify_mac0_with(p, &bytes, None, b"lot-1#8", &[&[7u8; 32][..]]).is_err());
+/// ```
+pub fn mac0_with(
+    provider: &dyn CryptoProvider,
+    key: &[u8],
+    payload: &[u8],
+    opts: &Mac0Options<'_>,
+) -> Result<Vec<u8>, CoseError> {
     let protected = HeaderBuilder::new()
         .algorithm(coset::iana::Algorithm::HMAC_256_256)
         .build();
-    let builder = CoseMac0Builder::new().protected(protected);
-    let builder = if detached {
-        builder
-    } else {
-        builder.payload(payload.to_vec())
-    };
+    let mut builder = CoseMac0Builder::new().protected(protected);
+    if !opts.kid.is_empty() {
+        builder = builder.unprotected(HeaderBuilder::new().key_id(opts.kid.to_vec()).build());
+    }
+    if !opts.detached {
+        builder = builder.payload(payload.to_vec());
+    }
     let mut msg = builder.build();
     let tbs = coset::mac_structure_data(
         coset::MacContext::CoseMac0,
         msg.protected.clone(),
-        b"",
+        opts.external_aad,
         payload,
     );
     msg.tag = provider.hmac_sha256(key, &tbs).to_vec();
     let value = msg.to_cbor_value().map_err(CoseError::coset("COSE_Mac0"))?;
-    let value = if tagged {
+    let value = if opts.tagged {
         Value::Tag(TAG_MAC0, alloc::boxed::Box::new(value))
     } else {
         value
@@ -106,14 +152,41 @@ pub fn verify_mac0(
     detached_payload: Option<&[u8]>,
     keys: &[&[u8]],
 ) -> Result<VerifiedMac0, CoseError> {
+    verify_mac0_with(provider, bytes, detached_payload, b"", keys)
+}
+
+/// [`verify_mac0`] with an external_aad, which must be the one the tag was made with.
+pub fn verify_mac0_with(
+    provider: &dyn CryptoProvider,
+    bytes: &[u8],
+    detached_payload: Option<&[u8]>,
+    external_aad: &[u8],
+    keys: &[&[u8]],
+) -> Result<VerifiedMac0, CoseError> {
+    verify_parsed_mac0(
+        provider,
+        &parse_mac0(bytes)?,
+        detached_payload,
+        external_aad,
+        keys,
+    )
+}
+
+/// [`verify_mac0_with`] on an already parsed COSE_Mac0 (to read its kid first).
+pub fn verify_parsed_mac0(
+    provider: &dyn CryptoProvider,
+    msg: &CoseMac0,
+    detached_payload: Option<&[u8]>,
+    external_aad: &[u8],
+    keys: &[&[u8]],
+) -> Result<VerifiedMac0, CoseError> {
     const WHAT: &str = "COSE_Mac0";
-    let msg = parse_mac0(bytes)?;
     hmac_alg(&msg.protected)?;
     let payload = payload_of(WHAT, msg.payload.as_ref(), detached_payload)?;
     let tbs = coset::mac_structure_data(
         coset::MacContext::CoseMac0,
         msg.protected.clone(),
-        b"",
+        external_aad,
         &payload,
     );
     for (key_index, key) in keys.iter().enumerate() {

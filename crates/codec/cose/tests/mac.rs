@@ -78,3 +78,56 @@ fn mac0_round_trip_attached_and_detached_and_tamper() {
         }
     }
 }
+
+#[test]
+fn kid_and_external_aad_round_trip_and_bind_the_tag() {
+    use otrp_cose::{mac0_with, parse_mac0, verify_mac0_with, Mac0Options};
+    let key = [9u8; 32];
+    let opts = Mac0Options {
+        kid: b"device-7",
+        external_aad: b"lot-1/3",
+        tagged: true,
+        ..Mac0Options::default()
+    };
+    let bytes = mac0_with(provider(), &key, b"success", &opts).expect("mac0");
+    assert_eq!(bytes[0], 0xd1, "tag 17");
+    let parsed = parse_mac0(&bytes).expect("parse");
+    assert_eq!(parsed.unprotected.key_id, b"device-7");
+    let ok = verify_mac0_with(provider(), &bytes, None, b"lot-1/3", &[&key[..]]).expect("ok");
+    assert_eq!(ok.payload, b"success");
+    // Another external_aad (another package), another key or a changed payload: refused.
+    for (aad, k) in [(&b"lot-1/4"[..], key), (&b"lot-1/3"[..], [8u8; 32])] {
+        assert!(matches!(
+            verify_mac0_with(provider(), &bytes, None, aad, &[&k[..]]),
+            Err(CoseError::BadMac { .. })
+        ));
+    }
+    let other = mac0_with(provider(), &key, b"failure", &opts).expect("mac0");
+    let mut forged = parse_mac0(&other).expect("parse");
+    forged.tag = parse_mac0(&bytes).expect("parse").tag;
+    assert!(
+        otrp_cose::verify_parsed_mac0(provider(), &forged, None, b"lot-1/3", &[&key[..]]).is_err()
+    );
+    // The kid is not covered by the tag but only selects the key: swapping it changes nothing.
+    let mut rekid = parse_mac0(&bytes).expect("parse");
+    rekid.unprotected.key_id = b"device-8".to_vec();
+    assert!(
+        otrp_cose::verify_parsed_mac0(provider(), &rekid, None, b"lot-1/3", &[&key[..]]).is_ok()
+    );
+    // Without kid and aad it is the plain `mac0`.
+    let plain = mac0_with(
+        provider(),
+        &key,
+        b"x",
+        &Mac0Options {
+            tagged: true,
+            ..Mac0Options::default()
+        },
+    )
+    .expect("mac0");
+    assert_eq!(
+        plain,
+        mac0(provider(), &key, b"x", false, true).expect("mac0")
+    );
+    assert!(verify_mac0(provider(), &plain, None, &[&key[..]]).is_ok());
+}

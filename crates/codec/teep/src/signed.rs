@@ -152,6 +152,48 @@ pub fn sign1(
     )?)
 }
 
+/// Authenticates `msg` as a tagged COSE_Mac0 (HMAC 256/256) under the symmetric `key`,
+/// with `kid` in the unprotected header and `external_aad` covered by the tag: a batch
+/// report under the device's report key (`otrp_crypto::report_key`), whose external_aad
+/// is [`batch_report_aad`].
+pub fn mac0(
+    provider: &dyn CryptoProvider,
+    key: &[u8],
+    kid: &[u8],
+    external_aad: &[u8],
+    msg: &TeepMessage,
+) -> Result<Vec<u8>, SignedError> {
+    let payload = msg.to_vec()?;
+    Ok(otrp_cose::mac0_with(
+        provider,
+        key,
+        &payload,
+        &otrp_cose::Mac0Options {
+            kid,
+            external_aad,
+            detached: false,
+            tagged: true,
+        },
+    )?)
+}
+
+/// The external_aad of a MAC'd batch report: the CBOR array
+/// `["otrp-batch-report", batch-id, batch-sequence]`. The tag thus covers the package the
+/// report is about, which travels only in the request's URL (`/batch/<id>/reports?seq=N`):
+/// a report cannot be replayed for another batch or another package.
+pub fn batch_report_aad(batch_id: &str, sequence: u64) -> Vec<u8> {
+    use ciborium::value::Value;
+    let v = Value::Array(alloc::vec![
+        Value::Text("otrp-batch-report".into()),
+        Value::Text(batch_id.into()),
+        Value::Integer(sequence.into()),
+    ]);
+    let mut out = Vec::new();
+    // Writing a small array of text and an integer into a Vec cannot fail.
+    let _ = ciborium::ser::into_writer(&v, &mut out);
+    out
+}
+
 /// Signs `msg` as COSE_Sign1 under `suite`, checking that `key` fits it.
 pub fn sign1_with_suite(
     provider: &dyn CryptoProvider,
