@@ -74,6 +74,8 @@ pub struct FleetOptions {
     pub config: MgmtConfig,
     /// Batch to put the devices in.
     pub batch: Option<String>,
+    /// With a batch: give each device a report key (MAC'd batch reports).
+    pub report_key: bool,
     /// TAMs the devices trust; empty = every TAM signer certificate of the PKI.
     pub tams: Vec<TamCert>,
     /// Where device stores go; `None` = a temporary directory removed with the fleet.
@@ -89,6 +91,7 @@ impl FleetOptions {
             model: model.into(),
             config,
             batch: None,
+            report_key: false,
             tams: Vec::new(),
             store_root: None,
             crypto: TeeCrypto::default(),
@@ -357,6 +360,7 @@ impl Fleet {
         let mut req = ProvisionRequest::new(options.model.clone());
         req.config = options.config;
         req.batch = options.batch.clone();
+        req.report_key = options.report_key;
         let provider = otrp_crypto::default_provider();
         let mut rng = rand::rngs::OsRng;
         let mut devices = Vec::with_capacity(count);

@@ -154,6 +154,9 @@ pub struct Agent<S: ComponentStore, A: Attester> {
     /// Batch mode: data components (`[..TA, "perso"]`) install only for a TA that is
     /// installed or installed by the same Update (see [`crate::batch`]).
     data_needs_ta: bool,
+    /// Batch mode with a report key: the Success or Error is a COSE_Mac0 under it, with
+    /// this external_aad (see [`crate::batch`]), instead of a signature.
+    report_mac: Option<(crate::batch::ReportKey, Vec<u8>)>,
 }
 
 struct SdPolicy<'a> {
@@ -306,6 +309,7 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             pending: None,
             last_reports: Vec::new(),
             data_needs_ta: false,
+            report_mac: None,
         }
     }
 
@@ -332,6 +336,10 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
     /// Batch mode: whether data components need their TA (set for one package).
     pub(crate) fn set_data_needs_ta(&mut self, yes: bool) {
         self.data_needs_ta = yes;
+    }
+
+    pub(crate) fn set_report_mac(&mut self, mac: Option<(crate::batch::ReportKey, Vec<u8>)>) {
+        self.report_mac = mac;
     }
 
     /// The crypto provider.
@@ -395,6 +403,18 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
     }
 
     fn sign(&self, msg: &TeepMessage, suite: &TeepCipherSuite) -> Option<Vec<u8>> {
+        if let Some((rk, aad)) = &self.report_mac {
+            if matches!(msg, TeepMessage::Success(_) | TeepMessage::Error(_)) {
+                return otrp_teep::signed::mac0(
+                    self.provider,
+                    rk.key.as_slice(),
+                    &rk.device_id,
+                    aad,
+                    msg,
+                )
+                .ok();
+            }
+        }
         otrp_teep::signed::sign1_with_suite(self.provider, &self.config.agent_key, msg, suite).ok()
     }
 

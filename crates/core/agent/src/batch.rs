@@ -64,12 +64,41 @@ pub struct BatchMembership {
     pub id: String,
     /// The batch's shared P-256 private key (ECDH-ES recipient of batch payloads).
     pub key: otrp_crypto::p256::SecretKey,
+    /// This device's report key, when it was provisioned with one: its batch reports are
+    /// then COSE_Mac0 under it rather than signed with the Agent key.
+    pub report: Option<ReportKey>,
+}
+
+/// A device's batch report key ([`otrp_crypto::report_key`]): the OEM derived it from the
+/// batch's report master secret and this device's id, and the TAM, holding the master,
+/// derives it again from the id the report names.
+///
+/// A report under it is a tagged COSE_Mac0 (HMAC 256/256) of the Success or Error, `kid` =
+/// `device_id`, external_aad = [`otrp_teep::signed::batch_report_aad`] of the package, so
+/// that the TAM checks it with one HMAC instead of a signature. The trade-off: a MAC
+/// proves the report to the TAM (and to whoever holds the master) but not to a third
+/// party, as a signature would.
+#[derive(Clone)]
+pub struct ReportKey {
+    /// The device id the key was derived for (its UEID): the report's `kid`.
+    pub device_id: Vec<u8>,
+    /// The 32-byte HMAC key.
+    pub key: zeroize::Zeroizing<[u8; otrp_crypto::report_key::REPORT_KEY_LEN]>,
+}
+
+impl core::fmt::Debug for ReportKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReportKey")
+            .field("device_id", &hex::encode(&self.device_id))
+            .finish_non_exhaustive()
+    }
 }
 
 impl core::fmt::Debug for BatchMembership {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BatchMembership")
             .field("id", &self.id)
+            .field("report", &self.report)
             .finish_non_exhaustive()
     }
 }
@@ -257,7 +286,7 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             Ok(s) => s,
             Err(r) => return BatchOutcome::Refused(r),
         };
-        self.with_batch_kek(m, |agent| agent.handle(package, now))
+        self.with_batch_kek(m, sequence, |agent| agent.handle(package, now))
             .finish(self, m, sequence)
     }
 
@@ -274,13 +303,14 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             Ok(s) => s,
             Err(r) => return BatchOutcome::Refused(r),
         };
-        self.with_batch_kek(m, |agent| agent.provide_fetch(uri, bytes, now))
+        self.with_batch_kek(m, sequence, |agent| agent.provide_fetch(uri, bytes, now))
             .finish(self, m, sequence)
     }
 
     fn with_batch_kek(
         &mut self,
         m: &BatchMembership,
+        sequence: u64,
         f: impl FnOnce(&mut Self) -> Output,
     ) -> Pending {
         self.config_mut()
@@ -288,7 +318,13 @@ impl<S: ComponentStore, A: Attester> Agent<S, A> {
             .keks
             .push(DeviceKek::EcdhP256(m.key.clone()));
         self.set_data_needs_ta(true);
+        self.set_report_mac(
+            m.report
+                .clone()
+                .map(|r| (r, otrp_teep::signed::batch_report_aad(&m.id, sequence))),
+        );
         let out = f(self);
+        self.set_report_mac(None);
         self.set_data_needs_ta(false);
         self.config_mut().processor.keks.pop();
         Pending(out)

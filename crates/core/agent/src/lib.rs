@@ -96,7 +96,7 @@ pub use agent::{
     peek_manifest_id, Agent, AgentConfig, Event, Management, Output, TrustedTam, TOKENS_STATE_KEY,
 };
 pub use attest::{tfw_endorsement, Attester, EatAttester, EatIdentity, InstalledManifest};
-pub use batch::{BatchMembership, BatchOutcome, BatchRefusal, QueuedReport};
+pub use batch::{BatchMembership, BatchOutcome, BatchRefusal, QueuedReport, ReportKey};
 pub use error::AgentError;
 pub use otrp::{OtrpAgent, OtrpConfig, OtrpEvent, OtrpOutput, OtrpTam, TfwKey};
 pub use sd::{OemAuthorization, SdDescriptor, SecurityDomain};

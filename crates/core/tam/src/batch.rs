@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use ciborium::value::Value;
+use otrp_crypto::report_key::REPORT_KEY_LEN;
 use otrp_crypto::{AlgIdGeneration, CryptoProvider, PrivateKey, PublicKey, SigAlg};
 use otrp_store::Store;
 use otrp_suit::TaManifestBuilder;
@@ -466,6 +467,125 @@ pub async fn verify_reports(
     provider: &dyn CryptoProvider,
     bodies: &[&[u8]],
 ) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    verify_reports_with(store, provider, None, bodies).await
+}
+
+/// The package a group of reports is about, and the batch's report master secret when
+/// the TAM holds one: what [`verify_reports_with`] needs for MAC'd reports.
+#[derive(Clone, Copy)]
+pub struct ReportContext<'a> {
+    /// Batch id.
+    pub batch_id: &'a str,
+    /// Package sequence number.
+    pub seq: u64,
+    /// The batch's report master secret ([`otrp_crypto::report_key`]), if configured.
+    pub master: Option<&'a [u8; REPORT_KEY_LEN]>,
+}
+
+impl std::fmt::Debug for ReportContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportContext")
+            .field("batch_id", &self.batch_id)
+            .field("seq", &self.seq)
+            .field("master", &self.master.map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+/// A report that is a COSE_Mac0 (tag 17): a device with a report key sent it.
+fn parse_mac_report(body: &[u8]) -> Option<otrp_cose::coset::CoseMac0> {
+    (body.first() == Some(&0xd1))
+        .then(|| otrp_cose::parse_mac0(body).ok())
+        .flatten()
+}
+
+/// Checks a MAC'd report: the TAM derives the key of the device its `kid` names from the
+/// batch's report master and checks the HMAC over the report and the package
+/// ([`otrp_teep::signed::batch_report_aad`]). No store lookup and no signature.
+fn verify_mac_report(
+    provider: &dyn CryptoProvider,
+    ctx: Option<&ReportContext<'_>>,
+    body: &[u8],
+    mac: &otrp_cose::coset::CoseMac0,
+) -> Result<BatchReport, BatchError> {
+    let bad = |e: String| BatchError::Report(e);
+    if body.len() > otrp_teep::DecodeLimits::DEFAULT.max_input_len {
+        return Err(bad(format!("report of {} bytes is too long", body.len())));
+    }
+    let ctx = ctx.ok_or_else(|| bad("a MAC'd report needs its batch and package".into()))?;
+    let master = ctx.master.ok_or_else(|| {
+        bad(format!(
+            "report under a device report key, but this TAM has no report master for batch {:?} \
+             (configure it, or provision the devices without report keys)",
+            ctx.batch_id
+        ))
+    })?;
+    let device = &mac.unprotected.key_id;
+    if device.is_empty() || device.len() > 64 {
+        return Err(bad(
+            "a MAC'd report names its device in `kid` (1..=64 bytes)".into(),
+        ));
+    }
+    let key = otrp_crypto::report_key::derive(provider, master, ctx.batch_id, device)
+        .map_err(|e| bad(e.to_string()))?;
+    let aad = otrp_teep::signed::batch_report_aad(ctx.batch_id, ctx.seq);
+    let v = otrp_cose::verify_parsed_mac0(provider, mac, None, &aad, &[key.as_slice()]).map_err(
+        |_| {
+            bad(format!(
+                "the MAC of device {}'s report does not verify for batch {:?} package {}",
+                hex::encode(device),
+                ctx.batch_id,
+                ctx.seq
+            ))
+        },
+    )?;
+    let message = TeepMessage::decode_with_limits(&v.payload, &otrp_teep::DecodeLimits::DEFAULT)
+        .map_err(|e| bad(e.to_string()))?;
+    report_of(message, &hex::encode(device))
+}
+
+/// [`verify_reports`] for reports that may also be MAC'd: a COSE_Mac0 report
+/// (`otrp_agent::batch::ReportKey`) is checked with one HMAC under the key derived from
+/// `ctx`'s report master and the device id it names; signed reports as
+/// [`verify_reports`] checks them (one store lookup for the group's Agent keys).
+pub async fn verify_reports_with(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    ctx: Option<&ReportContext<'_>>,
+    bodies: &[&[u8]],
+) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    let macs: Vec<Option<otrp_cose::coset::CoseMac0>> =
+        bodies.iter().map(|b| parse_mac_report(b)).collect();
+    let signed: Vec<&[u8]> = bodies
+        .iter()
+        .zip(&macs)
+        .filter(|(_, m)| m.is_none())
+        .map(|(b, _)| *b)
+        .collect();
+    let mut signed_out = verify_signed_reports(store, provider, &signed)
+        .await?
+        .into_iter();
+    Ok(bodies
+        .iter()
+        .zip(macs)
+        .map(|(body, mac)| match mac {
+            Some(mac) => verify_mac_report(provider, ctx, body, &mac),
+            None => signed_out
+                .next()
+                .unwrap_or_else(|| Err(BatchError::Report("no report".into()))),
+        })
+        .collect())
+}
+
+/// Signed reports: [`verify_reports`].
+async fn verify_signed_reports(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    bodies: &[&[u8]],
+) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    if bodies.is_empty() {
+        return Ok(Vec::new());
+    }
     let kids: Vec<Result<Vec<u8>, BatchError>> = bodies.iter().map(|b| report_kid(b)).collect();
     let wanted: Vec<Vec<u8>> = kids
         .iter()
@@ -538,7 +658,7 @@ pub async fn verify_reports(
                         &otrp_teep::DecodeLimits::DEFAULT,
                     )
                     .map_err(|e| BatchError::Report(e.to_string()))?;
-                    report_of(message, rec)
+                    report_of(message, &rec.device_id)
                 }
                 None => verify_with(provider, body, &key, rec),
             }
@@ -576,23 +696,20 @@ fn verify_with(
 ) -> Result<BatchReport, BatchError> {
     let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(key))
         .map_err(|e| BatchError::Report(e.to_string()))?;
-    report_of(v.message, rec)
+    report_of(v.message, &rec.device_id)
 }
 
-/// The report a verified Success or Error makes.
-fn report_of(
-    message: TeepMessage,
-    rec: &otrp_store::AgentKeyRecord,
-) -> Result<BatchReport, BatchError> {
+/// The report a verified Success or Error of device `device_id` (hex UEID) makes.
+fn report_of(message: TeepMessage, device_id: &str) -> Result<BatchReport, BatchError> {
     match message {
         TeepMessage::Success(s) => Ok(BatchReport {
-            device_id: rec.device_id.clone(),
+            device_id: device_id.to_owned(),
             success: true,
             detail: String::new(),
             suit_reports: s.suit_reports.unwrap_or_default(),
         }),
         TeepMessage::Error(e) => Ok(BatchReport {
-            device_id: rec.device_id.clone(),
+            device_id: device_id.to_owned(),
             success: false,
             detail: format!(
                 "err-code {}{}",
@@ -620,7 +737,25 @@ pub async fn record_reports(
     bodies: &[&[u8]],
     now: u64,
 ) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
-    let outcomes = verify_reports(store, provider, bodies).await?;
+    let ctx = ReportContext {
+        batch_id,
+        seq,
+        master: None,
+    };
+    record_reports_with(store, provider, &ctx, bodies, now).await
+}
+
+/// [`record_reports`] that also takes MAC'd reports ([`verify_reports_with`]) when `ctx`
+/// holds the batch's report master.
+pub async fn record_reports_with(
+    store: &dyn Store,
+    provider: &dyn CryptoProvider,
+    ctx: &ReportContext<'_>,
+    bodies: &[&[u8]],
+    now: u64,
+) -> Result<Vec<Result<BatchReport, BatchError>>, otrp_store::StoreError> {
+    let (batch_id, seq) = (ctx.batch_id, ctx.seq);
+    let outcomes = verify_reports_with(store, provider, Some(ctx), bodies).await?;
     let records: Vec<otrp_store::BatchReportRecord> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok())

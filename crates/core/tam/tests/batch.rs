@@ -10,8 +10,9 @@ use otrp_cose::SignOptions;
 use otrp_crypto::{KeyKind, PrivateKey};
 use otrp_suit::{ComponentId, TaManifestBuilder};
 use otrp_tam::batch::{
-    build_package, encrypt_for_batch, record_reports, verify_report, verify_reports, BatchError,
-    BatchFetch, BatchPackage, BatchPublisher, CountingProvider,
+    build_package, encrypt_for_batch, record_reports, record_reports_with, verify_report,
+    verify_reports, BatchError, BatchFetch, BatchPackage, BatchPublisher, CountingProvider,
+    ReportContext,
 };
 use otrp_teep::ErrCode;
 use pair::*;
@@ -96,6 +97,27 @@ fn member(id: &str, k: &PrivateKey) -> BatchMembership {
     BatchMembership {
         id: id.into(),
         key: p256(k),
+        report: None,
+    }
+}
+
+/// The batch's report master in these tests.
+const MASTER: [u8; 32] = [0x42; 32];
+
+/// `member` with the report key the OEM derives for `dev` from `master`.
+fn member_with_report_key(
+    id: &str,
+    k: &PrivateKey,
+    dev: &Device,
+    master: &[u8; 32],
+) -> BatchMembership {
+    BatchMembership {
+        report: Some(otrp_agent::ReportKey {
+            device_id: dev.ueid.clone(),
+            key: otrp_crypto::report_key::derive(agent_provider(), master, id, &dev.ueid)
+                .expect("derive"),
+        }),
+        ..member(id, k)
     }
 }
 
@@ -290,6 +312,131 @@ async fn a_group_of_reports_fails_only_its_bad_reports() {
         .await
         .expect("reports")
         .is_empty());
+}
+
+/// Devices provisioned with report keys MAC their reports: the TAM, holding the batch's
+/// report master, checks each with one HMAC and no signature and records it under the
+/// device id the report names, without the device's Agent key being bound. A MAC'd report
+/// is refused when the TAM has no master for the batch, under another master, for another
+/// package (the MAC covers batch id and sequence number), with a tampered tag or payload,
+/// or when it names another device; signed reports in the same group are still checked
+/// against their bound keys.
+#[tokio::test]
+async fn mac_reports_are_checked_with_the_batch_report_master() {
+    let bk = batch_key(700);
+    let pkg = package(otrp_crypto::default_provider(), &bk, 1, 1);
+    let mut maced: Vec<Device> = (0..3)
+        .map(|i| Device::new(4000 + i, &tam_public(), vec![]))
+        .collect();
+    let mut signer_dev = Device::new(4010, &tam_public(), vec![]);
+    let mut failing = Device::new(4020, &tam_public(), vec![]);
+    // Only the signing device is bound: MAC'd reports need no Agent key at the TAM.
+    let w = World::new(&[&signer_dev]).await;
+    let mut ok = Vec::new();
+    for d in &mut maced {
+        let m = member_with_report_key(BATCH, &bk, d, &MASTER);
+        ok.push(report_of(d, &m, &pkg));
+    }
+    assert!(ok.iter().all(|r| r[0] == 0xd1), "COSE_Mac0 (tag 17)");
+    let signed = report_of(&mut signer_dev, &member(BATCH, &bk), &pkg);
+    assert_eq!(signed[0], 0xd2, "COSE_Sign1 (tag 18)");
+    // A 32-byte tag and a 17-byte UEID kid against a 64-byte signature and a
+    // 32-byte thumbprint kid: 48 bytes fewer for the same Success.
+    assert_eq!(
+        signed.len() - ok[0].len(),
+        48,
+        "{} vs {}",
+        signed.len(),
+        ok[0].len()
+    );
+    // Another batch key: the payload does not decrypt; the Error is MAC'd too.
+    let fm = member_with_report_key(BATCH, &batch_key(800), &failing, &MASTER);
+    let error = report_of(&mut failing, &fm, &pkg);
+    let counting: &'static CountingProvider = Box::leak(Box::new(CountingProvider::new(
+        otrp_crypto::default_provider(),
+    )));
+    let ctx = ReportContext {
+        batch_id: BATCH,
+        seq: 1,
+        master: Some(&MASTER),
+    };
+    let bodies: Vec<&[u8]> = vec![&ok[0], &signed, &ok[1], &error, &ok[2]];
+    let out = record_reports_with(w.store.as_ref(), counting, &ctx, &bodies, NOW + 3)
+        .await
+        .expect("store");
+    assert_eq!(
+        counting.verifications(),
+        1,
+        "one signature check: the signed report"
+    );
+    let ids: Vec<(String, bool)> = out
+        .iter()
+        .map(|o| {
+            let r = o.as_ref().expect("recorded");
+            (r.device_id.clone(), r.success)
+        })
+        .collect();
+    let hexid = |d: &Device| hex::encode(&d.ueid);
+    assert_eq!(
+        ids,
+        vec![
+            (hexid(&maced[0]), true),
+            (hexid(&signer_dev), true),
+            (hexid(&maced[1]), true),
+            (hexid(&failing), false),
+            (hexid(&maced[2]), true),
+        ]
+    );
+    let recorded = w.store.batch_reports(BATCH, 1).await.expect("reports");
+    assert_eq!(recorded.len(), 5);
+    // Refusals, each naming what is wrong; nothing of them is recorded.
+    let refused = |ctx: ReportContext<'static>, body: Vec<u8>, why: &'static str| {
+        let store = w.store.clone();
+        async move {
+            let out = record_reports_with(store.as_ref(), agent_provider(), &ctx, &[&body], NOW)
+                .await
+                .expect("store");
+            match &out[0] {
+                Err(BatchError::Report(e)) => assert!(e.contains(why), "{e}"),
+                other => panic!("expected a refusal ({why}), got {other:?}"),
+            }
+        }
+    };
+    static OTHER: [u8; 32] = [0x43; 32];
+    static M: [u8; 32] = MASTER;
+    let at = |seq, master| ReportContext {
+        batch_id: BATCH,
+        seq,
+        master,
+    };
+    refused(at(2, None), ok[0].clone(), "has no report master for batch").await;
+    refused(at(2, Some(&OTHER)), ok[0].clone(), "does not verify").await;
+    refused(at(2, Some(&M)), ok[0].clone(), "does not verify").await; // another package
+    let mut tag = ok[0].clone();
+    *tag.last_mut().expect("tag") ^= 1;
+    refused(at(2, Some(&M)), tag, "does not verify").await;
+    // A report naming another device: that device's key does not verify it.
+    let mut mac = otrp_cose::parse_mac0(&ok[0]).expect("mac0");
+    mac.unprotected.key_id = maced[1].ueid.clone();
+    let renamed = otrp_cose::coset::TaggedCborSerializable::to_tagged_vec(mac).expect("encode");
+    refused(at(1, Some(&M)), renamed, "does not verify").await;
+    let mut mac = otrp_cose::parse_mac0(&ok[0]).expect("mac0");
+    mac.unprotected.key_id.clear();
+    let anonymous = otrp_cose::coset::TaggedCborSerializable::to_tagged_vec(mac).expect("encode");
+    refused(at(1, Some(&M)), anonymous, "names its device").await;
+    assert!(w.store.batch_reports(BATCH, 2).await.expect("r").is_empty());
+    // `record_reports` (no master) refuses MAC'd reports and still takes signed ones.
+    let plain = record_reports(
+        w.store.as_ref(),
+        agent_provider(),
+        BATCH,
+        1,
+        &[&ok[0], &signed],
+        NOW,
+    )
+    .await
+    .expect("store");
+    assert!(plain[0].is_err() && plain[1].is_ok());
 }
 
 /// Reports signed with Ed25519 Agent keys are checked together: a group of good ones

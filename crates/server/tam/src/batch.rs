@@ -86,8 +86,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use otrp_store::{AccountKind, BatchPackageRecord, ManifestStatus, StoreError};
 use otrp_tam::batch::{
-    build_package, check_data_for_batch, record_reports, BatchError, CountingProvider,
-    MAX_REPORT_GROUP,
+    build_package, check_data_for_batch, record_reports_with, BatchError, CountingProvider,
+    ReportContext, MAX_REPORT_GROUP,
 };
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
@@ -98,6 +98,12 @@ use utoipa::{OpenApi, ToSchema};
 use crate::api::{component_display, parse_component, ErrorBody};
 use crate::sd::sd_component_key;
 use crate::state::{now, AppState};
+
+/// Report master secrets per batch id (`[[batch_report_master]]`).
+pub type ReportMasters = std::collections::HashMap<
+    String,
+    zeroize::Zeroizing<[u8; otrp_crypto::report_key::REPORT_KEY_LEN]>,
+>;
 
 /// Batch packages published.
 pub const BATCH_PACKAGES: &str = "otrp_batch_packages_total";
@@ -766,8 +772,13 @@ async fn record_group(
         }
         Err(e) => return all(ReportOutcome::Refused(503, format!("store: {e}"))),
     }
+    let ctx = ReportContext {
+        batch_id,
+        seq,
+        master: s.report_masters.get(batch_id).map(|k| &**k),
+    };
     let outcomes =
-        match record_reports(s.store.as_ref(), s.provider, batch_id, seq, bodies, now()).await {
+        match record_reports_with(s.store.as_ref(), s.provider, &ctx, bodies, now()).await {
             Ok(o) => o,
             Err(e) => return all(ReportOutcome::Refused(503, format!("store: {e}"))),
         };
@@ -785,7 +796,7 @@ async fn record_group(
                 metrics::counter!(BATCH_REPORTS, "result" => "refused").increment(1);
                 ReportOutcome::Refused(
                     403,
-                    format!("{e} (a device's first TEEP session binds the Agent key its reports are checked with)"),
+                    format!("{e} (signed reports are checked with the Agent key a device's first TEEP session binds, MAC'd ones with the batch's [[batch_report_master]])"),
                 )
             }
         })

@@ -26,6 +26,10 @@
 //! sp = "bank"
 //! file = "/etc/otrp/oemauth-bank.cose"   # the OEM's OemAuthorization (COSE_Sign1)
 //!
+//! [[batch_report_master]]                # MAC'd batch reports of devices with report keys
+//! batch = "lot-1"
+//! file = "/etc/otrp/pki/batch/lot-1.report-master.key"   # 64 hex digits (secret)
+//!
 //! [[reference]]
 //! model = "door-lock"
 //! measurements = ["5a5a…"]               # hex SHA-256 of accepted TEE images; empty: any
@@ -79,6 +83,19 @@ pub struct OemAuthorizationConfig {
     /// The SP account id.
     pub sp: String,
     /// File holding the COSE_Sign1 bytes (binary).
+    pub file: PathBuf,
+}
+
+/// `[[batch_report_master]]`: the report master secret of one batch (the OEM's
+/// `PKI_DIR/batch/<batch>.report-master.key`), with which the TAM checks the MAC'd
+/// reports of the batch's devices provisioned with report keys
+/// (`otrp device provision --batch B --report-key`; docs/CONSTRAINED.md).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReportMasterConfig {
+    /// The batch id.
+    pub batch: String,
+    /// File holding the master secret (64 hex digits).
     pub file: PathBuf,
 }
 
@@ -204,6 +221,8 @@ pub struct ServerConfig {
     pub coap_block_size: usize,
     /// OEM authorizations of this TAM per SP for OTrP CreateSD on OEM-gated devices.
     pub otrp_oem_authorization: Vec<OemAuthorizationConfig>,
+    /// Report master secrets per batch, for MAC'd batch reports.
+    pub batch_report_master: Vec<BatchReportMasterConfig>,
     /// `all`: every Update in the compact wire profile (docs/CONSTRAINED.md).
     pub compact: CompactConfig,
     /// Device models (EAT `hwmodel`) whose Updates use the compact wire profile.
@@ -244,6 +263,7 @@ impl Default for ServerConfig {
             coap_listen: None,
             coap_block_size: 1024,
             otrp_oem_authorization: Vec::new(),
+            batch_report_master: Vec::new(),
             compact: CompactConfig::None,
             compact_models: Vec::new(),
             compact_transports: Vec::new(),
@@ -322,6 +342,34 @@ impl ServerConfig {
                     })
             })
             .collect()
+    }
+
+    /// The batch report masters, read from their files (batch id → secret). A batch
+    /// named twice, an invalid batch id or a file that is not 64 hex digits is an error.
+    pub fn batch_report_masters(&self) -> Result<crate::batch::ReportMasters, ConfigError> {
+        let mut out = crate::batch::ReportMasters::default();
+        for m in &self.batch_report_master {
+            if !otrp_tam::batch::is_valid_batch_id(&m.batch) {
+                return Err(ConfigError::Missing(format!(
+                    "[[batch_report_master]]: invalid batch id {:?}",
+                    m.batch
+                )));
+            }
+            let text = std::fs::read_to_string(&m.file).map_err(|source| ConfigError::Read {
+                path: m.file.clone(),
+                source,
+            })?;
+            let key = otrp_pki::read_report_master(&text, &m.file.display().to_string()).map_err(
+                |e| ConfigError::Missing(format!("[[batch_report_master]] {}: {e}", m.batch)),
+            )?;
+            if out.insert(m.batch.clone(), key).is_some() {
+                return Err(ConfigError::Missing(format!(
+                    "[[batch_report_master]]: batch {:?} is named twice",
+                    m.batch
+                )));
+            }
+        }
+        Ok(out)
     }
 
     /// The TAM core's compact wire-profile policy from `compact`, `compact_models` and
@@ -485,6 +533,48 @@ token_ttl_secs = 60
             missing.otrp_oem_authorizations(),
             Err(ConfigError::Read { .. })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn batch_report_masters_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("otrp_cfg_master_{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let good = dir.join("lot-1.report-master.key");
+        let _ = std::fs::write(&good, format!("{}\n", "ab".repeat(32)));
+        let short = dir.join("short.key");
+        let _ = std::fs::write(&short, "abcd\n");
+        let cfg = |entries: &[(&str, &Path)]| {
+            let text: String = entries
+                .iter()
+                .map(|(b, f)| {
+                    format!(
+                        "[[batch_report_master]]\nbatch = {b:?}\nfile = {:?}\n",
+                        f.display().to_string()
+                    )
+                })
+                .collect();
+            ServerConfig::from_toml(&text).unwrap_or_default()
+        };
+        let ok = cfg(&[("lot-1", &good)]).batch_report_masters();
+        let ok = ok.unwrap_or_default();
+        assert_eq!(ok.get("lot-1").map(|k| k[0]), Some(0xab));
+        for (entries, want) in [
+            (vec![("lot-1", short.as_path())], "64 hex digits"),
+            (
+                vec![("lot-1", good.as_path()), ("lot-1", good.as_path())],
+                "twice",
+            ),
+            (vec![("bad id!", good.as_path())], "invalid batch id"),
+        ] {
+            let e = cfg(&entries)
+                .batch_report_masters()
+                .err()
+                .map(|e| e.to_string());
+            assert!(e.as_deref().unwrap_or("").contains(want), "{e:?}");
+        }
+        let absent = cfg(&[("lot-1", &dir.join("absent.key"))]).batch_report_masters();
+        assert!(matches!(absent, Err(ConfigError::Read { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

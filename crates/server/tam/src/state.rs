@@ -85,6 +85,8 @@ pub struct AppState {
     pub provider: &'static dyn CryptoProvider,
     /// "sqlite" or "postgres".
     pub backend: &'static str,
+    /// Batch report master secrets (`[[batch_report_master]]`), for MAC'd batch reports.
+    pub report_masters: crate::batch::ReportMasters,
 }
 
 impl std::fmt::Debug for AppState {
@@ -180,6 +182,13 @@ impl AppState {
             provider,
         );
         let oem_authorizations = config.otrp_oem_authorizations()?;
+        let report_masters = config.batch_report_masters()?;
+        if !report_masters.is_empty() {
+            tracing::info!(
+                batches = ?report_masters.keys().collect::<Vec<_>>(),
+                "MAC'd batch reports accepted for these batches"
+            );
+        }
         let otrp = crate::otrp::session_config(&identity, &config, oem_authorizations)
             .map(|c| OtrpSession::new(store.clone(), c, provider));
         match &otrp {
@@ -198,6 +207,7 @@ impl AppState {
             config,
             policy,
             provider,
+            report_masters,
             backend,
         })
     }

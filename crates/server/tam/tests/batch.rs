@@ -87,7 +87,28 @@ struct Setup {
 }
 
 async fn setup(tag: &str, backend: Backend) -> Setup {
+    setup_with(tag, backend, false).await
+}
+
+/// [`setup`]; with `report_keys` the devices get report keys and the TAM the batch's
+/// report master (`[[batch_report_master]]`, the PKI's file).
+async fn setup_with(tag: &str, backend: Backend, report_keys: bool) -> Setup {
     let mut f = Fixture::new(tag, backend);
+    if report_keys {
+        let mut r = rng(5);
+        f.pki
+            .batch_key(BATCH, &mut r, std::time::SystemTime::now())
+            .unwrap();
+        let (master, _) = f.pki.batch_report_master(BATCH, &mut r).unwrap();
+        let file = f.dir.join("lot-7.report-master.key");
+        std::fs::write(&file, hex::encode(master.as_slice())).unwrap();
+        f.config
+            .batch_report_master
+            .push(otrp_tam_server::config::BatchReportMasterConfig {
+                batch: BATCH.into(),
+                file,
+            });
+    }
     f.config
         .reference
         .push(otrp_tam_server::config::ReferenceConfig {
@@ -103,6 +124,7 @@ async fn setup(tag: &str, backend: Backend) -> Setup {
     // The TAM is the OEM's (it signs the SD manifests); approved SPs manage TAs in SDs.
     let mut opts = FleetOptions::new(BATCH_MODEL, MgmtConfig::OemOwnedSd);
     opts.batch = Some(BATCH.into());
+    opts.report_key = report_keys;
     opts.tams = otrp_fleet::pki_tam_certs(&f.pki)
         .unwrap()
         .into_iter()
@@ -377,6 +399,115 @@ async fn batch_flow(backend: Backend) {
 
     drop(server);
     f.cleanup().await;
+}
+
+/// Devices provisioned with report keys MAC their reports; the server, configured with
+/// the batch's report master, checks and counts them. A MAC'd report posted for another
+/// package of the batch is refused (the MAC covers the sequence number), and a tampered
+/// one too; neither is counted.
+async fn mac_report_flow(backend: Backend) {
+    let Setup {
+        f,
+        server,
+        api,
+        t,
+        fleet,
+        http,
+    } = setup_with("batch-mac", backend, true).await;
+    let url = batch_url(&server.tam_url(), BATCH);
+    let web = client(&f.pki);
+    publish_package(&f, &api, &t.sp, 1).await;
+    publish_package(&f, &api, &t.sp, 2).await;
+    let v2 = web
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    // Device 0 by hand: its queued report is a COSE_Mac0 naming its UEID.
+    let d0 = &fleet.devices()[0];
+    let report = {
+        let mut tee = d0.tee().0.lock().unwrap();
+        let applied = tee.apply_batch(&v2, None, now()).unwrap();
+        assert_eq!(applied.outcome, "applied", "{applied:?}");
+        let reports = tee.batch_reports();
+        assert_eq!(reports.len(), 1);
+        reports[0].message.clone()
+    };
+    assert_eq!(report[0], 0xd1, "COSE_Mac0 (tag 17)");
+    let mac = otrp_cose::parse_mac0(&report).unwrap();
+    assert_eq!(hex::encode(&mac.unprotected.key_id), d0.ueid());
+    let post = |seq: u64, body: Vec<u8>| {
+        web.post(format!("{url}/reports?seq={seq}"))
+            .body(body)
+            .send()
+    };
+    // For package 1 (which exists) the MAC does not verify: 403, nothing counted.
+    let r = post(1, report.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("does not verify"));
+    let mut tampered = report.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        post(2, tampered).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(2, report).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    // The other devices through their Brokers: fetch, apply, MAC'd report, ack.
+    for d in &fleet.devices()[1..] {
+        let mut tee = d.tee().clone();
+        let round = batch_round(
+            &http,
+            &server.tam_url(),
+            &mut tee,
+            &mut BatchState::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            round.applied.clone().unwrap().outcome,
+            "applied",
+            "{round:?}"
+        );
+        assert_eq!(round.reports_sent, 1, "{round:?}");
+        assert!(
+            d.tee().0.lock().unwrap().batch_reports().is_empty(),
+            "acknowledged"
+        );
+    }
+    let b = api.batch_all_applied(BATCH, &t.sp, 1, DEVICES).await;
+    assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
+    let b1 = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/batches/{BATCH}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(
+        b1["packages"][0]["applied"], 0,
+        "nothing counted for package 1: {b1}"
+    );
+    drop(server);
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mac_batch_reports_checked_with_the_report_master_sqlite() {
+    mac_report_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mac_batch_reports_checked_with_the_report_master_postgres() {
+    if skip_without_pg("batch mac postgres") {
+        return;
+    }
+    mac_report_flow(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,7 @@ use otrp_store::{AccountKind, AgentKeyRecord, DeploymentAction, Rollout, SqlStor
 use otrp_suit::{ComponentId, Envelope, ManifestDependency, TaManifestBuilder};
 use otrp_suit_processor::delta::{COMPACT_FULL_KEY, DELTA_KEY, FULL_KEY, FULL_KEYS};
 use otrp_tam::batch::{
-    build_package, encrypt_for_batch, record_reports, CountingProvider, MAX_REPORT_GROUP,
+    build_package, encrypt_for_batch, record_reports_with, CountingProvider, MAX_REPORT_GROUP,
 };
 use otrp_tam::{Admin, EatVerifier, Outcome, Policy, ReferenceValues, Tam, TamConfig, TamKeys};
 use otrp_teep::{TeepMessage, Update, WireProfile};
@@ -1104,17 +1104,19 @@ async fn per_device(
 }
 
 /// Batch mode: the TAM builds, signs and stores one package for `n` devices (timed),
-/// `run` devices apply it (not timed) and the TAM verifies **and records** their reports
+/// `2 run` devices apply it (not timed) and the TAM verifies **and records** their reports
 /// the way the TAM server does (timed, extrapolated to `n`): one package existence check
 /// (the server remembers a package it has seen), then groups of [`MAX_REPORT_GROUP`]
-/// reports through `record_reports` (one Agent-key query, the ES256 verifications, one
-/// write of the group's report rows).
+/// reports through `record_reports_with` (one write of the group's report rows each).
+/// `run` devices sign their reports with their Agent keys (one Agent-key query per group,
+/// a signature check per report); `run` devices hold report keys and MAC them (one key
+/// derivation and one HMAC per report, no query).
 async fn batch_mode(
     n: usize,
     run: usize,
     dir: &std::path::Path,
     agent: KeyKind,
-) -> Result<(Measured, Measured)> {
+) -> Result<BatchRuns> {
     let counting: &'static CountingProvider =
         Box::leak(Box::new(CountingProvider::new(provider())));
     let keys = tam_keys()?;
@@ -1159,28 +1161,42 @@ async fn batch_mode(
         .await?;
     let package_cpu = t.elapsed();
     let package_sigs = counting.signatures();
-    let m = BatchMembership {
-        id: "lot-1".into(),
-        key: bsk.clone(),
-    };
-    let mut reports = Vec::with_capacity(run);
-    for i in 0..run {
+    // Devices `0..run` sign their reports; devices `run..2 run` were provisioned with a
+    // report key (derived from the batch's report master) and MAC them.
+    let master = [0x5au8; otrp_crypto::report_key::REPORT_KEY_LEN];
+    let mut signed = Vec::with_capacity(run);
+    let mut maced = Vec::with_capacity(run);
+    for i in 0..2 * run {
         let mut d = device(i as u64, &tam_pub, agent)?;
-        store
-            .put_agent_key(&AgentKeyRecord {
-                kid: otrp_crypto::thumbprint::cose_key_thumbprint(
-                    &d.agent_key.public_key(),
-                    provider(),
-                )
-                .to_vec(),
-                device_id: hex::encode(&d.ueid),
-                cose_key: otrp_cose::coset::CborSerializable::to_vec(
-                    otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
-                )
-                .map_err(|e| anyhow!("{e}"))?,
-                bound_at: NOW,
+        let report = if i < run {
+            store
+                .put_agent_key(&AgentKeyRecord {
+                    kid: otrp_crypto::thumbprint::cose_key_thumbprint(
+                        &d.agent_key.public_key(),
+                        provider(),
+                    )
+                    .to_vec(),
+                    device_id: hex::encode(&d.ueid),
+                    cose_key: otrp_cose::coset::CborSerializable::to_vec(
+                        otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
+                    )
+                    .map_err(|e| anyhow!("{e}"))?,
+                    bound_at: NOW,
+                })
+                .await?;
+            None
+        } else {
+            Some(otrp_agent::ReportKey {
+                device_id: d.ueid.clone(),
+                key: otrp_crypto::report_key::derive(provider(), &master, "lot-1", &d.ueid)
+                    .map_err(|e| anyhow!("{e}"))?,
             })
-            .await?;
+        };
+        let m = BatchMembership {
+            id: "lot-1".into(),
+            key: bsk.clone(),
+            report,
+        };
         match d.agent.handle_batch(&m, &pkg.bytes, NOW) {
             BatchOutcome::Applied { .. } => {}
             other => bail!("batch package not applied: {other:?}"),
@@ -1191,40 +1207,67 @@ async fn batch_mode(
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("no report"))?;
-        reports.push(r.message);
-    }
-    let t = Instant::now();
-    if !store.batch_package_exists("lot-1", 1).await? {
-        bail!("the package is not stored");
-    }
-    for group in reports.chunks(MAX_REPORT_GROUP) {
-        let bodies: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
-        for v in record_reports(store.as_ref(), counting, "lot-1", 1, &bodies, NOW).await? {
-            let v = v?;
-            if !v.success {
-                bail!("a device reported failure: {}", v.detail);
-            }
+        if i < run {
+            signed.push(r.message);
+        } else {
+            maced.push(r.message);
         }
     }
-    let report_cpu = t.elapsed().as_secs_f64() / run as f64 * n as f64;
-    let recorded = store.batch_report_counts("lot-1", 1).await?;
-    if recorded.applied != run as u64 {
-        bail!("{} of {run} reports recorded", recorded.applied);
+    let mut report_cpu = [0f64; 2];
+    for (k, (reports, master)) in [(&signed, None), (&maced, Some(&master))]
+        .into_iter()
+        .enumerate()
+    {
+        let ctx = otrp_tam::batch::ReportContext {
+            batch_id: "lot-1",
+            seq: 1,
+            master,
+        };
+        let t = Instant::now();
+        if !store.batch_package_exists("lot-1", 1).await? {
+            bail!("the package is not stored");
+        }
+        for group in reports.chunks(MAX_REPORT_GROUP) {
+            let bodies: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+            for v in record_reports_with(store.as_ref(), counting, &ctx, &bodies, NOW).await? {
+                let v = v?;
+                if !v.success {
+                    bail!("a device reported failure: {}", v.detail);
+                }
+            }
+        }
+        if let Some(slot) = report_cpu.get_mut(k) {
+            *slot = t.elapsed().as_secs_f64() / run as f64 * n as f64;
+        }
     }
-    Ok((
-        Measured {
+    let recorded = store.batch_report_counts("lot-1", 1).await?;
+    if recorded.applied != 2 * run as u64 {
+        bail!("{} of {} reports recorded", recorded.applied, 2 * run);
+    }
+    let with = |cpu: f64| Measured {
+        n,
+        run,
+        cpu: package_cpu + Duration::from_secs_f64(cpu),
+        signatures: package_sigs,
+    };
+    Ok(BatchRuns {
+        package: Measured {
             n,
             run: 1,
             cpu: package_cpu,
             signatures: package_sigs,
         },
-        Measured {
-            n,
-            run,
-            cpu: package_cpu + Duration::from_secs_f64(report_cpu),
-            signatures: package_sigs,
-        },
-    ))
+        signed_reports: with(report_cpu[0]),
+        mac_reports: with(report_cpu[1]),
+    })
+}
+
+/// What [`batch_mode`] measured: the package alone, and with every device's report
+/// verified and recorded, signed or MAC'd.
+struct BatchRuns {
+    package: Measured,
+    signed_reports: Measured,
+    mac_reports: Measured,
 }
 
 fn batch(args: &BatchArgs) -> Result<()> {
@@ -1243,21 +1286,24 @@ fn batch(args: &BatchArgs) -> Result<()> {
             bail!("N must be at least 1");
         }
         let run = n.min(args.sample.max(1));
-        let (pkg, with_reports) = rt.block_on(batch_mode(n, run, dir.path(), agent))?;
+        let b = rt.block_on(batch_mode(n, run, dir.path(), agent))?;
         let per = rt.block_on(per_device(n, run, dir.path(), agent))?;
-        results.push((n, per, pkg, with_reports));
+        results.push((n, per, b));
     }
     if args.json {
+        let mode = |m: &Measured| json!({"tam_cpu_us_per_device": m.per_device_us(), "signatures_per_device": m.sigs_per_device(), "tam_cpu_total_s": m.cpu.as_secs_f64()});
         let rows: Vec<Value> = results
             .iter()
-            .map(|(n, per, pkg, rep)| {
+            .map(|(n, per, b)| {
                 json!({
                     "devices": n,
                     "sampled_devices": per.run,
-                    "per_device_mode": {"tam_cpu_us_per_device": per.per_device_us(), "signatures_per_device": per.sigs_per_device(), "tam_cpu_total_s": per.cpu.as_secs_f64()},
-                    "batch_mode_package_only": {"tam_cpu_us_per_device": pkg.per_device_us(), "signatures_per_device": pkg.sigs_per_device(), "tam_cpu_total_s": pkg.cpu.as_secs_f64()},
-                    "batch_mode_with_reports": {"tam_cpu_us_per_device": rep.per_device_us(), "signatures_per_device": rep.sigs_per_device(), "tam_cpu_total_s": rep.cpu.as_secs_f64()},
-                    "cpu_ratio_per_device_vs_batch_with_reports": per.per_device_us() / rep.per_device_us(),
+                    "per_device_mode": mode(per),
+                    "batch_mode_package_only": mode(&b.package),
+                    "batch_mode_with_reports": mode(&b.signed_reports),
+                    "batch_mode_with_mac_reports": mode(&b.mac_reports),
+                    "cpu_ratio_per_device_vs_batch_with_reports": per.per_device_us() / b.signed_reports.per_device_us(),
+                    "cpu_ratio_per_device_vs_batch_with_mac_reports": per.per_device_us() / b.mac_reports.per_device_us(),
                     "reports_verified_and_recorded_in_groups_of": MAX_REPORT_GROUP,
                     "agent_key": args.agent_key,
                 })
@@ -1271,36 +1317,39 @@ fn batch(args: &BatchArgs) -> Result<()> {
     }
     println!("TAM CPU (wall time of the TAM's own calls, one thread, SQLite temp store) and TAM signatures per device");
     println!("per-device: whole TEEP sessions on the TAM core (QueryRequest, EAT appraisal, Update, Success)");
-    println!("batch: one signed and stored package per batch; '+reports' adds verifying and recording each device's");
-    println!("async report as the TAM server does: groups of {MAX_REPORT_GROUP} reports, one key query and one write each");
+    println!("batch: one signed and stored package per batch; '+signed' adds verifying and recording each device's");
+    println!("async report as the TAM server does: groups of {MAX_REPORT_GROUP} reports, one key query and one write each;");
+    println!("'+MAC' the same for devices provisioned with report keys: one key derivation and one HMAC per report");
     println!(
         "Agent keys: {} (ed25519: each group's report signatures are checked together)\n",
         args.agent_key
     );
     println!(
-        "{:>6} {:>7} | {:>12} {:>9} | {:>12} {:>9} | {:>12} {:>9} | {:>8}",
+        "{:>6} {:>7} | {:>11} {:>7} | {:>9} {:>7} | {:>10} {:>6} | {:>10} {:>6}",
         "N",
         "sampled",
         "per-dev µs",
         "sig/dev",
         "batch µs",
         "sig/dev",
-        "+reports µs",
-        "sig/dev",
+        "+signed µs",
+        "ratio",
+        "+MAC µs",
         "ratio"
     );
-    for (n, per, pkg, rep) in &results {
+    for (n, per, b) in &results {
         println!(
-            "{:>6} {:>7} | {:>12.1} {:>9.4} | {:>12.3} {:>9.4} | {:>12.1} {:>9.4} | {:>7.1}x",
+            "{:>6} {:>7} | {:>11.1} {:>7.4} | {:>9.3} {:>7.4} | {:>10.1} {:>5.1}x | {:>10.1} {:>5.1}x",
             n,
             per.run,
             per.per_device_us(),
             per.sigs_per_device(),
-            pkg.per_device_us(),
-            pkg.sigs_per_device(),
-            rep.per_device_us(),
-            rep.sigs_per_device(),
-            per.per_device_us() / rep.per_device_us(),
+            b.package.per_device_us(),
+            b.package.sigs_per_device(),
+            b.signed_reports.per_device_us(),
+            per.per_device_us() / b.signed_reports.per_device_us(),
+            b.mac_reports.per_device_us(),
+            per.per_device_us() / b.mac_reports.per_device_us(),
         );
     }
     Ok(())

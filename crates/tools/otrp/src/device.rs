@@ -92,6 +92,12 @@ struct ProvisionArgs {
     /// Join batch NAME: its key is shared by all its devices.
     #[arg(long, value_name = "NAME")]
     batch: Option<String>,
+    /// With --batch: also give each device a report key derived from the batch's report
+    /// master secret (PKI_DIR/batch/NAME.report-master.key, created on first use). The
+    /// devices then MAC their batch reports (one HMAC for the TAM to check, not a
+    /// signature); the TAM needs the master in tam.toml ([[batch_report_master]]).
+    #[arg(long, requires = "batch")]
+    report_key: bool,
     /// Hardware version (EAT hwversion).
     #[arg(long, default_value = "1.0")]
     hw_version: String,
@@ -134,6 +140,7 @@ fn provision_cmd(a: &ProvisionArgs) -> anyhow::Result<()> {
         hwversion: a.hw_version.clone(),
         config: a.config.into(),
         batch: a.batch.clone(),
+        report_key: a.report_key,
         days: Some(a.days),
     };
     let dirs: Vec<PathBuf> = match a.count {
@@ -245,6 +252,13 @@ fn provision_cmd(a: &ProvisionArgs) -> anyhow::Result<()> {
             if batch_created { "created" } else { "reused" },
             a.pki.display()
         );
+        if a.report_key {
+            println!(
+                "Report keys: derived from {}/batch/{b}.report-master.key; give that file to the TAM \
+                 (tam.toml: [[batch_report_master]] batch = {b:?}, file = ...).",
+                a.pki.display()
+            );
+        }
     }
     let example = dirs.first().map_or(a.out.clone(), Clone::clone);
     println!("\nNext:");
@@ -319,7 +333,16 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
         println!("              {}", info.subject);
     }
     match &id.batch {
-        Some(b) => println!("  batch       {} ({} key)", b.name, b.key.key_type()),
+        Some(b) => println!(
+            "  batch       {} ({} key{})",
+            b.name,
+            b.key.key_type(),
+            if b.report_key.is_some() {
+                ", report key: MAC'd reports"
+            } else {
+                ", signed reports"
+            }
+        ),
         None => println!("  batch       none"),
     }
     if let Some(pki_dir) = &a.pki {

@@ -358,9 +358,33 @@ fn management_configurations_refuse_one_operation_each() {
 #[test]
 fn batch_one_package_signed_once_installs_on_every_sensor() {
     let w = SpTam::start("sensorco", "sensors");
-    let (dir, pki, tam, sensorco) = (w.dir(), &w.pki, &w.tam, w.token.as_str());
-    let n = 3;
-    let mut sensors = provision_with(dir, pki, "sensor", n, &["--batch", "lot-7"]);
+    let sensors = provision_with(w.dir(), &w.pki, "sensor", 3, &["--batch", "lot-7"]);
+    batch_flow(&w, sensors);
+}
+
+/// The same with sensors provisioned with report keys (`otrp device provision --batch
+/// lot-7 --report-key`) and the TAM given the batch's report master
+/// (`[[batch_report_master]]` in tam.toml): their reports are MAC'd, and counted alike.
+#[test]
+fn batch_with_report_keys_counts_maced_reports() {
+    let mut sensors = Vec::new();
+    let w = SpTam::start_after("sensorco", "sensors", |dir, pki| {
+        sensors = provision_with(dir, pki, "sensor", 3, &["--batch", "lot-7", "--report-key"]);
+        let master = pki.join("batch/lot-7.report-master.key");
+        assert!(master.is_file(), "the PKI holds the batch's report master");
+        format!(
+            "[[batch_report_master]]\nbatch = \"lot-7\"\nfile = {:?}\n",
+            s(&master)
+        )
+    });
+    let shown = ok(&["device", "show", s(&sensors[0].dir), "--pki", s(&w.pki)]);
+    assert!(shown.contains("report key: MAC'd reports"), "{shown}");
+    batch_flow(&w, sensors);
+}
+
+fn batch_flow(w: &SpTam, mut sensors: Vec<Device>) {
+    let (pki, tam, sensorco) = (&w.pki, &w.tam, w.token.as_str());
+    let n = sensors.len();
     for d in &mut sensors {
         d.start_tee();
     }

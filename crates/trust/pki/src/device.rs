@@ -32,7 +32,8 @@
 //!   "tee": { "key": bstr, "cert": bstr, "chain": [* bstr] },   ; PKCS#8 DER, X.509 DER
 //!   "tfw": { "key": bstr, "cert": bstr, "chain": [* bstr] },   ; chain = issuing CA(s)
 //!   "anchors": { "tam": [* bstr], "sp": [* bstr], "oem": [* bstr] },  ; root certs, SPKI
-//!   "batch": null / { "name": tstr, "key": bstr }               ; P-256 PKCS#8 DER
+//!   "batch": null / { "name": tstr, "key": bstr,                ; P-256 PKCS#8 DER
+//!                     ? "report-key": bstr .size 32 }          ; MAC'd batch reports
 //! }
 //! ```
 //!
@@ -151,6 +152,10 @@ pub struct BatchKey {
     pub name: String,
     /// The shared P-256 private key (ECDH-ES recipient key for batch payloads).
     pub key: PrivateKey,
+    /// This device's report key (`otrp_crypto::report_key`, derived from the batch's
+    /// report master and the UEID), when it was provisioned with one: its batch reports
+    /// are then MAC'd with it instead of signed.
+    pub report_key: Option<Zeroizing<[u8; 32]>>,
 }
 
 /// Everything the simulated TEE knows about itself after provisioning: the plaintext of
@@ -190,6 +195,9 @@ pub struct ProvisionRequest {
     pub config: MgmtConfig,
     /// Batch to join (its key is created in the PKI on first use).
     pub batch: Option<String>,
+    /// With a batch: also give the device a report key derived from the batch's report
+    /// master (created in the PKI on first use), so that it MACs its batch reports.
+    pub report_key: bool,
     /// Validity of the device certificates in days (default 3650).
     pub days: Option<u32>,
 }
@@ -202,6 +210,7 @@ impl ProvisionRequest {
             hwversion: "1.0".into(),
             config: MgmtConfig::OemGated,
             batch: None,
+            report_key: false,
             days: None,
         }
     }
@@ -361,12 +370,25 @@ pub fn provision(
     let (batch, batch_created) = match &req.batch {
         Some(name) => {
             let (key, created) = pki.batch_key(name, rng, now)?;
+            let (report_key, master_created) = if req.report_key {
+                let (master, made) = pki.batch_report_master(name, rng)?;
+                let k = otrp_crypto::report_key::derive(provider, &master, name, &ueid).map_err(
+                    |source| PkiError::Key {
+                        what: format!("report key of batch {name:?}"),
+                        source,
+                    },
+                )?;
+                (Some(k), made)
+            } else {
+                (None, false)
+            };
             (
                 Some(BatchKey {
                     name: name.clone(),
                     key,
+                    report_key,
                 }),
-                created,
+                created || master_created,
             )
         }
         None => (None, false),
@@ -551,10 +573,16 @@ impl DeviceIdentity {
         }
         let batch = match &self.batch {
             None => Value::Null,
-            Some(b) => Value::Map(vec![
-                (text("name"), text(&b.name)),
-                (text("key"), Value::Bytes(key_der(&b.key, "batch key")?)),
-            ]),
+            Some(b) => {
+                let mut m = vec![
+                    (text("name"), text(&b.name)),
+                    (text("key"), Value::Bytes(key_der(&b.key, "batch key")?)),
+                ];
+                if let Some(k) = &b.report_key {
+                    m.push((text("report-key"), Value::Bytes(k.to_vec())));
+                }
+                Value::Map(m)
+            }
         };
         let bstrs = |v: &[Vec<u8>]| Value::Array(v.iter().cloned().map(Value::Bytes).collect());
         let state = Value::Map(vec![
@@ -627,6 +655,7 @@ impl DeviceIdentity {
                 Some(BatchKey {
                     name: b.text("name")?,
                     key: b.private_key("key")?,
+                    report_key: b.report_key("report-key")?,
                 })
             }
         };
@@ -741,6 +770,19 @@ impl<'a> Map<'a> {
             .as_bytes()
             .cloned()
             .ok_or_else(|| self.err(key, "not a byte string"))
+    }
+
+    /// An optional 32-byte key (absent: `None`).
+    fn report_key(&self, key: &str) -> Result<Option<Zeroizing<[u8; 32]>>, DeviceError> {
+        let Some((_, v)) = self.entries.iter().find(|(k, _)| k.as_text() == Some(key)) else {
+            return Ok(None);
+        };
+        let mut out = Zeroizing::new([0u8; 32]);
+        match v.as_bytes() {
+            Some(b) if b.len() == 32 => out.copy_from_slice(b),
+            _ => return Err(self.err(key, "not a 32-byte string")),
+        }
+        Ok(Some(out))
     }
 
     fn text(&self, key: &str) -> Result<String, DeviceError> {

@@ -89,9 +89,9 @@ mod verify;
 pub use alg::KeyAlg;
 pub use error::{ChainError, DeviceError, PkiError};
 pub use pki::{
-    check_name, days_after, rfc3339, unix_secs, BatchRecord, CaLevel, CaRecord, CaRole, CertKind,
-    DeviceCertSpec, FileRecord, InitOptions, IssueRequest, Issued, IssuedRecord, Pki, PkiIndex,
-    RevokedRecord, CRL_DAYS, DEVICE_DAYS, INDEX_FILE, ISSUING_DAYS, PKI_FORMAT, ROOT_DAYS,
-    SERVER_DAYS, SIGNER_DAYS,
+    check_name, days_after, read_report_master, rfc3339, unix_secs, BatchRecord, CaLevel, CaRecord,
+    CaRole, CertKind, DeviceCertSpec, FileRecord, InitOptions, IssueRequest, Issued, IssuedRecord,
+    Pki, PkiIndex, RevokedRecord, CRL_DAYS, DEVICE_DAYS, INDEX_FILE, ISSUING_DAYS, PKI_FORMAT,
+    ROOT_DAYS, SERVER_DAYS, SIGNER_DAYS,
 };
 pub use verify::{TrustStore, Usage, VerifiedCert};

@@ -312,6 +312,10 @@ pub struct BatchRecord {
     pub public: String,
     /// Created (Unix seconds).
     pub created: u64,
+    /// The batch's report master secret (32 bytes, hex), once a device of the batch was
+    /// provisioned with a report key: what the TAM needs to check MAC'd reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_master: Option<String>,
 }
 
 /// One file of the PKI.
@@ -1302,9 +1306,69 @@ impl Pki {
             key: key_path,
             public: pub_path,
             created: unix_secs(now),
+            report_master: None,
         });
         Ok((key, true))
     }
+
+    /// The report master secret of batch `name` (created on first use, in
+    /// `batch/<name>.report-master.key`, 64 hex digits): devices of the batch provisioned
+    /// with a report key get one derived from it (`otrp_crypto::report_key`), and a TAM
+    /// configured with it checks their MAC'd batch reports. Returns whether it was created
+    /// (the PKI must then be saved). The batch key must exist already.
+    pub fn batch_report_master(
+        &mut self,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(zeroize::Zeroizing<[u8; 32]>, bool), PkiError> {
+        let idx = self
+            .index
+            .batches
+            .iter()
+            .position(|b| b.name == name)
+            .ok_or_else(|| PkiError::Parse {
+                what: format!("batch {name:?}"),
+                detail: "no such batch in this PKI".into(),
+            })?;
+        if let Some(path) = self
+            .index
+            .batches
+            .get(idx)
+            .and_then(|b| b.report_master.clone())
+        {
+            return Ok((read_report_master(self.file_str(&path)?, &path)?, false));
+        }
+        let mut master = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(master.as_mut());
+        let path = format!("batch/{name}.report-master.key");
+        self.put(
+            &path,
+            format!("{}\n", hex::encode(master.as_slice())).into_bytes(),
+            "secret",
+            true,
+            format!(
+                "report master secret of batch {name:?} (32 bytes, hex): give it to the TAM \
+                 (tam.toml [[batch_report_master]]) to check the batch's MAC'd reports"
+            ),
+        );
+        if let Some(b) = self.index.batches.get_mut(idx) {
+            b.report_master = Some(path);
+        }
+        Ok((master, true))
+    }
+}
+
+/// Parses a report master file (64 hex digits, surrounding whitespace ignored).
+pub fn read_report_master(
+    text: &str,
+    what: &str,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, PkiError> {
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), out.as_mut()).map_err(|e| PkiError::Parse {
+        what: what.to_owned(),
+        detail: format!("a report master is 64 hex digits: {e}"),
+    })?;
+    Ok(out)
 }
 
 fn chain_to_pki(e: ChainError) -> PkiError {

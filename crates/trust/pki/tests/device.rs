@@ -275,6 +275,60 @@ fn batch_devices_share_one_key_and_others_do_not() {
     ));
 }
 
+/// `report_key`: each device of the batch gets its own report key, derived from the
+/// batch's report master (created once, a secret file of the PKI) and its UEID; the key
+/// survives sealing; devices provisioned without the option have none.
+#[test]
+fn report_keys_are_derived_per_device_from_the_batch_master() {
+    let mut p = pki(KeyAlg::P256, 30, t0());
+    let mut r = rng(31);
+    let mut req = ProvisionRequest::new("lock");
+    req.batch = Some("b1".into());
+    let plain = provision(&mut p, &req, default_provider(), &mut r, t0()).unwrap();
+    assert!(plain.identity.batch.as_ref().unwrap().report_key.is_none());
+    assert!(p.index().batches[0].report_master.is_none());
+    req.report_key = true;
+    let d1 = provision(&mut p, &req, default_provider(), &mut r, t0()).unwrap();
+    let d2 = provision(&mut p, &req, default_provider(), &mut r, t0()).unwrap();
+    assert!(
+        d1.batch_created,
+        "the master was created: the PKI must be saved"
+    );
+    assert!(!d2.batch_created);
+    let path = p.index().batches[0].report_master.clone().unwrap();
+    assert_eq!(path, "batch/b1.report-master.key");
+    assert!(p.index().files.iter().any(|f| f.path == path && f.secret));
+    let master =
+        otrp_pki::read_report_master(std::str::from_utf8(p.file(&path).unwrap()).unwrap(), &path)
+            .unwrap();
+    let key = |d: &otrp_pki::device::Provisioned| {
+        **d.identity
+            .batch
+            .as_ref()
+            .unwrap()
+            .report_key
+            .as_ref()
+            .unwrap()
+    };
+    for d in [&d1, &d2] {
+        let want =
+            otrp_crypto::report_key::derive(default_provider(), &master, "b1", &d.identity.ueid)
+                .unwrap();
+        assert_eq!(key(d), *want);
+        let opened = load_sealed(&d.sealed, &d.storage_key[..], default_provider()).unwrap();
+        assert_eq!(
+            **opened.batch.as_ref().unwrap().report_key.as_ref().unwrap(),
+            *want
+        );
+    }
+    assert_ne!(key(&d1), key(&d2));
+    let (again, created) = p.batch_report_master("b1", &mut r).unwrap();
+    assert!(!created);
+    assert_eq!(*again, *master);
+    assert!(p.batch_report_master("nope", &mut r).is_err());
+    assert!(otrp_pki::read_report_master("abcd", "x").is_err());
+}
+
 #[test]
 fn device_directory_round_trip() {
     let dir = tempfile::tempdir().unwrap();

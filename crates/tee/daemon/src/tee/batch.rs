@@ -4,7 +4,7 @@
 //! that membership; the signed reports the Agent queued are handed to the Broker and
 //! acknowledged once the TAM has them.
 
-use otrp_agent::{BatchMembership, BatchOutcome, BatchRefusal};
+use otrp_agent::{BatchMembership, BatchOutcome, BatchRefusal, ReportKey};
 use otrp_crypto::PrivateKey;
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,8 @@ pub struct PendingBatchReport {
     pub batch_id: String,
     /// Batch sequence number of the package it reports on.
     pub sequence: u64,
-    /// The Agent-signed TEEP Success or Error (`POST /tam/batch/<id>/reports?seq=N`).
+    /// The Agent's TEEP Success or Error (`POST /tam/batch/<id>/reports?seq=N`): signed
+    /// with the Agent key, or a COSE_Mac0 under the device's report key.
     #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
 }
@@ -65,6 +66,10 @@ impl Tee {
             PrivateKey::P256(sk) => Some(BatchMembership {
                 id: b.name.clone(),
                 key: sk.clone(),
+                report: b.report_key.as_ref().map(|k| ReportKey {
+                    device_id: self.identity.ueid.clone(),
+                    key: k.clone(),
+                }),
             }),
             _ => None,
         }

@@ -497,9 +497,16 @@ pub struct SpTam {
 impl SpTam {
     /// Starts it for SP `sp`, granted SD `sd`.
     pub fn start(sp: &str, sd: &str) -> SpTam {
+        Self::start_after(sp, sd, |_, _| String::new())
+    }
+
+    /// [`SpTam::start`], running `before(dir, pki)` between `otrp pki init` and the TAM's
+    /// start; it returns more TOML for the TAM's config file.
+    pub fn start_after(sp: &str, sd: &str, before: impl FnOnce(&Path, &Path) -> String) -> SpTam {
         let tmp = tempfile::tempdir().unwrap();
         let pki = pki_init(tmp.path());
-        let tam = Tam::start(tmp.path(), "tam", &pki, "", &[]);
+        let toml = before(tmp.path(), &pki);
+        let tam = Tam::start(tmp.path(), "tam", &pki, &toml, &[]);
         let token = tam.sp_account(sp, true);
         tam.grant_sd(sd, sp);
         SpTam {
