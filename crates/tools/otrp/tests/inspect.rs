@@ -301,3 +301,24 @@ fn mac_authenticated_manifests_verify_with_the_symmetric_key() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let _ = std::fs::remove_file(wrong);
 }
+
+/// A MAC'd batch report (COSE_Mac0 around a TEEP Success) is recognised, round-trips and
+/// shows its parts.
+#[test]
+fn maced_batch_report_is_recognised_and_round_trips() {
+    let msg = otrp_teep::TeepMessage::Success(otrp_teep::Success::new());
+    let aad = otrp_teep::signed::batch_report_aad("lot-1", 3);
+    let bytes = otrp_teep::signed::mac0(
+        otrp_crypto::default_provider(),
+        &[7; 32],
+        b"\x01device-ueid-16by",
+        &aad,
+        &msg,
+    )
+    .expect("mac0");
+    let o = otrp_stdin(&["inspect", "--roundtrip", "-"], &bytes);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(out.contains("COSE_Mac0 around TEEP Success"), "{out}");
+    assert!(out.contains("round trip"), "{out}");
+}

@@ -16,6 +16,8 @@ pub enum Kind {
     CoseSign1(Box<Kind>),
     /// COSE_Sign around something.
     CoseSign(Box<Kind>),
+    /// COSE_Mac0 around something (e.g. a MAC'd batch report).
+    CoseMac0(Box<Kind>),
     /// COSE_Encrypt (e.g. a SUIT_Encryption_Info).
     CoseEncrypt,
     /// COSE_Encrypt0.
@@ -50,6 +52,7 @@ impl core::fmt::Display for Kind {
             Kind::Teep(t) => write!(f, "TEEP {t}"),
             Kind::CoseSign1(inner) => write!(f, "COSE_Sign1 around {inner}"),
             Kind::CoseSign(inner) => write!(f, "COSE_Sign around {inner}"),
+            Kind::CoseMac0(inner) => write!(f, "COSE_Mac0 around {inner}"),
             Kind::CoseEncrypt => f.write_str("COSE_Encrypt (SUIT encryption info)"),
             Kind::CoseEncrypt0 => f.write_str("COSE_Encrypt0"),
             Kind::Suit => f.write_str("SUIT envelope"),
@@ -129,6 +132,10 @@ fn recognise_value(bytes: &[u8], value: &Value) -> Result<Kind, String> {
         "COSE_Sign" => {
             let msg = otrp_cose::parse_sign(bytes).map_err(|e| e.to_string())?;
             Kind::CoseSign(Box::new(payload_kind(msg.payload.as_deref())?))
+        }
+        "COSE_Mac0" => {
+            let msg = otrp_cose::parse_mac0(bytes).map_err(|e| e.to_string())?;
+            Kind::CoseMac0(Box::new(payload_kind(msg.payload.as_deref())?))
         }
         "COSE_Encrypt" => match otrp_cose::peek(bytes).map_err(|e| e.to_string())? {
             otrp_cose::CoseMessage::Encrypt(_) => Kind::CoseEncrypt,
@@ -239,12 +246,12 @@ fn roundtrip_at(path: &str, bytes: &[u8]) -> Result<(), Failure> {
     let value = cbor::parse(bytes).map_err(|e| fail(path, e.to_string()))?;
     let kind = recognise_value(bytes, &value).map_err(|e| fail(path, e))?;
     match &kind {
-        Kind::CoseSign1(_) | Kind::CoseSign(_) => {
+        Kind::CoseSign1(_) | Kind::CoseSign(_) | Kind::CoseMac0(_) => {
             compare(path, "COSE structure", bytes, &generic_reencode(&value))?;
             let payload = match otrp_cose::peek(bytes) {
                 Ok(otrp_cose::CoseMessage::Sign1(m)) => m.payload,
                 Ok(otrp_cose::CoseMessage::Sign(m)) => m.payload,
-                _ => None,
+                _ => otrp_cose::parse_mac0(bytes).ok().and_then(|m| m.payload),
             };
             if let Some(p) = payload {
                 if cbor::parse(&p).is_ok() {
