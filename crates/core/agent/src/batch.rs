@@ -25,6 +25,12 @@
 //! (`agent/batch-reports`, at most [`MAX_QUEUED_REPORTS`]) for the shell to send
 //! asynchronously (`POST /tam/batch/<id>/report`, or at the next session), then
 //! acknowledged with [`Agent::ack_batch_report`].
+//!
+//! **Report keys.** A device provisioned with a [`ReportKey`] (its membership's `report`)
+//! queues a COSE_Mac0 under that key instead of a signed report: `kid` = its UEID, the
+//! package's batch id and sequence number as external_aad
+//! ([`otrp_teep::signed::batch_report_aad`]). The TAM, holding the batch's report master,
+//! checks it with one HMAC instead of a signature (docs/CONSTRAINED.md, "MAC'd reports").
 
 use alloc::format;
 use alloc::string::{String, ToString};

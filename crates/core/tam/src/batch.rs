@@ -18,7 +18,10 @@
 //! resource `tam/batch/<batch-id>` with the ETag option ([`BatchPublisher::get`]).
 //! Devices report back asynchronously: the Agent queues its signed Success or Error (with
 //! SUIT reports) and the Broker POSTs it (`POST /tam/batch/<batch-id>/report`, checked by
-//! [`verify_report`]) or sends it at the next session.
+//! [`verify_report`]) or sends it at the next session. A device provisioned with a report
+//! key MACs it instead (COSE_Mac0 over the report and the package); the TAM checks it
+//! with one HMAC under the key it derives from the batch's report master
+//! ([`ReportContext`], [`record_reports_with`]; docs/CONSTRAINED.md, "MAC'd reports").
 //!
 //! The TAM's signing cost is one signature per batch package, not one per device.
 //!

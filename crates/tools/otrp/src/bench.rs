@@ -12,8 +12,9 @@
 //!   (`tas/dist/*.wasm`) published compressed; the overhead of a signed Update is its
 //!   size minus its payload.
 //! * `batch` compares the TAM's CPU time and signatures per device in batch mode (one
-//!   package per batch, then one verified report per device) and per-device mode (a whole
-//!   TEEP session per device on the TAM core over a SQLite temp store).
+//!   package per batch, then one verified report per device: signed with the Agent key,
+//!   or MAC'd by a device with a report key) and per-device mode (a whole TEEP session
+//!   per device on the TAM core over a SQLite temp store).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,8 +54,8 @@ enum BenchCommand {
     /// Bytes and LoRaWAN frames per operation: OTrP JSON vs TEEP CBOR vs TEEP over CoAP,
     /// full vs delta, for TAs of 1 KiB, 64 KiB and 256 KiB.
     Wire(WireArgs),
-    /// TAM CPU time and signatures per device, batch mode vs per-device mode, for
-    /// N = 1, 100, 10 000 devices.
+    /// TAM CPU time and signatures per device, batch mode (with signed and with MAC'd
+    /// reports) vs per-device mode, for N = 1, 100, 10 000 devices.
     Batch(BatchArgs),
     /// The TAM server over HTTPS: full TEEP exchanges/s with K devices and C concurrent
     /// Brokers, p50/p99 latency, TAM CPU per exchange, and the signature bound.
