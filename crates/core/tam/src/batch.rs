@@ -424,6 +424,37 @@ pub struct BatchReport {
     pub detail: String,
     /// The SUIT reports it carries.
     pub suit_reports: Vec<Vec<u8>>,
+    /// How the device authenticated it.
+    pub auth: ReportAuth,
+}
+
+/// How a batch report was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportAuth {
+    /// Signed with the device's bound Agent key (COSE_Sign1).
+    Signature,
+    /// MAC'd under the device's report key (COSE_Mac0).
+    Mac,
+}
+
+impl ReportAuth {
+    /// How `body` claims to be authenticated (before any check): [`ReportAuth::Mac`] for
+    /// a tagged COSE_Mac0, else [`ReportAuth::Signature`].
+    pub fn claimed_by(body: &[u8]) -> ReportAuth {
+        if body.first() == Some(&MAC0_TAG_BYTE) {
+            ReportAuth::Mac
+        } else {
+            ReportAuth::Signature
+        }
+    }
+
+    /// `signature` or `mac` (log fields, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportAuth::Signature => "signature",
+            ReportAuth::Mac => "mac",
+        }
+    }
 }
 
 /// Reports per group: what the TAM server verifies and records together (one key lookup,
@@ -495,9 +526,12 @@ impl std::fmt::Debug for ReportContext<'_> {
     }
 }
 
+/// The first byte of a tagged COSE_Mac0 (tag 17).
+const MAC0_TAG_BYTE: u8 = 0xd1;
+
 /// A report that is a COSE_Mac0 (tag 17): a device with a report key sent it.
 fn parse_mac_report(body: &[u8]) -> Option<otrp_cose::coset::CoseMac0> {
-    (body.first() == Some(&0xd1))
+    (ReportAuth::claimed_by(body) == ReportAuth::Mac)
         .then(|| otrp_cose::parse_mac0(body).ok())
         .flatten()
 }
@@ -544,7 +578,7 @@ fn verify_mac_report(
     )?;
     let message = TeepMessage::decode_with_limits(&v.payload, &otrp_teep::DecodeLimits::DEFAULT)
         .map_err(|e| bad(e.to_string()))?;
-    report_of(message, &hex::encode(device))
+    report_of(message, &hex::encode(device), ReportAuth::Mac)
 }
 
 /// [`verify_reports`] for reports that may also be MAC'd: a COSE_Mac0 report
@@ -661,7 +695,7 @@ async fn verify_signed_reports(
                         &otrp_teep::DecodeLimits::DEFAULT,
                     )
                     .map_err(|e| BatchError::Report(e.to_string()))?;
-                    report_of(message, &rec.device_id)
+                    report_of(message, &rec.device_id, ReportAuth::Signature)
                 }
                 None => verify_with(provider, body, &key, rec),
             }
@@ -699,17 +733,22 @@ fn verify_with(
 ) -> Result<BatchReport, BatchError> {
     let v = otrp_teep::signed::verify(provider, body, std::slice::from_ref(key))
         .map_err(|e| BatchError::Report(e.to_string()))?;
-    report_of(v.message, &rec.device_id)
+    report_of(v.message, &rec.device_id, ReportAuth::Signature)
 }
 
 /// The report a verified Success or Error of device `device_id` (hex UEID) makes.
-fn report_of(message: TeepMessage, device_id: &str) -> Result<BatchReport, BatchError> {
+fn report_of(
+    message: TeepMessage,
+    device_id: &str,
+    auth: ReportAuth,
+) -> Result<BatchReport, BatchError> {
     match message {
         TeepMessage::Success(s) => Ok(BatchReport {
             device_id: device_id.to_owned(),
             success: true,
             detail: String::new(),
             suit_reports: s.suit_reports.unwrap_or_default(),
+            auth,
         }),
         TeepMessage::Error(e) => Ok(BatchReport {
             device_id: device_id.to_owned(),
@@ -720,6 +759,7 @@ fn report_of(message: TeepMessage, device_id: &str) -> Result<BatchReport, Batch
                 e.err_msg.map(|m| format!(": {m}")).unwrap_or_default()
             ),
             suit_reports: e.suit_reports.unwrap_or_default(),
+            auth,
         }),
         _ => Err(BatchError::Report(
             "a report is a Success or an Error".into(),

@@ -12,7 +12,7 @@ use otrp_suit::{ComponentId, TaManifestBuilder};
 use otrp_tam::batch::{
     build_package, encrypt_for_batch, record_reports, record_reports_with, verify_report,
     verify_reports, BatchError, BatchFetch, BatchPackage, BatchPublisher, CountingProvider,
-    ReportContext,
+    ReportAuth, ReportContext,
 };
 use otrp_teep::ErrCode;
 use pair::*;
@@ -376,6 +376,9 @@ async fn mac_reports_are_checked_with_the_batch_report_master() {
             (r.device_id.clone(), r.success)
         })
         .collect();
+    let auths: Vec<ReportAuth> = out.iter().flatten().map(|r| r.auth).collect();
+    use ReportAuth::{Mac, Signature};
+    assert_eq!(auths, vec![Mac, Signature, Mac, Mac, Mac]);
     let hexid = |d: &Device| hex::encode(&d.ueid);
     assert_eq!(
         ids,

@@ -73,7 +73,9 @@
 //!
 //! `otrp_batch_packages_total`, `otrp_batch_signatures_total` (TAM signatures made for
 //! batch packages), `otrp_batch_fetches_total{transport,status}`,
-//! `otrp_batch_reports_total{result}`.
+//! `otrp_batch_reports_total{result,auth}` (`result`: applied, failed, refused; `auth`:
+//! `signature`, or `mac` for devices with report keys: for a refused report, what it
+//! claimed to be).
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
@@ -87,7 +89,7 @@ use axum::{Extension, Json, Router};
 use otrp_store::{AccountKind, BatchPackageRecord, ManifestStatus, StoreError};
 use otrp_tam::batch::{
     build_package, check_data_for_batch, record_reports_with, BatchError, CountingProvider,
-    ReportContext, MAX_REPORT_GROUP,
+    ReportAuth, ReportContext, MAX_REPORT_GROUP,
 };
 use otrp_tam::{component_id_of, AdminError, Caller};
 use otrp_teep::ComponentId;
@@ -784,16 +786,19 @@ async fn record_group(
         };
     outcomes
         .into_iter()
-        .map(|o| match o {
+        .zip(bodies)
+        .map(|(o, body)| match o {
             Ok(report) => {
                 let result = if report.success { "applied" } else { "failed" };
-                metrics::counter!(BATCH_REPORTS, "result" => result).increment(1);
-                tracing::debug!(batch = batch_id, seq, device = %report.device_id, result, "batch report");
+                let auth = report.auth.as_str();
+                metrics::counter!(BATCH_REPORTS, "result" => result, "auth" => auth).increment(1);
+                tracing::debug!(batch = batch_id, seq, device = %report.device_id, result, auth, "batch report");
                 ReportOutcome::Recorded(report.device_id, report.success)
             }
             Err(BatchError::Store(e)) => ReportOutcome::Refused(503, format!("store: {e}")),
             Err(e) => {
-                metrics::counter!(BATCH_REPORTS, "result" => "refused").increment(1);
+                let auth = ReportAuth::claimed_by(body).as_str();
+                metrics::counter!(BATCH_REPORTS, "result" => "refused", "auth" => auth).increment(1);
                 ReportOutcome::Refused(
                     403,
                     format!("{e} (signed reports are checked with the Agent key a device's first TEEP session binds, MAC'd ones with the batch's [[batch_report_master]])"),

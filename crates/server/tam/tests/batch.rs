@@ -493,6 +493,23 @@ async fn mac_report_flow(backend: Backend) {
         b1["packages"][0]["applied"], 0,
         "nothing counted for package 1: {b1}"
     );
+    // Prometheus tells MAC'd reports from signed ones.
+    let m = web
+        .get(format!("{}/metrics", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for result in ["applied", "refused"] {
+        assert!(
+            m.lines().any(|l| l.starts_with("otrp_batch_reports_total{")
+                && l.contains(&format!("result=\"{result}\""))
+                && l.contains("auth=\"mac\"")),
+            "{result}: {m}"
+        );
+    }
     drop(server);
     f.cleanup().await;
 }
