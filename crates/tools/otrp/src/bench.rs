@@ -890,6 +890,20 @@ struct Dev {
     ueid: Vec<u8>,
 }
 
+/// The store record binding `d`'s Agent key (what its first attested session would bind).
+fn agent_key_record(d: &Dev) -> Result<AgentKeyRecord> {
+    Ok(AgentKeyRecord {
+        kid: otrp_crypto::thumbprint::cose_key_thumbprint(&d.agent_key.public_key(), provider())
+            .to_vec(),
+        device_id: hex::encode(&d.ueid),
+        cose_key: otrp_cose::coset::CborSerializable::to_vec(otrp_cose::cose_key_from_public(
+            &d.agent_key.public_key(),
+        ))
+        .map_err(|e| anyhow!("{e}"))?,
+        bound_at: NOW,
+    })
+}
+
 fn device(i: u64, tam: &[PublicKey], agent: KeyKind) -> Result<Dev> {
     let agent_key = key(1_000_000 + 2 * i, agent)?;
     let tee_key = key(1_000_001 + 2 * i, KeyKind::P256)?;
@@ -1059,21 +1073,7 @@ async fn per_device(
         )
         .map_err(|e| anyhow!("{e}"))?;
         d.agent.handle(&msg, NOW);
-        store
-            .put_agent_key(&AgentKeyRecord {
-                kid: otrp_crypto::thumbprint::cose_key_thumbprint(
-                    &d.agent_key.public_key(),
-                    provider(),
-                )
-                .to_vec(),
-                device_id: hex::encode(&d.ueid),
-                cose_key: otrp_cose::coset::CborSerializable::to_vec(
-                    otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
-                )
-                .map_err(|e| anyhow!("{e}"))?,
-                bound_at: NOW,
-            })
-            .await?;
+        store.put_agent_key(&agent_key_record(d)?).await?;
     }
     counting.reset();
     let mut cpu = Duration::ZERO;
@@ -1170,21 +1170,7 @@ async fn batch_mode(
     for i in 0..2 * run {
         let mut d = device(i as u64, &tam_pub, agent)?;
         let report = if i < run {
-            store
-                .put_agent_key(&AgentKeyRecord {
-                    kid: otrp_crypto::thumbprint::cose_key_thumbprint(
-                        &d.agent_key.public_key(),
-                        provider(),
-                    )
-                    .to_vec(),
-                    device_id: hex::encode(&d.ueid),
-                    cose_key: otrp_cose::coset::CborSerializable::to_vec(
-                        otrp_cose::cose_key_from_public(&d.agent_key.public_key()),
-                    )
-                    .map_err(|e| anyhow!("{e}"))?,
-                    bound_at: NOW,
-                })
-                .await?;
+            store.put_agent_key(&agent_key_record(&d)?).await?;
             None
         } else {
             Some(otrp_agent::ReportKey {
