@@ -16,7 +16,7 @@ use otrp_broker::Http;
 use otrp_fleet::{Fleet, FleetOptions, RunOptions, Summary};
 use otrp_pki::device::MgmtConfig;
 use otrp_pki::{CaLevel, CaRole, CertKind, InitOptions, Pki};
-use otrp_tam_server::config::{PolicyConfig, ReferenceConfig};
+use otrp_tam_server::config::{BatchReportMasterConfig, PolicyConfig, ReferenceConfig};
 use otrp_tam_server::publish::{self, Payload};
 use otrp_tam_server::{RunningServer, ServerConfig};
 use reqwest::StatusCode;
@@ -60,7 +60,8 @@ Plays the OpenTrust use cases end to end, in this process, over HTTPS on loopbac
        and dual control, with one refused and one allowed operation each.
     5. Batch: one package signed once by the TAM for a batch of delivery drones (the
        geofence TA and its no-fly zones, encrypted to the batch key); their Brokers fetch
-       it (HTTP, ETag), every TEE applies it and reports back; then a second package
+       it (HTTP, ETag), every TEE applies it and reports back (MAC'd under its own report
+       key: one HMAC for the TAM to check, no signature); then a second package
        with new zones alone updates the whole fleet's data, and every drone refuses the
        new zone.
   * ends with a summary table (scenario, devices, result, time).
@@ -174,6 +175,20 @@ impl Harness {
         self.tams += 1;
         let data_dir = self.root.join(format!("tam{}", self.tams));
         let measurement = hex::encode(otrp_tee_daemon::tee_measurement());
+        // The drones of scenario 5 get report keys: the TAM checks their MAC'd reports
+        // with the batch's report master, as the OEM hands it over (tam.toml
+        // [[batch_report_master]]).
+        let mut rng = rand::rngs::OsRng;
+        self.pki
+            .batch_key(scenarios::BATCH, &mut rng, SystemTime::now())
+            .context("batch key")?;
+        self.pki
+            .batch_report_master(scenarios::BATCH, &mut rng)
+            .context("batch report master")?;
+        otrp_pki::fs::save_pki(&self.pki_dir, &self.pki).context("saving the PKI")?;
+        let master_file = self
+            .pki_dir
+            .join(format!("batch/{}.report-master.key", scenarios::BATCH));
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().context("listen address")?,
             data_dir: data_dir.clone(),
@@ -189,6 +204,10 @@ impl Harness {
                     hwversions: Vec::new(),
                 })
                 .collect(),
+            batch_report_master: vec![BatchReportMasterConfig {
+                batch: scenarios::BATCH.into(),
+                file: master_file,
+            }],
             ..ServerConfig::default()
         };
         let server = otrp_tam_server::start(config)
@@ -213,7 +232,8 @@ impl Harness {
     }
 
     /// Provisions `count` devices of `model` under `config`, in `batch` when given (one
-    /// batch key shared by all of them, made in the PKI on first use).
+    /// batch key shared by all of them, made in the PKI on first use, and a report key
+    /// each, derived from the batch's report master).
     pub fn provision_in(
         &mut self,
         count: usize,
@@ -224,6 +244,7 @@ impl Harness {
         self.fleets += 1;
         let mut opts = FleetOptions::new(model, config);
         opts.batch = batch.map(str::to_owned);
+        opts.report_key = batch.is_some();
         // The quickstart's TAM is the one the OEM operates (SPs have accounts on it).
         opts.tams = otrp_fleet::pki_tam_certs(&self.pki)
             .context("TAM certificates")?

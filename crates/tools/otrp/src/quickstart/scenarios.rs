@@ -388,13 +388,18 @@ async fn personalize(h: &Harness, tam: &Tam, sp: &str, zones: &str, seq: u64) ->
 }
 
 /// The batch of scenario 5.
-const BATCH: &str = "drones-lot-1";
+pub(super) const BATCH: &str = "drones-lot-1";
 
 /// The TA of scenario 5 (the drone-geofence sample TA), and the data it reads.
 const BATCH_TA: &str = "delivery/geofence";
 
 /// A counter of the TAM's Prometheus exposition (`/metrics`), 0 when not yet counted.
 async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
+    tam_counter_with(h, tam, name, "").await
+}
+
+/// [`tam_counter`] over the series whose labels contain `label` (e.g. `auth="mac"`).
+async fn tam_counter_with(h: &Harness, tam: &Tam, name: &str, label: &str) -> Result<u64> {
     let text = h
         .api
         .get(format!("{}/metrics", tam.base))
@@ -406,7 +411,7 @@ async fn tam_counter(h: &Harness, tam: &Tam, name: &str) -> Result<u64> {
         .context("GET /metrics")?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with(name))
+        .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }
@@ -421,7 +426,7 @@ async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
     let n = h.count(50, 10);
     let fleet = h.provision_in(n, "delivery-drone", MgmtConfig::OemGated, Some(BATCH))?;
     step(format!(
-        "The OEM provisioned {n} delivery drones in batch `{BATCH}`: they share one batch key (PKI batch/{BATCH}.key.pem)."
+        "The OEM provisioned {n} delivery drones in batch `{BATCH}`: they share one batch key (PKI batch/{BATCH}.key.pem), and each holds its own report key derived from the batch's report master (batch/{BATCH}.report-master.key, which the TAM was given)."
     ));
     let first = h.converge(&fleet, tam, "first contact").await?;
     step(format!(
@@ -499,11 +504,18 @@ async fn batch(h: &mut Harness, tam: &Tam) -> Result<(usize, String)> {
         .await?;
     let counted = b["packages"][0]["applied"].as_u64().unwrap_or(0);
     let failed = b["packages"][0]["failed"].as_u64().unwrap_or(0);
+    let maced = tam_counter_with(h, tam, "otrp_batch_reports_total", "auth=\"mac\"").await?;
     step(format!(
         "Reports came back asynchronously: {reported} sent, the TAM counts {counted} applied, {failed} failed. A second round answered 304 Not Modified to {not_modified}/{n} (ETag, no body)."
     ));
+    step(format!(
+        "Each drone MAC'd its report under its own report key (derived from the batch's report master at provisioning): the TAM checked {maced} reports with one HMAC each, no signature (otrp_batch_reports_total{{auth=\"mac\"}})."
+    ));
     if counted != n as u64 {
         bail!("the TAM counted {counted} applied reports for {n} drones");
+    }
+    if maced != n as u64 {
+        bail!("the TAM checked {maced} MAC'd reports for {n} drones");
     }
     let sigs = tam_counter(h, tam, "otrp_batch_signatures_total").await? - sigs_before;
     let stored = pkg["tam_signatures"].as_u64().unwrap_or(0);
