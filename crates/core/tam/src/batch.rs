@@ -542,6 +542,7 @@ fn parse_mac_report(body: &[u8]) -> Option<otrp_cose::coset::CoseMac0> {
 fn verify_mac_report(
     provider: &dyn CryptoProvider,
     ctx: Option<&ReportContext<'_>>,
+    aad: &[u8],
     body: &[u8],
     mac: &otrp_cose::coset::CoseMac0,
 ) -> Result<BatchReport, BatchError> {
@@ -565,8 +566,7 @@ fn verify_mac_report(
     }
     let key = otrp_crypto::report_key::derive(provider, master, ctx.batch_id, device)
         .map_err(|e| bad(e.to_string()))?;
-    let aad = otrp_teep::signed::batch_report_aad(ctx.batch_id, ctx.seq);
-    let v = otrp_cose::verify_parsed_mac0(provider, mac, None, &aad, &[key.as_slice()]).map_err(
+    let v = otrp_cose::verify_parsed_mac0(provider, mac, None, aad, &[key.as_slice()]).map_err(
         |_| {
             bad(format!(
                 "the MAC of device {}'s report does not verify for batch {:?} package {}",
@@ -602,11 +602,15 @@ pub async fn verify_reports_with(
     let mut signed_out = verify_signed_reports(store, provider, &signed)
         .await?
         .into_iter();
+    // The package every MAC'd report of the group must cover, encoded once.
+    let aad = ctx
+        .map(|c| otrp_teep::signed::batch_report_aad(c.batch_id, c.seq))
+        .unwrap_or_default();
     Ok(bodies
         .iter()
         .zip(macs)
         .map(|(body, mac)| match mac {
-            Some(mac) => verify_mac_report(provider, ctx, body, &mac),
+            Some(mac) => verify_mac_report(provider, ctx, &aad, body, &mac),
             None => signed_out
                 .next()
                 .unwrap_or_else(|| Err(BatchError::Report("no report".into()))),

@@ -179,13 +179,17 @@ impl Harness {
         // with the batch's report master, as the OEM hands it over (tam.toml
         // [[batch_report_master]]).
         let mut rng = rand::rngs::OsRng;
-        self.pki
+        let (_, key_made) = self
+            .pki
             .batch_key(scenarios::BATCH, &mut rng, SystemTime::now())
             .context("batch key")?;
-        self.pki
+        let (_, master_made) = self
+            .pki
             .batch_report_master(scenarios::BATCH, &mut rng)
             .context("batch report master")?;
-        otrp_pki::fs::save_pki(&self.pki_dir, &self.pki).context("saving the PKI")?;
+        if key_made || master_made {
+            otrp_pki::fs::save_pki(&self.pki_dir, &self.pki).context("saving the PKI")?;
+        }
         let master_file = self
             .pki_dir
             .join(format!("batch/{}.report-master.key", scenarios::BATCH));
