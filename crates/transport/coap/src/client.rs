@@ -586,6 +586,10 @@ impl ClientCore {
         for q in &ex.query {
             p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
         }
+        // What we accept, on every request of the exchange: the blocks of one body must
+        // carry the same options (apart from Block1/Block2/Size1), or a server that keys
+        // its reassembly on the request's options (libcoap does) starts another body.
+        set_uint(&mut p, CoapOption::Accept, u32::from(cf));
         match ex.phase {
             Phase::Upload => {
                 let size = crate::block::szx_size(ex.up_szx);
@@ -610,9 +614,7 @@ impl ClientCore {
                     ex.sent_block = Some((block, end - ex.up_offset));
                 }
                 if ex.sent_block.is_none_or(|(b, _)| !b.more) {
-                    // Ask for our block size for the response (RFC 7959 §2.4) and say
-                    // what we accept.
-                    set_uint(&mut p, CoapOption::Accept, u32::from(cf));
+                    // Ask for our block size for the response (RFC 7959 §2.4).
                     Block {
                         num: 0,
                         more: false,

@@ -1,5 +1,8 @@
 //! Sans-IO CoAP server: message-id deduplication, Block1 reassembly per (peer, token),
-//! Block2 delivery of large responses, piggybacked answers.
+//! Block2 delivery of large responses, piggybacked answers. A block whose token is new
+//! continues the one transfer in progress for the same peer, method, path and query (and,
+//! for Block1, Request-Tag): clients may change the token between blocks (RFC 9175 §3.3;
+//! libcoap does).
 
 use crate::block::{get_uint, set_uint, szx_size, Block};
 use crate::{Code, Config, Request, Response, Transmit, CBOR_CONTENT_FORMAT};
@@ -54,6 +57,63 @@ fn fingerprint(data: &[u8]) -> u64 {
 struct Upload {
     buf: Vec<u8>,
     expires: Instant,
+    request: UploadKey,
+}
+
+/// The Request-Tag option (RFC 9175 §3): tells apart concurrent block-wise bodies of one
+/// client to one resource.
+const REQUEST_TAG: CoapOption = CoapOption::Unknown(292);
+
+/// A Block1 body apart from its token: the request and its Request-Tag (RFC 9175 §3.3:
+/// a client may send each block with a new token; libcoap does, with a Request-Tag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UploadKey {
+    request: RequestKey,
+    tag: Option<Vec<u8>>,
+}
+
+impl UploadKey {
+    fn of(peer: SocketAddr, p: &Packet) -> UploadKey {
+        UploadKey {
+            request: RequestKey::of(peer, p),
+            tag: p.get_option(REQUEST_TAG).and_then(|l| l.front().cloned()),
+        }
+    }
+}
+
+/// The tokens of the transfers in progress for each request key, to find the transfer a
+/// block with an unknown token continues: the one in progress for that key, if only one.
+#[derive(Debug)]
+struct TokensByRequest<K>(HashMap<K, Vec<Vec<u8>>>);
+
+impl<K: std::hash::Hash + Eq> TokensByRequest<K> {
+    fn new() -> Self {
+        TokensByRequest(HashMap::new())
+    }
+    fn add(&mut self, key: K, token: Vec<u8>) {
+        self.0.entry(key).or_default().push(token);
+    }
+    fn remove(&mut self, key: &K, token: &[u8]) {
+        if let Some(tokens) = self.0.get_mut(key) {
+            tokens.retain(|t| t != token);
+            if tokens.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
+    /// The token of the one transfer in progress for `key`.
+    fn only(&self, key: &K) -> Option<&Vec<u8>> {
+        match self.0.get(key).map(Vec::as_slice) {
+            Some([token]) => Some(token),
+            _ => None,
+        }
+    }
+    fn retain(&mut self, mut live: impl FnMut(&K, &[u8]) -> bool) {
+        self.0.retain(|k, tokens| {
+            tokens.retain(|t| live(k, t));
+            !tokens.is_empty()
+        });
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +122,40 @@ struct Download {
     body: Vec<u8>,
     etag: Option<Vec<u8>>,
     expires: Instant,
+    request: RequestKey,
+}
+
+/// A request apart from its token: clients may send each Block2 request of one response
+/// with a new token (RFC 7959 §2.4 asks only for the same options; libcoap does), so a
+/// follow-up whose token we do not know is matched on this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RequestKey {
+    peer: SocketAddr,
+    get: bool,
+    path: String,
+    query: Vec<String>,
+}
+
+impl RequestKey {
+    fn of(peer: SocketAddr, p: &Packet) -> RequestKey {
+        RequestKey {
+            peer,
+            get: p.header.code == MessageClass::Request(RequestType::Get),
+            path: format!("/{}", option_strings(p, CoapOption::UriPath).join("/")),
+            query: option_strings(p, CoapOption::UriQuery),
+        }
+    }
+}
+
+/// The values of a repeatable string option (Uri-Path, Uri-Query), lossily as UTF-8.
+fn option_strings(p: &Packet, option: CoapOption) -> Vec<String> {
+    p.get_option(option)
+        .map(|l| {
+            l.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -72,6 +166,7 @@ struct Pending {
     confirmable: bool,
     block1: Option<Block>,
     b2_szx: u8,
+    request: RequestKey,
 }
 
 type PeerToken = (SocketAddr, Vec<u8>);
@@ -86,7 +181,9 @@ pub struct ServerCore {
     next_mid: u16,
     dedup: HashMap<(SocketAddr, u16), DedupEntry>,
     uploads: HashMap<PeerToken, Upload>,
+    uploads_by_request: TokensByRequest<UploadKey>,
     downloads: HashMap<PeerToken, Download>,
+    downloads_by_request: TokensByRequest<RequestKey>,
     pending: HashMap<RequestId, Pending>,
     outbox: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
@@ -104,7 +201,9 @@ impl ServerCore {
             next_mid: 0,
             dedup: HashMap::new(),
             uploads: HashMap::new(),
+            uploads_by_request: TokensByRequest::new(),
             downloads: HashMap::new(),
+            downloads_by_request: TokensByRequest::new(),
             pending: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -162,6 +261,11 @@ impl ServerCore {
             .retain(|_, e| e.expires > now || matches!(e.state, Dedup::InProgress));
         self.uploads.retain(|_, u| u.expires > now);
         self.downloads.retain(|_, d| d.expires > now);
+        let (uploads, downloads) = (&self.uploads, &self.downloads);
+        self.uploads_by_request
+            .retain(|k, t| uploads.contains_key(&(k.request.peer, t.to_vec())));
+        self.downloads_by_request
+            .retain(|k, t| downloads.contains_key(&(k.peer, t.to_vec())));
         self.next_sweep = None;
         if !(self.dedup.is_empty() && self.uploads.is_empty() && self.downloads.is_empty()) {
             self.arm_sweep(now);
@@ -254,15 +358,29 @@ impl ServerCore {
                 return;
             }
             let cap = size1.unwrap_or(0).min(max).min(1 << 20);
+            self.remove_upload(&key);
+            let request = UploadKey::of(peer, &p);
+            self.uploads_by_request.add(request.clone(), key.1.clone());
             self.uploads.insert(
                 key.clone(),
                 Upload {
                     buf: Vec::with_capacity(cap),
                     expires: now + self.config.exchange_lifetime,
+                    request,
                 },
             );
             self.arm_sweep(now);
         }
+        // The body this block continues: by its token, or (a client that sends each
+        // block with a new token) the one body in progress for this request.
+        let key = if self.uploads.contains_key(&key) {
+            key
+        } else {
+            match self.uploads_by_request.only(&UploadKey::of(peer, &p)) {
+                Some(token) => (peer, token.clone()),
+                None => key,
+            }
+        };
         let lifetime = self.config.exchange_lifetime;
         let Some(up) = self.uploads.get_mut(&key) else {
             self.reply(peer, &p, Code::RequestEntityIncomplete, now, |_| {});
@@ -283,13 +401,13 @@ impl ServerCore {
                     echo.set(r, CoapOption::Block1)
                 });
             } else {
-                self.uploads.remove(&key);
+                self.remove_upload(&key);
                 self.reply(peer, &p, Code::RequestEntityIncomplete, now, |_| {});
             }
             return;
         }
         if up.buf.len() + p.payload.len() > max {
-            self.uploads.remove(&key);
+            self.remove_upload(&key);
             self.reply(peer, &p, Code::RequestEntityTooLarge, now, |r| {
                 set_uint(r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
             });
@@ -308,7 +426,7 @@ impl ServerCore {
             });
             return;
         }
-        let body = self.uploads.remove(&key).map(|u| u.buf).unwrap_or_default();
+        let body = self.remove_upload(&key).map(|u| u.buf).unwrap_or_default();
         self.deliver(peer, &p, body, Some(b1), b2_szx, now);
     }
 
@@ -324,27 +442,10 @@ impl ServerCore {
     ) {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let segs: Vec<String> = p
-            .get_option(CoapOption::UriPath)
-            .map(|l| {
-                l.iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let path = format!("/{}", segs.join("/"));
-        let get = p.header.code == MessageClass::Request(RequestType::Get);
+        let request = RequestKey::of(peer, p);
         let etags: Vec<Vec<u8>> = p
             .get_option(CoapOption::ETag)
             .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default();
-        let query: Vec<String> = p
-            .get_option(CoapOption::UriQuery)
-            .map(|l| {
-                l.iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            })
             .unwrap_or_default();
         let mid = p.header.message_id;
         self.pending.insert(
@@ -356,6 +457,7 @@ impl ServerCore {
                 confirmable: p.header.get_type() == MessageType::Confirmable,
                 block1: block1.map(|b| Block { more: false, ..b }),
                 b2_szx,
+                request: request.clone(),
             },
         );
         self.dedup.insert(
@@ -370,12 +472,12 @@ impl ServerCore {
         self.events.push_back(ServerEvent::Request {
             id,
             request: Request {
-                path,
+                path: request.path,
                 body,
                 peer,
-                get,
+                get: request.get,
                 etags,
-                query,
+                query: request.query,
             },
         });
     }
@@ -414,13 +516,18 @@ impl ServerCore {
                 u32::try_from(response.body.len()).unwrap_or(u32::MAX),
             );
             r.payload = response.body.get(..size).unwrap_or(&[]).to_vec();
+            let key = (pd.peer, pd.token.clone());
+            self.remove_download(&key);
+            self.downloads_by_request
+                .add(pd.request.clone(), pd.token.clone());
             self.downloads.insert(
-                (pd.peer, pd.token.clone()),
+                key,
                 Download {
                     code: response.code,
                     body: response.body,
                     etag: response.etag,
                     expires: now + self.config.exchange_lifetime,
+                    request: pd.request,
                 },
             );
         } else {
@@ -440,6 +547,16 @@ impl ServerCore {
         let lifetime = self.config.exchange_lifetime;
         let our = self.config.szx();
         let cf = self.config.content_format;
+        // The token of the first request, or (a client that sends each block request
+        // with a new token) the one download in progress for this request.
+        let key = if self.downloads.contains_key(&key) {
+            key
+        } else {
+            match self.downloads_by_request.only(&RequestKey::of(peer, p)) {
+                Some(token) => (peer, token.clone()),
+                None => key,
+            }
+        };
         let Some(d) = self.downloads.get_mut(&key) else {
             self.reply(peer, p, Code::RequestEntityIncomplete, now, |_| {});
             return;
@@ -462,7 +579,7 @@ impl ServerCore {
         let payload = d.body.get(offset..end).unwrap_or(&[]).to_vec();
         d.expires = now + lifetime;
         if !block.more {
-            self.downloads.remove(&key);
+            self.remove_download(&key);
         }
         let confirmable = p.header.get_type() == MessageType::Confirmable;
         let mut r = self.base_reply(confirmable, p.header.message_id, p.get_token(), code);
@@ -473,6 +590,20 @@ impl ServerCore {
         block.set(&mut r, CoapOption::Block2);
         r.payload = payload;
         self.send_reply(peer, p.header.message_id, r, now);
+    }
+
+    /// Forgets the download of `key` (a finished or replaced response), index included.
+    fn remove_download(&mut self, key: &PeerToken) {
+        if let Some(d) = self.downloads.remove(key) {
+            self.downloads_by_request.remove(&d.request, &key.1);
+        }
+    }
+
+    /// Forgets the upload of `key` (finished, refused or restarted), index included.
+    fn remove_upload(&mut self, key: &PeerToken) -> Option<Upload> {
+        let u = self.uploads.remove(key)?;
+        self.uploads_by_request.remove(&u.request, &key.1);
+        Some(u)
     }
 
     fn base_reply(&mut self, confirmable: bool, mid: u16, token: &[u8], code: Code) -> Packet {

@@ -632,3 +632,182 @@ fn uri_query_travels_with_a_block1_upload() {
     assert_eq!(req.query_param("y"), None);
     assert_eq!(req.body, b);
 }
+
+/// Every request of one exchange (each Block1 block up, each Block2 request down) carries
+/// the same options apart from Block1, Block2 and Size1, Accept included: a server that
+/// keys its reassembly on the request's options (libcoap does) would otherwise start a
+/// new body at the block whose options changed.
+#[test]
+fn every_request_of_a_block_wise_exchange_carries_the_same_options() {
+    let now = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut client = ClientCore::new(fast(16), &mut rng);
+    let mut server = ServerCore::new(fast(16));
+    let id = client.post(addr(SERVER), "/teep?x=1", body(3, 100), now);
+    let mut sent = Vec::new();
+    let mut done = false;
+    for _ in 0..64 {
+        while let Some(t) = client.poll_transmit() {
+            sent.push(t.data.clone());
+            server.handle_datagram(addr(CLIENT), &t.data, now);
+        }
+        while let Some(ServerEvent::Request { id: rid, .. }) = server.poll_event() {
+            server.respond(rid, Response::changed(body(4, 100)), now);
+        }
+        while let Some(t) = server.poll_transmit() {
+            client.handle_datagram(addr(SERVER), &t.data, now);
+        }
+        if let Some(ClientEvent::Completed { id: d, result, .. }) = client.poll_event() {
+            assert_eq!(d, id);
+            assert_eq!(result.unwrap().body, body(4, 100));
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "the exchange completed");
+    // 7 blocks up, then blocks 1..6 of the response down.
+    assert_eq!(sent.len(), 13);
+    let options = |data: &[u8]| {
+        let p = Packet::from_bytes(data).unwrap();
+        p.options()
+            .filter(|(n, _)| {
+                ![CoapOption::Block1, CoapOption::Block2, CoapOption::Size1]
+                    .contains(&CoapOption::from(**n))
+            })
+            .filter(|(n, _)| CoapOption::from(**n) != CoapOption::ContentFormat)
+            .map(|(n, v)| (*n, v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let first = options(&sent[0]);
+    assert!(
+        first
+            .iter()
+            .any(|(n, _)| CoapOption::from(*n) == CoapOption::Accept),
+        "Accept on the first block: {first:?}"
+    );
+    for (i, d) in sent.iter().enumerate() {
+        assert_eq!(options(d), first, "request {i}");
+    }
+}
+
+/// A client may send each Block2 request of one response with a new token (libcoap
+/// does): the server serves the one download in progress for that request (same peer,
+/// method, path and query); with two of them it cannot tell which is meant and says 4.08.
+#[test]
+fn block2_follow_ups_with_new_tokens_are_matched_on_the_request() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut s = ServerCore::new(fast(16));
+    let block2 = |num: u32| {
+        move |p: &mut Packet| {
+            p.add_option(CoapOption::Block2, vec![((num << 4) as u8) & 0xf0]);
+        }
+    };
+    // The request and the first 16-byte block of its 40-byte answer.
+    s.handle_datagram(
+        peer,
+        &request(1, b"first", |p| p.payload = b"q".to_vec()),
+        now,
+    );
+    let Some(ServerEvent::Request { id, .. }) = s.poll_event() else {
+        panic!("no request");
+    };
+    let answer = body(5, 40);
+    s.respond(id, Response::changed(answer.clone()), now);
+    let r = reply_of(&mut s);
+    assert_eq!(r.payload, answer[..16]);
+    // Blocks 1 and 2, each asked for with another token.
+    let mut got = r.payload.clone();
+    for (mid, num) in [(2u16, 1u32), (3, 2)] {
+        let token = [b'n', mid as u8];
+        s.handle_datagram(peer, &request(mid, &token, block2(num)), now);
+        let r = reply_of(&mut s);
+        assert_eq!(
+            r.header.code,
+            MessageClass::Response(Code::Changed),
+            "block {num}"
+        );
+        assert_eq!(
+            r.get_token(),
+            token,
+            "the answer echoes the request's token"
+        );
+        got.extend_from_slice(&r.payload);
+    }
+    assert_eq!(got, answer);
+    // Finished: another follow-up has nothing to continue.
+    s.handle_datagram(peer, &request(4, b"late", block2(1)), now);
+    assert_eq!(
+        reply_of(&mut s).header.code,
+        MessageClass::Response(Code::RequestEntityIncomplete)
+    );
+
+    // Two answers in progress for the same request: an unknown token is ambiguous, each
+    // known token still gets its own answer.
+    for (mid, token, fill) in [(10u16, b"aa", 1u64), (11, b"bb", 2)] {
+        s.handle_datagram(
+            peer,
+            &request(mid, token, |p| p.payload = b"q".to_vec()),
+            now,
+        );
+        let Some(ServerEvent::Request { id, .. }) = s.poll_event() else {
+            panic!("no request");
+        };
+        s.respond(id, Response::changed(body(fill, 40)), now);
+        reply_of(&mut s);
+    }
+    s.handle_datagram(peer, &request(12, b"cc", block2(1)), now);
+    assert_eq!(
+        reply_of(&mut s).header.code,
+        MessageClass::Response(Code::RequestEntityIncomplete)
+    );
+    s.handle_datagram(peer, &request(13, b"bb", block2(1)), now);
+    assert_eq!(reply_of(&mut s).payload, body(2, 40)[16..32]);
+}
+
+/// Block1 blocks sent each with a new token (as libcoap sends them, with a Request-Tag)
+/// make one body; two bodies in progress to the same resource are told apart by their
+/// Request-Tags.
+#[test]
+fn block1_blocks_with_new_tokens_are_matched_on_the_request_and_its_tag() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut s = ServerCore::new(fast(16));
+    let whole = body(6, 40);
+    let other = body(7, 40);
+    let block = |tag: &'static [u8], num: u32, more: bool, part: Vec<u8>| {
+        move |p: &mut Packet| {
+            let v = ((num << 4) as u8) | (u8::from(more) << 3);
+            p.add_option(CoapOption::Block1, vec![v]);
+            p.add_option(CoapOption::Unknown(292), tag.to_vec());
+            p.payload = part.clone();
+        }
+    };
+    let mut mid = 100u16;
+    let mut send = |s: &mut ServerCore, token: &[u8], f: &dyn Fn(&mut Packet)| {
+        mid += 1;
+        s.handle_datagram(peer, &request(mid, token, f), now);
+    };
+    // Two bodies interleaved, tags A and B, a new token on every block.
+    send(&mut s, b"a0", &block(b"A", 0, true, whole[..16].to_vec()));
+    send(&mut s, b"b0", &block(b"B", 0, true, other[..16].to_vec()));
+    send(&mut s, b"a1", &block(b"A", 1, true, whole[16..32].to_vec()));
+    send(&mut s, b"b1", &block(b"B", 1, true, other[16..32].to_vec()));
+    send(&mut s, b"a2", &block(b"A", 2, false, whole[32..].to_vec()));
+    send(&mut s, b"b2", &block(b"B", 2, false, other[32..].to_vec()));
+    let mut bodies = Vec::new();
+    while let Some(ServerEvent::Request { request, .. }) = s.poll_event() {
+        bodies.push(request.body);
+    }
+    assert_eq!(bodies, vec![whole, other]);
+    let mut codes = Vec::new();
+    while let Some(t) = s.poll_transmit() {
+        codes.push(Packet::from_bytes(&t.data).unwrap().header.code);
+    }
+    assert_eq!(
+        codes,
+        vec![MessageClass::Response(Code::Continue); 4],
+        "2.31 for the four blocks with more to come"
+    );
+    assert_eq!(s.uploads_in_progress(), 0);
+}
