@@ -7,10 +7,14 @@
 //! `GET /batch/<id>` (Block2 at 32-byte blocks, ETag option, 2.03 Valid next round) and
 //! POST their reports to `/batch/<id>/reports?seq=N` (Block1) through a relay losing 10 %
 //! of the datagrams; the admin API counts every device.
+//! libcoap's `coap-client` (an independent C implementation) fetches the package at 16-byte
+//! blocks and POSTs the devices' MAC'd reports block-wise.
 //! SQLite always, PostgreSQL when `OTRP_TEST_DATABASE_URL` is set.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
+#[path = "common/libcoap.rs"]
+mod libcoap;
 #[path = "common/relay.rs"]
 mod relay;
 
@@ -634,6 +638,126 @@ async fn batch_package_fetched_and_reported_over_coap_through_lossy_relay() {
             .unwrap();
         assert_eq!(r.code, code, "{target}");
     }
+    coap.shutdown().await;
+    drop(server);
+    f.cleanup().await;
+}
+
+/// libcoap's `coap-client` as the Broker of a batch (an independent CoAP implementation
+/// against the TAM's endpoint): `GET /batch/<id>` at 16-byte blocks gives the very bytes of
+/// the HTTPS GET, every device applies them, and libcoap POSTs each device's MAC'd report
+/// (Block1, 16-byte blocks) with `?seq=1`, which the TAM checks and counts; a tampered
+/// report is 4.03, a report for a package that does not exist 4.04.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_package_and_maced_reports_over_libcoap_client() {
+    let Some(lc) = libcoap::coap_client_or_skip("batch_package_and_maced_reports_over_libcoap")
+    else {
+        return;
+    };
+    let Setup {
+        f,
+        server,
+        api,
+        t,
+        fleet,
+        http: _,
+    } = setup_with("batch-libcoap", Backend::Sqlite, true).await;
+    let pkg = publish_package(&f, &api, &t.sp, 1).await;
+    let over_https = client(&f.pki)
+        .get(batch_url(&server.tam_url(), BATCH))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    assert_eq!(over_https.len() as u64, pkg["size"].as_u64().unwrap());
+
+    let (store, backend) = f.store().await;
+    let state = std::sync::Arc::new(
+        otrp_tam_server::AppState::with_store(f.config.clone(), f.identity.clone(), store, backend)
+            .unwrap(),
+    );
+    let cfg = otrp_coap::Config {
+        block_szx: otrp_coap::Config::with_block_size(64).unwrap().block_szx,
+        max_body: 256 * 1024,
+        ..otrp_coap::Config::default()
+    };
+    let coap = otrp_tam_server::coap::start_coap_with(state, "127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    let base = format!("coap://{}/batch/{BATCH}", coap.local_addr());
+    let dir = f.dir.join("libcoap");
+
+    let got = lc
+        .run(
+            &dir,
+            libcoap::Req {
+                method: "get",
+                uri: base.clone(),
+                block: Some(16),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.code, "2.05", "{}", got.log);
+    assert!(
+        got.body == over_https,
+        "the CoAP package differs from the HTTPS one"
+    );
+    assert!(
+        got.datagrams_received >= over_https.len().div_ceil(16),
+        "{} datagrams for {} B",
+        got.datagrams_received,
+        over_https.len()
+    );
+
+    let report_to = |seq: u64, body: Vec<u8>| libcoap::Req {
+        method: "post",
+        uri: format!("{base}/reports?seq={seq}"),
+        body: Some(body),
+        block: Some(16),
+        content_format: Some(otrp_coap::TEEP_CBOR_CONTENT_FORMAT),
+        drop: None,
+    };
+    for (i, d) in fleet.devices().iter().enumerate() {
+        let report = {
+            let mut tee = d.tee().0.lock().unwrap();
+            let applied = tee.apply_batch(&got.body, None, now()).unwrap();
+            assert_eq!(applied.outcome, "applied", "{applied:?}");
+            let reports = tee.batch_reports();
+            assert_eq!(reports.len(), 1);
+            reports[0].message.clone()
+        };
+        assert_eq!(report[0], 0xd1, "COSE_Mac0 (tag 17)");
+        if i == 0 {
+            let mut tampered = report.clone();
+            *tampered.last_mut().unwrap() ^= 1;
+            let ex = lc.run(&dir, report_to(1, tampered)).await.unwrap();
+            assert_eq!(ex.code, "4.03", "{}", ex.log);
+            let ex = lc.run(&dir, report_to(9, report.clone())).await.unwrap();
+            assert_eq!(ex.code, "4.04", "{}", ex.log);
+        }
+        let ex = lc.run(&dir, report_to(1, report.clone())).await.unwrap();
+        assert_eq!(ex.code, "2.04", "{}", ex.log);
+        assert!(
+            ex.datagrams_sent >= report.len().div_ceil(16),
+            "{} B report in {} datagrams",
+            report.len(),
+            ex.datagrams_sent
+        );
+        d.tee()
+            .0
+            .lock()
+            .unwrap()
+            .ack_batch_report(BATCH, 1)
+            .unwrap();
+        assert_eq!(installed_version(d), Some(1));
+    }
+    let b = api.batch_all_applied(BATCH, &t.sp, 0, DEVICES).await;
+    assert_eq!(b["latest_reports"].as_array().unwrap().len(), DEVICES);
     coap.shutdown().await;
     drop(server);
     f.cleanup().await;

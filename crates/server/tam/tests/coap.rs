@@ -6,6 +6,8 @@
 #[path = "common/coap_support.rs"]
 mod coap_support;
 mod common;
+#[path = "common/libcoap.rs"]
+mod libcoap;
 #[path = "common/relay.rs"]
 mod relay;
 
@@ -194,6 +196,109 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
     };
     assert!(otrp_tam_server::start(bad).await.is_err());
 
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+}
+
+/// libcoap's `coap-client` (an independent C implementation of RFC 7252 and RFC 7959) as
+/// the Broker: it carries a whole TEEP session between a real Agent and the TAM's CoAP
+/// endpoint, asking for 32-byte blocks where the TAM's own block size is 64, so every
+/// message goes block-wise both ways (Block1 up, Block2 down). Two of its datagrams are
+/// dropped by libcoap itself, so the TAM also sees retransmitted blocks; the TA must
+/// install exactly once, with no TEEP message processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
+    let Some(client) = libcoap::coap_client_or_skip("libcoap_client_carries_a_teep_session") else {
+        return;
+    };
+    let mut f = Fixture::new("libcoap", Backend::Sqlite);
+    let (store, backend) = f.store().await;
+    let (state, server) = f.start_with_state(store, backend).await;
+    let (counting, seen) = counting_handler(state.clone());
+    // The TAM's timers stay at RFC 7252's: libcoap's retransmissions (2-3 s) set the pace.
+    let cfg = Config {
+        block_szx: Config::with_block_size(64).unwrap().block_szx,
+        max_body: 64 * 1024,
+        ..Config::default()
+    };
+    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", cfg, counting)
+        .await
+        .unwrap();
+    let server = server.with_coap(coap);
+    let addr = server.coap_addr().unwrap();
+
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let mut dev = provision_device(&mut f, 411);
+    register_device(&api, &t.oem, &dev, &["eu"]).await;
+    let dep = publish_and_deploy(&f, &api, &t, 1).await;
+
+    let uri = format!("coap://{addr}/teep");
+    let dir = f.dir.join("libcoap");
+    let mut body: Option<Vec<u8>> = None;
+    let mut exchanges = Vec::new();
+    for round in 0..6 {
+        let req = libcoap::Req {
+            method: "post",
+            uri: uri.clone(),
+            body: body.clone(),
+            block: Some(32),
+            content_format: Some(otrp_coap::TEEP_CBOR_CONTENT_FORMAT),
+            // The QueryResponse goes up in many blocks: lose its 2nd and 5th datagrams.
+            drop: (round == 1).then_some("2,5"),
+        };
+        let ex = client.run(&dir, req).await.unwrap();
+        assert_eq!(
+            ex.code, "2.04",
+            "round {round}: libcoap got no 2.04 Changed; its log:\n{}",
+            ex.log
+        );
+        exchanges.push(ex.clone());
+        if ex.body.is_empty() {
+            break;
+        }
+        let out = dev.agent.handle(&ex.body, now());
+        dev.events.extend(out.events.iter().cloned());
+        body = out.send;
+        assert!(
+            body.is_some(),
+            "round {round}: the Agent had nothing to send: {:?}",
+            out.events
+        );
+    }
+
+    // Empty POST → QueryRequest, QueryResponse → Update, Success → nothing.
+    assert_eq!(exchanges.len(), 3, "{exchanges:#?}");
+    assert!(installed(&dev, &[b"sd1", b"hello-ta"]), "{:?}", dev.events);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the TAM processed a TEEP message twice or not at all"
+    );
+    // Block-wise both ways: the QueryResponse (Block1) and the Update (Block2) each took
+    // more than one datagram; the dropped ones were sent again.
+    let up = &exchanges[1];
+    assert!(up.datagrams_sent >= 4, "{up:?}");
+    assert!(up.datagrams_received >= 4, "{up:?}");
+    assert_eq!(up.dropped, 2, "{}", up.log);
+    assert!(up.retransmissions >= 2, "{}", up.log);
+    let p = api
+        .ok(
+            StatusCode::OK,
+            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
+        )
+        .await;
+    assert_eq!(p["done"], 1, "{p}");
+    for (i, ex) in exchanges.iter().enumerate() {
+        eprintln!(
+            "FIGURE libcoap exchange {i}: {} B back, {} datagrams sent ({} dropped, {} retransmissions), {} received",
+            ex.body.len(),
+            ex.datagrams_sent,
+            ex.dropped,
+            ex.retransmissions,
+            ex.datagrams_received
+        );
+    }
     server.shutdown(Duration::from_secs(5)).await;
     f.cleanup().await;
 }

@@ -31,7 +31,24 @@
 //!   reassembles Block1 uploads per (peer, token), runs the handler once per complete
 //!   request (concurrently across clients) and answers piggybacked.
 //!
-//! [`relay`] is a lossy, reordering UDP relay for testing both on loopback.
+//! [`relay`] is a lossy, reordering UDP relay for testing both on loopback; [`libcoap`]
+//! drives libcoap's command-line client and server as an independent peer.
+//!
+//! # Interoperability
+//!
+//! Tested against libcoap 4.3.1 (Debian `libcoap3-bin`) both ways: its `coap-client`
+//! carries a whole TEEP session to the TAM's `/teep` (Block1 up, Block2 down, with
+//! datagrams it drops itself) and fetches and reports batch packages at 16-byte blocks
+//! (otrp-tam-server's `coap` and `batch` tests); our client POSTs and GETs block-wise
+//! against its `coap-server` at every block size and through a lossy link
+//! (`tests/libcoap.rs`). Two things these tests taught us:
+//!
+//! * A client may send each block with a new token (RFC 9175 §3.3; libcoap does, with a
+//!   Request-Tag on Block1). A block with an unknown token continues the one transfer in
+//!   progress for the same peer, method, path and query (and Request-Tag); when there are
+//!   several, the token decides, and a block that matches none is 4.08.
+//! * Every request of one exchange carries the same options apart from Block1, Block2 and
+//!   Size1 (our client sends Accept on each): servers may key reassembly on them.
 //!
 //! # Content-format
 //!
@@ -53,6 +70,7 @@
 mod block;
 mod client;
 mod config;
+pub mod libcoap;
 pub mod relay;
 mod server;
 mod shell;
