@@ -678,7 +678,53 @@ fn coap_seeds() -> Vec<Vec<u8>> {
             break;
         }
     }
-    vec![framed]
+    vec![framed, coap_new_token_per_block_seed()]
+}
+
+/// A client that sends every block with a new token, as libcoap does: a 100-byte body
+/// in 32-byte Block1 blocks with a Request-Tag, then Block2 requests for the rest of the
+/// answer (the harness answers 3 × 100 bytes to peer 3). Control byte 0x03: peer 3.
+fn coap_new_token_per_block_seed() -> Vec<u8> {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+    let datagram = |mid: u16, token: [u8; 2], block: (CoapOption, u8), payload: &[u8]| {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.message_id = mid;
+        p.set_token(token.to_vec());
+        p.add_option(CoapOption::UriPath, b"teep".to_vec());
+        p.add_option(block.0, vec![block.1]);
+        if block.0 == CoapOption::Block1 {
+            p.add_option(CoapOption::Unknown(292), vec![0xab]);
+        }
+        p.payload = payload.to_vec();
+        p.to_bytes().unwrap_or_default()
+    };
+    let body: Vec<u8> = (0..100u8).collect();
+    let mut framed = Vec::new();
+    let mut frame = |d: Vec<u8>| {
+        framed.extend_from_slice(&[0x03, d.len().min(255) as u8]);
+        framed.extend_from_slice(&d);
+    };
+    for (num, chunk) in body.chunks(32).enumerate() {
+        let more = u8::from((num + 1) * 32 < body.len()) << 3;
+        let block = ((num as u8) << 4) | more | 1;
+        frame(datagram(
+            0x100 + num as u16,
+            [0x70, num as u8],
+            (CoapOption::Block1, block),
+            chunk,
+        ));
+    }
+    for num in 1..10u8 {
+        frame(datagram(
+            0x200 + u16::from(num),
+            [0x71, num],
+            (CoapOption::Block2, (num << 4) | 1),
+            &[],
+        ));
+    }
+    framed
 }
 
 /// The TBS payloads of the published OTrP requests (crates/codec/otrp-json/tests/data),
