@@ -20,7 +20,6 @@ use otrp_coap::{Config, WireStats};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use relay::lossy_relay;
-use reqwest::StatusCode;
 
 /// CoAP timers for loopback: 150 ms initial timeout, 8 retransmissions.
 fn fast(block: usize) -> Config {
@@ -41,16 +40,51 @@ fn with_timeout(block: usize, ack_timeout: Duration) -> Config {
     }
 }
 
+/// The TAM (SQLite) serving TEEP over CoAP with `cfg`, its handler recording every TEEP
+/// message it processes (`seen`), an SP that has deployed `sd1/hello-ta` to the model,
+/// and a device (provisioned with `seed`) registered for it.
+struct CoapTam {
+    f: Fixture,
+    server: otrp_tam_server::RunningServer,
+    addr: std::net::SocketAddr,
+    api: Api,
+    t: Tenants,
+    dev: Device,
+    dep: i64,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<[u8; 32]>>>,
+}
+
+async fn coap_tam(tag: &str, cfg: Config, seed: u64) -> CoapTam {
+    let mut f = Fixture::new(tag, Backend::Sqlite);
+    let (store, backend) = f.store().await;
+    let (state, server) = f.start_with_state(store, backend).await;
+    let (counting, seen) = counting_handler(state.clone());
+    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", cfg, counting)
+        .await
+        .unwrap();
+    let server = server.with_coap(coap);
+    let addr = server.coap_addr().unwrap();
+    let api = Api::new(&f.pki, &server);
+    let t = tenants(&f, &api).await;
+    let dev = provision_device(&mut f, seed);
+    register_device(&api, &t.oem, &dev, &["eu"]).await;
+    let dep = publish_and_deploy(&f, &api, &t, 1).await;
+    CoapTam {
+        f,
+        server,
+        addr,
+        api,
+        t,
+        dev,
+        dep,
+        seen,
+    }
+}
+
 /// Publishes a TA, installs it on a fresh device through the Broker over CoAP at `block`
 /// bytes through a relay losing `loss` (and reordering as much), checks that it installed
 /// exactly once with no TEEP message processed twice, and returns the Broker's wire stats.
 async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
-    let mut f = Fixture::new("coap", Backend::Sqlite);
-    let (store, backend) = f.store().await;
-    let (state, server) = f.start_with_state(store, backend).await;
-
-    // The TAM's CoAP handler, wrapped to record every TEEP message it processes.
-    let (counting, seen) = counting_handler(state.clone());
     // Without loss no timer fires: the long timeout keeps the clean runs free of
     // spurious retransmissions (they are asserted to be 0) on a busy machine.
     let cfg = if loss > 0.0 {
@@ -58,17 +92,16 @@ async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
     } else {
         fast(block)
     };
-    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", cfg.clone(), counting)
-        .await
-        .unwrap();
-    let server = server.with_coap(coap);
-    let coap_addr = server.coap_addr().unwrap();
-
-    let api = Api::new(&f.pki, &server);
-    let t = tenants(&f, &api).await;
-    let mut dev = provision_device(&mut f, 300 + seed);
-    register_device(&api, &t.oem, &dev, &["eu"]).await;
-    let dep = publish_and_deploy(&f, &api, &t, 1).await;
+    let CoapTam {
+        f,
+        server,
+        addr: coap_addr,
+        api,
+        t,
+        mut dev,
+        dep,
+        seen,
+    } = coap_tam("coap", cfg.clone(), 300 + seed).await;
 
     let relay = if loss > 0.0 {
         lossy_relay(coap_addr, loss, loss, seed).await
@@ -98,12 +131,7 @@ async fn install_over_coap(block: usize, loss: f64, seed: u64) -> WireStats {
     );
     assert_ne!(seen[0], seen[1]);
 
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     assert_eq!(p["targeted"], 1, "{p}");
 
@@ -211,27 +239,22 @@ async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
     let Some(client) = libcoap::coap_client_or_skip("libcoap_client_carries_a_teep_session") else {
         return;
     };
-    let mut f = Fixture::new("libcoap", Backend::Sqlite);
-    let (store, backend) = f.store().await;
-    let (state, server) = f.start_with_state(store, backend).await;
-    let (counting, seen) = counting_handler(state.clone());
     // The TAM's timers stay at RFC 7252's: libcoap's retransmissions (2-3 s) set the pace.
     let cfg = Config {
         block_szx: Config::with_block_size(64).unwrap().block_szx,
         max_body: 64 * 1024,
         ..Config::default()
     };
-    let coap = otrp_coap::CoapServer::bind_with("127.0.0.1:0", cfg, counting)
-        .await
-        .unwrap();
-    let server = server.with_coap(coap);
-    let addr = server.coap_addr().unwrap();
-
-    let api = Api::new(&f.pki, &server);
-    let t = tenants(&f, &api).await;
-    let mut dev = provision_device(&mut f, 411);
-    register_device(&api, &t.oem, &dev, &["eu"]).await;
-    let dep = publish_and_deploy(&f, &api, &t, 1).await;
+    let CoapTam {
+        f,
+        server,
+        addr,
+        api,
+        t,
+        mut dev,
+        dep,
+        seen,
+    } = coap_tam("libcoap", cfg, 411).await;
 
     let uri = format!("coap://{addr}/teep");
     let dir = f.dir.join("libcoap");
@@ -282,12 +305,7 @@ async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
     assert!(up.datagrams_received >= 4, "{up:?}");
     assert_eq!(up.dropped, 2, "{}", up.log);
     assert!(up.retransmissions >= 2, "{}", up.log);
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     for (i, ex) in exchanges.iter().enumerate() {
         eprintln!(

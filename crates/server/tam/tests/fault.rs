@@ -232,13 +232,7 @@ async fn tam_killed_and_restarted_during_a_rollout_every_device_converges_once()
     }
     let server = tam.lock().unwrap().take().unwrap();
     let api = Api::new(&f.pki, &server.server);
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{deployment}"), &t.sp)
-                .await,
-        )
-        .await;
+    let p = api.deployment(deployment, &t.sp).await;
     assert_eq!(p["done"], n as u64, "TAM progress: {p}");
     assert_eq!(p["failed"], 0, "TAM progress: {p}");
 
@@ -382,13 +376,7 @@ async fn postgres_connections_terminated_under_load_the_tam_recovers() {
             installs(d)
         );
     }
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{deployment}"), &t.sp)
-                .await,
-        )
-        .await;
+    let p = api.deployment(deployment, &t.sp).await;
     assert_eq!(p["done"], n as u64, "TAM progress: {p}");
     server.shutdown(Duration::from_secs(5)).await;
     f.cleanup().await;

@@ -36,12 +36,7 @@ async fn device_receives_published_ta(backend: Backend) {
     // empty POST → QueryRequest, QueryResponse → Update, Success → 204.
     assert_eq!(s.requests, 3);
 
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     assert_eq!(p["targeted"], 1, "{p}");
 
@@ -352,12 +347,7 @@ async fn sp_cannot_touch_another_sps_objects() {
 
     // sp1's deployment is untouched; the refusals are in the audit log, which sp2 only
     // sees its own part of.
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["deployment"]["state"], "active");
     let audit = api
         .ok(
@@ -496,12 +486,7 @@ async fn restart_mid_session(backend: Backend) {
     assert_eq!(s.step(&http, &b.tam_url(), &mut dev).await, Step::Done);
     assert!(installed(&dev, &[b"sd1", b"hello-ta"]));
     let api = Api::new(&f.pki, &b);
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     assert_eq!(p["sent"], 0, "{p}");
     b.shutdown(Duration::from_secs(5)).await;
@@ -654,12 +639,7 @@ async fn staged_rollout_pause_resume_and_device_registration() {
         .filter(|d| installed(d, &[b"sd1", b"hello-ta"]))
         .count();
     assert_eq!(got, 2, "count:2 reaches two devices");
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{id}"), &t.sp).await,
-        )
-        .await;
+    let p = api.deployment(id, &t.sp).await;
     assert_eq!(p["targeted"], 3, "{p}");
     assert_eq!(p["done"], 2, "{p}");
     // Abort is final.

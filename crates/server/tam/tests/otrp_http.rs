@@ -240,12 +240,7 @@ async fn install_over_otrp(backend: Backend) {
     );
     assert!(body.is_empty());
     assert_draft_headers(&h);
-    let progress = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let progress = api.deployment(dep, &t.sp).await;
     assert_eq!(progress["done"], 1, "{progress}");
 
     // Replays are refused (400) and change nothing.
@@ -256,12 +251,7 @@ async fn install_over_otrp(backend: Backend) {
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("already answered"), "{text}");
     }
-    let after_replay = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{dep}"), &t.sp).await,
-        )
-        .await;
+    let after_replay = api.deployment(dep, &t.sp).await;
     assert_eq!(after_replay, progress);
 
     // The TA is in the TEE's sealed store, runnable like a TEEP-installed one.

@@ -188,13 +188,7 @@ async fn postgres_server_restarted_under_load_every_device_converges_once() {
             installs(d)
         );
     }
-    let p = api
-        .ok(
-            StatusCode::OK,
-            api.get(&format!("/api/v1/deployments/{deployment}"), &t.sp)
-                .await,
-        )
-        .await;
+    let p = api.deployment(deployment, &t.sp).await;
     assert_eq!(p["done"], n as u64, "TAM progress: {p}");
     assert_eq!(p["failed"], 0, "TAM progress: {p}");
     let (st, _) = api.get("/api/v1/status", &t.oem).await;

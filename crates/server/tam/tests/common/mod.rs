@@ -290,6 +290,16 @@ impl Api {
         r.1
     }
 
+    /// Deployment `id` with its progress, as `token` sees it (`GET /api/v1/deployments/{id}`,
+    /// which must answer 200).
+    pub async fn deployment(&self, id: i64, token: &str) -> Value {
+        self.ok(
+            StatusCode::OK,
+            self.get(&format!("/api/v1/deployments/{id}"), token).await,
+        )
+        .await
+    }
+
     /// Batch `id` as `token` sees it (`GET /api/v1/batches/{id}`), once checked that its
     /// package number `index` (from 0) has `applied` devices applied and none failed.
     pub async fn batch_all_applied(
