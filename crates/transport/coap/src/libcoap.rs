@@ -121,7 +121,8 @@ impl LibCoapClient {
         find_on_path(&CLIENTS).map(|bin| LibCoapClient { bin })
     }
 
-    /// Runs `req` (blocking), with its payload and output in files under `dir`.
+    /// Runs `req` (blocking), with its payload and output in files under `dir` that are
+    /// removed again.
     ///
     /// # Errors
     ///
@@ -134,10 +135,10 @@ impl LibCoapClient {
         let mut cmd = Command::new(&self.bin);
         cmd.args(["-v", "7", "-B", "60", "-m", req.method, "-o"])
             .arg(&out);
+        let input = dir.join(format!("libcoap-in-{stamp}.bin"));
         if let Some(body) = &req.body {
-            let input = dir.join(format!("libcoap-in-{stamp}.bin"));
             std::fs::write(&input, body)?;
-            cmd.arg("-f").arg(input);
+            cmd.arg("-f").arg(&input);
         }
         if let Some(b) = req.block {
             cmd.args(["-b", &b.to_string()]);
@@ -156,6 +157,9 @@ impl LibCoapClient {
             String::from_utf8_lossy(&output.stderr)
         );
         let body = std::fs::read(&out).unwrap_or_default();
+        // Both files are this call's alone; a missing one is no error.
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&input);
         Ok(Exchange {
             code: last_code(&log),
             body,
