@@ -230,8 +230,8 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
 
 /// libcoap's `coap-client` (an independent C implementation of RFC 7252 and RFC 7959) as
 /// the Broker: it carries a whole TEEP session between a real Agent and the TAM's CoAP
-/// endpoint, asking for 32-byte blocks where the TAM's own block size is 64, so every
-/// message goes block-wise both ways (Block1 up, Block2 down). Two of its datagrams are
+/// endpoint in 32-byte blocks where the TAM's own block size is 64, so every message goes
+/// block-wise both ways (Block1 up, Block2 down, both at 32). Two of its datagrams are
 /// dropped by libcoap itself, so the TAM also sees retransmitted blocks; the TA must
 /// install exactly once, with no TEEP message processed twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,6 +305,15 @@ async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
     assert!(up.datagrams_received >= 4, "{up:?}");
     assert_eq!(up.dropped, 2, "{}", up.log);
     assert!(up.retransmissions >= 2, "{}", up.log);
+    // libcoap sends 32-byte blocks and asks no Block2 size: the TAM (64) answers in 32.
+    for ex in &exchanges {
+        assert!(
+            ex.response_block_sizes.iter().all(|&b| b == 32),
+            "{:?}",
+            ex.response_block_sizes
+        );
+    }
+    assert!(up.response_block_sizes.contains(&32), "{}", up.log);
     let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     for (i, ex) in exchanges.iter().enumerate() {

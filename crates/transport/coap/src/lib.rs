@@ -41,7 +41,7 @@
 //! datagrams it drops itself) and fetches and reports batch packages at 16-byte blocks
 //! (otrp-tam-server's `coap` and `batch` tests); our client POSTs and GETs block-wise
 //! against its `coap-server` at every block size and through a lossy link
-//! (`tests/libcoap.rs`). Two things these tests taught us:
+//! (`tests/libcoap.rs`). Three things these tests taught us:
 //!
 //! * A client may send each block with a new token (RFC 9175 §3.3; libcoap does, with a
 //!   Request-Tag on Block1). A block with an unknown token continues the one transfer in
@@ -49,6 +49,9 @@
 //!   several, the token decides, and a block that matches none is 4.08.
 //! * Every request of one exchange carries the same options apart from Block1, Block2 and
 //!   Size1 (our client sends Accept on each): servers may key reassembly on them.
+//! * A client may ask no Block2 size up front (libcoap does not). The server then answers
+//!   in blocks no larger than the client's own Block1 blocks: a device that uploads in
+//!   32-byte blocks to fit a 51-byte LoRaWAN frame cannot take 64-byte ones back.
 //!
 //! # Content-format
 //!

@@ -111,6 +111,8 @@ pub struct Exchange {
     pub retransmissions: usize,
     /// Datagrams it dropped as [`Req::drop`] told it.
     pub dropped: usize,
+    /// The block sizes of the Block2 options in the responses it received.
+    pub response_block_sizes: std::collections::BTreeSet<usize>,
     /// Its whole log, for failure messages.
     pub log: String,
 }
@@ -167,6 +169,7 @@ impl LibCoapClient {
             datagrams_received: count(&log, |l| l.contains(" received ") && l.ends_with(" bytes")),
             retransmissions: count(&log, |l| l.contains("retransmission #")),
             dropped: count(&log, |l| l.contains("Packet ") && l.ends_with(" dropped")),
+            response_block_sizes: response_block_sizes(&log),
             log,
         })
     }
@@ -186,6 +189,19 @@ impl LibCoapClient {
 
 fn count(log: &str, pred: impl Fn(&str) -> bool) -> usize {
     log.lines().filter(|l| pred(l.trim_end())).count()
+}
+
+/// The SZX sizes of the Block2 options of the responses in the log's PDU dumps
+/// (`v:1 t:ACK c:2.04 i:… [ …, Block2:3/M/32, … ]`).
+fn response_block_sizes(log: &str) -> std::collections::BTreeSet<usize> {
+    log.lines()
+        .filter(|l| l.starts_with("v:1 t:ACK c:2.") || l.starts_with("v:1 t:NON c:2."))
+        .filter_map(|l| {
+            let b2 = l.split("Block2:").nth(1)?;
+            let value = b2.split([',', ' ', ']']).next()?;
+            value.rsplit('/').next()?.parse().ok()
+        })
+        .collect()
 }
 
 /// The code of the last "process incoming X.YY response" line of the log.
@@ -295,5 +311,16 @@ Nov 27 DEBG ** process incoming 2.04 response:
             1
         );
         assert_eq!(last_code("no response at all"), "");
+        let dumps = "\
+v:1 t:ACK c:2.04 i:247e {01} [ Content-Format:65000, Block2:0/M/64, Block1:0/_/32 ]
+v:1 t:CON c:POST i:247f {02} [ Uri-Path:teep, Block2:1/_/16 ]
+v:1 t:ACK c:2.04 i:247f {02} [ Block2:1/_/32 ]
+v:1 t:ACK c:4.08 i:2480 {03} [ ]
+";
+        assert_eq!(
+            response_block_sizes(dumps).into_iter().collect::<Vec<_>>(),
+            vec![32, 64],
+            "responses only, not the request's Block2"
+        );
     }
 }

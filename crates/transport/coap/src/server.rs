@@ -335,7 +335,11 @@ impl ServerCore {
             self.serve_block2(peer, &p, key, b2, now);
             return;
         }
-        let b2_szx = b2.map(|b| b.szx).unwrap_or(6).min(self.config.szx());
+        // The response's block size: what the client asked for in Block2, else the size
+        // it sends its own blocks in (a client on a 51-byte LoRaWAN frame that uploads in
+        // 32-byte blocks cannot take 64-byte ones back; libcoap asks no Block2 size up
+        // front), never more than ours.
+        let b2_szx = b2.or(b1).map(|b| b.szx).unwrap_or(6).min(self.config.szx());
         let Some(b1) = b1 else {
             self.deliver(peer, &p, p.payload.clone(), None, b2_szx, now);
             return;

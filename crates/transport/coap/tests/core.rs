@@ -811,3 +811,36 @@ fn block1_blocks_with_new_tokens_are_matched_on_the_request_and_its_tag() {
     );
     assert_eq!(s.uploads_in_progress(), 0);
 }
+
+/// A request with Block1 and no Block2 (libcoap's way) gets its response in blocks no
+/// larger than its own: a client on a small frame uploading in 16-byte blocks takes
+/// 16-byte blocks back, even from a server whose own size is 64.
+#[test]
+fn the_clients_block1_size_bounds_the_responses_blocks() {
+    let now = Instant::now();
+    let peer = addr(CLIENT);
+    let mut s = ServerCore::new(fast(64));
+    // One block of 16 (M clear): the whole body, sent block-wise all the same.
+    s.handle_datagram(
+        peer,
+        &request(1, b"t", |p| {
+            p.add_option(CoapOption::Block1, vec![0x00]);
+            p.payload = b"0123456789abcdef".to_vec();
+        }),
+        now,
+    );
+    let Some(ServerEvent::Request { id, request }) = s.poll_event() else {
+        panic!("no request");
+    };
+    assert_eq!(request.body, b"0123456789abcdef");
+    s.respond(id, Response::changed(body(8, 100)), now);
+    let r = reply_of(&mut s);
+    let b2 = r
+        .get_option(CoapOption::Block2)
+        .unwrap()
+        .front()
+        .unwrap()
+        .clone();
+    assert_eq!(b2, vec![0x08], "block 0, more, 16 bytes");
+    assert_eq!(r.payload, body(8, 100)[..16]);
+}
