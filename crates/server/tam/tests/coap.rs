@@ -236,7 +236,20 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
 /// install exactly once, with no TEEP message processed twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
-    let Some(client) = libcoap::coap_client_or_skip("libcoap_client_carries_a_teep_session") else {
+    libcoap_teep_session(32, Some("2,5"), 411).await;
+}
+
+/// [`libcoap_client_carries_a_teep_session_block_wise_both_ways`] at the smallest block
+/// size, 16 bytes (the QueryResponse goes up in over 100 blocks), without drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcoap_client_carries_a_teep_session_in_16_byte_blocks() {
+    libcoap_teep_session(16, None, 412).await;
+}
+
+/// A TEEP session carried by libcoap at `block` bytes, the QueryResponse's datagrams
+/// `drop` (libcoap's `-l`) lost on the way; device seed `seed`.
+async fn libcoap_teep_session(block: usize, drop: Option<&'static str>, seed: u64) {
+    let Some(client) = libcoap::coap_client_or_skip("libcoap_teep_session") else {
         return;
     };
     // The TAM's timers stay at RFC 7252's: libcoap's retransmissions (2-3 s) set the pace.
@@ -254,21 +267,23 @@ async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
         mut dev,
         dep,
         seen,
-    } = coap_tam("libcoap", cfg, 411).await;
+    } = coap_tam("libcoap", cfg, seed).await;
 
     let uri = format!("coap://{addr}/teep");
     let dir = f.dir.join("libcoap");
     let mut body: Option<Vec<u8>> = None;
     let mut exchanges = Vec::new();
+    let mut sent_lens = Vec::new();
     for round in 0..6 {
+        sent_lens.push(body.as_ref().map_or(0, Vec::len));
         let req = libcoap::Req {
             method: "post",
             uri: uri.clone(),
             body: body.clone(),
-            block: Some(32),
+            block: Some(block),
             content_format: Some(otrp_coap::TEEP_CBOR_CONTENT_FORMAT),
-            // The QueryResponse goes up in many blocks: lose its 2nd and 5th datagrams.
-            drop: (round == 1).then_some("2,5"),
+            // The QueryResponse goes up in many blocks: lose some of its datagrams.
+            drop: drop.filter(|_| round == 1),
         };
         let ex = client.run(&dir, req).await.unwrap();
         assert_eq!(
@@ -301,19 +316,24 @@ async fn libcoap_client_carries_a_teep_session_block_wise_both_ways() {
     // Block-wise both ways: the QueryResponse (Block1) and the Update (Block2) each took
     // more than one datagram; the dropped ones were sent again.
     let up = &exchanges[1];
-    assert!(up.datagrams_sent >= 4, "{up:?}");
-    assert!(up.datagrams_received >= 4, "{up:?}");
-    assert_eq!(up.dropped, 2, "{}", up.log);
-    assert!(up.retransmissions >= 2, "{}", up.log);
-    // libcoap sends 32-byte blocks and asks no Block2 size: the TAM (64) answers in 32.
+    assert!(up.datagrams_sent >= sent_lens[1].div_ceil(block), "{up:?}");
+    assert!(
+        up.datagrams_received >= up.body.len().div_ceil(block),
+        "{up:?}"
+    );
+    let dropped = drop.map_or(0, |d| d.split(',').count());
+    assert_eq!(up.dropped, dropped, "{}", up.log);
+    assert!(up.retransmissions >= dropped, "{}", up.log);
+    // libcoap sends `block`-byte blocks and asks no Block2 size: the TAM (64) answers in
+    // blocks of the same size.
     for ex in &exchanges {
         assert!(
-            ex.response_block_sizes.iter().all(|&b| b == 32),
+            ex.response_block_sizes.iter().all(|&b| b == block),
             "{:?}",
             ex.response_block_sizes
         );
     }
-    assert!(up.response_block_sizes.contains(&32), "{}", up.log);
+    assert!(up.response_block_sizes.contains(&block), "{}", up.log);
     let p = api.deployment(dep, &t.sp).await;
     assert_eq!(p["done"], 1, "{p}");
     for (i, ex) in exchanges.iter().enumerate() {
