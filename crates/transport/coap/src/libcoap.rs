@@ -234,21 +234,30 @@ impl LibCoapServer {
         let Some(bin) = find_on_path(&SERVERS) else {
             return Ok(None);
         };
-        // A port the OS just handed out and released: free unless something races for it.
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(bin)
-            .args(["-A", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-d", &resources.to_string(), "-v", "3"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let server = LibCoapServer { child, addr };
-        server.wait_ready()?;
-        Ok(Some(server))
+        // A port the OS just handed out and released is free unless something takes it in
+        // between (coap-server also listens on TCP at that number): then try another.
+        let mut last = None;
+        for _ in 0..3 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let child = Command::new(&bin)
+                .args(["-A", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-d", &resources.to_string(), "-v", "3"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let mut server = LibCoapServer {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            match server.wait_ready() {
+                Ok(()) => return Ok(Some(server)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("coap-server did not start")))
     }
 
     /// Its address.
@@ -257,18 +266,26 @@ impl LibCoapServer {
     }
 
     /// Polls with an empty confirmable message (a CoAP ping, answered with RST) until the
-    /// server answers.
-    fn wait_ready(&self) -> std::io::Result<()> {
+    /// server answers; fails at once if it exited (say, its port was taken).
+    fn wait_ready(&mut self) -> std::io::Result<()> {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut buf = [0u8; 64];
         for mid in 0..50u16 {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "libcoap's coap-server on {} exited: {status}",
+                    self.addr
+                )));
+            }
             let [hi, lo] = mid.to_be_bytes();
             // Version 1, CON, token length 0; code 0.00; message id.
             sock.send_to(&[0x40, 0x00, hi, lo], self.addr)?;
             if sock.recv_from(&mut buf).is_ok() {
                 return Ok(());
             }
+            // A refusal (ICMP) can come back at once: give the server time to bind.
+            std::thread::sleep(Duration::from_millis(20));
         }
         Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
