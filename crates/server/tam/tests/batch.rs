@@ -422,15 +422,7 @@ async fn mac_report_flow(backend: Backend) {
     let web = client(&f.pki);
     publish_package(&f, &api, &t.sp, 1).await;
     publish_package(&f, &api, &t.sp, 2).await;
-    let v2 = web
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let v2 = get_bytes(&web, &url).await;
     // Device 0 by hand: its queued report is a COSE_Mac0 naming its UEID.
     let d0 = &fleet.devices()[0];
     let report = {
@@ -663,15 +655,7 @@ async fn batch_package_and_maced_reports_over_libcoap_client() {
         http: _,
     } = setup_with("batch-libcoap", Backend::Sqlite, true).await;
     let pkg = publish_package(&f, &api, &t.sp, 1).await;
-    let over_https = client(&f.pki)
-        .get(batch_url(&server.tam_url(), BATCH))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let over_https = get_bytes(&client(&f.pki), batch_url(&server.tam_url(), BATCH)).await;
     assert_eq!(over_https.len() as u64, pkg["size"].as_u64().unwrap());
 
     let (store, backend) = f.store().await;

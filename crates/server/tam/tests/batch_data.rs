@@ -222,15 +222,7 @@ async fn fleet_no_fly_zones_travel_in_batch_packages() {
         !contents.contains("sd1/geofence#") && contents.ends_with("sd1/geofence/perso#2"),
         "{p2}"
     );
-    let v2 = web
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let v2 = get_bytes(&web, &url).await;
     for (d, st) in fleet.devices().iter().zip(states.iter_mut()) {
         let mut tee = d.tee().clone();
         let round = batch_round(&http, &server.tam_url(), &mut tee, st)

@@ -30,6 +30,26 @@ fn server_or_skip(test: &str) -> Option<LibCoapServer> {
     }
 }
 
+/// libcoap's own client PUTs `body` to `path` of `server` at `block`-byte blocks: the
+/// server creates the resource (2.01).
+async fn libcoap_put(server: &LibCoapServer, path: &str, body: &[u8], block: usize) {
+    let put = LibCoapClient::find()
+        .unwrap()
+        .run(
+            &std::env::temp_dir(),
+            Req {
+                method: "put",
+                uri: format!("coap://{}{path}", server.addr()),
+                body: Some(body.to_vec()),
+                block: Some(block),
+                ..Req::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.code, "2.01", "{}", put.log);
+}
+
 fn client(block: usize, ack_timeout: Duration, seed: u64) -> CoapClient {
     let cfg = Config {
         block_szx: Config::with_block_size(block).unwrap().block_szx,
@@ -52,20 +72,7 @@ async fn block_wise_post_and_get_against_libcoap_server_at_every_block_size() {
         let body = bytes(i as u64, 3 * block + block / 2 + 7);
         let c = client(block, Duration::from_millis(500), i as u64);
         // libcoap creates a dynamic resource on PUT; POST then replaces its content.
-        let seeded = LibCoapClient::find()
-            .unwrap()
-            .run(
-                &std::env::temp_dir(),
-                Req {
-                    method: "put",
-                    uri: format!("coap://{addr}{path}"),
-                    body: Some(b"seed".to_vec()),
-                    ..Req::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(seeded.code, "2.01", "{}", seeded.log);
+        libcoap_put(&server, &path, b"seed", block).await;
 
         let (r, up) = c.post_with_stats(addr, &path, body.clone()).await;
         let r = r.unwrap();
@@ -108,21 +115,7 @@ async fn block_wise_get_against_libcoap_server_through_lossy_link() {
     };
     let body = bytes(99, 2_000);
     let path = "/lossy";
-    let put = LibCoapClient::find()
-        .unwrap()
-        .run(
-            &std::env::temp_dir(),
-            Req {
-                method: "put",
-                uri: format!("coap://{}{path}", server.addr()),
-                body: Some(body.clone()),
-                block: Some(64),
-                ..Req::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(put.code, "2.01", "{}", put.log);
+    libcoap_put(&server, path, &body, 64).await;
     let mut retransmissions = 0;
     for seed in 1..=3 {
         let link = LinkModel {

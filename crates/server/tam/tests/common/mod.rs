@@ -643,6 +643,19 @@ pub async fn post_query_response(
     (s, r)
 }
 
+/// The body of `GET url` with `client`, whatever the status.
+pub async fn get_bytes(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Vec<u8> {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
 /// Whether the device's Agent reported installing `segments`.
 pub fn installed(dev: &Device, segments: &[&[u8]]) -> bool {
     dev.events.iter().any(|e| match e {
