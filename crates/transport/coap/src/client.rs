@@ -586,10 +586,10 @@ impl ClientCore {
         for q in &ex.query {
             p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
         }
-        // What we accept, on every request of the exchange: the blocks of one body must
+        // No Accept: the resource has one format, and every request of an exchange must
         // carry the same options (apart from Block1/Block2/Size1), or a server that keys
-        // its reassembly on the request's options (libcoap does) starts another body.
-        set_uint(&mut p, CoapOption::Accept, u32::from(cf));
+        // reassembly on them (libcoap does) starts another body; on it, Accept would cost
+        // 3 bytes in every datagram of a 51-byte frame.
         match ex.phase {
             Phase::Upload => {
                 let size = crate::block::szx_size(ex.up_szx);

@@ -48,7 +48,8 @@
 //!   progress for the same peer, method, path and query (and Request-Tag); when there are
 //!   several, the token decides, and a block that matches none is 4.08.
 //! * Every request of one exchange carries the same options apart from Block1, Block2 and
-//!   Size1 (our client sends Accept on each): servers may key reassembly on them.
+//!   Size1: servers may key reassembly on them. (Our client sent Accept on the final
+//!   Block1 request only; it now sends none, which also saves 3 bytes a datagram.)
 //! * A client may ask no Block2 size up front (libcoap does not). The server then answers
 //!   in blocks no larger than the client's own Block1 blocks: a device that uploads in
 //!   32-byte blocks to fit a 51-byte LoRaWAN frame cannot take 64-byte ones back.
