@@ -50,7 +50,7 @@
 //! * Every request of one exchange carries the same options apart from Block1, Block2 and
 //!   Size1: servers may key reassembly on them. (Our client sent Accept on the final
 //!   Block1 request only; it now sends none, which also saves 3 bytes a datagram.)
-//! * A client may ask no Block2 size up front (libcoap does not). The server then answers
+//! * A client may name no Block2 size up front (libcoap names none). The server then answers
 //!   in blocks no larger than the client's own Block1 blocks: a device that uploads in
 //!   32-byte blocks to fit a 51-byte LoRaWAN frame cannot take 64-byte ones back.
 //!
