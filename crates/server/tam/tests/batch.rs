@@ -490,14 +490,7 @@ async fn mac_report_flow(backend: Backend) {
         "nothing counted for package 1: {b1}"
     );
     // Prometheus tells MAC'd reports from signed ones.
-    let m = web
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&web, format!("{}/metrics", server.base_url())).await;
     for result in ["applied", "refused"] {
         assert!(
             m.lines().any(|l| l.starts_with("otrp_batch_reports_total{")

@@ -215,14 +215,7 @@ async fn teep_over_http_status_codes_and_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let m = http
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&http, format!("{}/metrics", server.base_url())).await;
     for name in [
         "otrp_http_requests_total",
         "otrp_http_request_duration_seconds_bucket",
@@ -707,14 +700,7 @@ async fn evidence_with_an_unknown_measurement_is_refused_and_counted() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("measurement"));
-    let m = http
-        .get(format!("{}/metrics", server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&http, format!("{}/metrics", server.base_url())).await;
     assert!(
         m.contains("otrp_attestation_failures_total{reason=\"unknown_measurement\"}"),
         "{m}"

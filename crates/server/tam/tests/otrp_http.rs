@@ -176,13 +176,7 @@ fn metric(text: &str, outcome: &str) -> f64 {
 }
 
 async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
-    http.get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(http, format!("{base}/metrics")).await
 }
 
 async fn install_over_otrp(backend: Backend) {
@@ -346,15 +340,7 @@ async fn broker_relays_a_whole_otrp_session() {
     assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
 
     // The endpoint is in the OpenAPI document.
-    let doc = api
-        .http
-        .get(format!("{}/openapi.json", server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let doc = get_text(&api.http, format!("{}/openapi.json", server.base_url())).await;
     assert!(
         doc.contains("/api/v1/sp/certs"),
         "not in the OpenAPI document"

@@ -656,6 +656,11 @@ pub async fn get_bytes(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> 
         .to_vec()
 }
 
+/// The body of `GET url` with `client` as text (`/metrics`, `/openapi.json`).
+pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Whether the device's Agent reported installing `segments`.
 pub fn installed(dev: &Device, segments: &[&[u8]]) -> bool {
     dev.events.iter().any(|e| match e {
