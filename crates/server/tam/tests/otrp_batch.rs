@@ -12,18 +12,19 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
+#[path = "common/otrp_tee.rs"]
+mod otrp_tee;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::*;
-use otrp_broker::{otrp_batch_round, otrp_batch_url, run_otrp_session, Http, LocalTee};
+use otrp_broker::{otrp_batch_round, otrp_batch_url, run_otrp_session, Http};
 use otrp_broker::{OtrpBatchRound, OtrpBatchState};
-use otrp_pki::device::{provision, MgmtConfig, ProvisionRequest};
+use otrp_pki::device::{MgmtConfig, ProvisionRequest};
 use otrp_tam_server::publish::{self, Payload};
 use otrp_tam_server::RunningServer;
-use otrp_tee_daemon::{OtrpBatchApplied, TamCert, Tee, TeeOptions};
-use rand::RngCore;
+use otrp_tee::{boot_otrp, OtrpDevice};
+use otrp_tee_daemon::OtrpBatchApplied;
 use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -34,65 +35,26 @@ const LOCKS: &str = "door-lock-b";
 const OTHER: &str = "thermostat-b";
 const DEVICES: usize = 4;
 
-struct Dev {
-    tee: Arc<Mutex<Tee>>,
-    public: Value,
-    tee_chain_pem: String,
-}
-
-fn boot(f: &mut Fixture, seed: u64, batch: &str) -> Dev {
+fn boot(f: &mut Fixture, seed: u64, batch: &str) -> OtrpDevice {
     boot_with(f, seed, batch, MgmtConfig::OemOwnedSd, true)
 }
 
 /// A device of batch `batch` under management configuration `config`, trusting the TAM
 /// as the OEM's TAM (`oem_tam`, `otrp tee run --oem-tam-cert`) or as an SP's.
-fn boot_with(f: &mut Fixture, seed: u64, batch: &str, config: MgmtConfig, oem_tam: bool) -> Dev {
+fn boot_with(
+    f: &mut Fixture,
+    seed: u64,
+    batch: &str,
+    config: MgmtConfig,
+    oem_tam: bool,
+) -> OtrpDevice {
     let mut req = ProvisionRequest::new(MODEL);
     req.batch = Some(batch.into());
     req.config = config;
-    let p = provision(
-        &mut f.pki,
-        &req,
-        provider(),
-        &mut rng(seed),
-        SystemTime::now() - Duration::from_secs(60),
-    )
-    .unwrap();
-    let mut key = [0u8; 32];
-    rng(seed + 7).fill_bytes(&mut key);
-    let mut chain = vec![p.identity.tee.cert.clone()];
-    chain.extend(p.identity.tee.chain.iter().cloned());
-    let tee_chain_pem = chain
-        .iter()
-        .map(|c| otrp_pki::cert::to_pem("CERTIFICATE", c).unwrap())
-        .collect::<String>();
-    let tee = Tee::boot(
-        p.identity,
-        key,
-        &f.dir.join(format!("device-{seed}")),
-        &TeeOptions {
-            // The OEM's TAM, as `otrp tee run --tam-cert` gives it.
-            tams: vec![TamCert {
-                chain: f.identity.tam_chain.clone(),
-                oem: oem_tam,
-            }],
-            fsync: false,
-            ..TeeOptions::default()
-        },
-    )
-    .unwrap();
-    Dev {
-        tee: Arc::new(Mutex::new(tee)),
-        public: serde_json::to_value(&p.public).unwrap(),
-        tee_chain_pem,
-    }
+    boot_otrp(f, seed, &req, oem_tam)
 }
 
-impl Dev {
-    fn link(&self) -> LocalTee {
-        LocalTee(self.tee.clone())
-    }
-
+impl OtrpDevice {
     fn version(&self) -> Option<u64> {
         let st = self.tee.lock().unwrap().status().unwrap();
         st.manifests
@@ -111,16 +73,6 @@ impl Dev {
     fn holds_sd1(&self) -> bool {
         let st = self.tee.lock().unwrap().status().unwrap();
         st.components.iter().any(|c| c.id.starts_with("sd1"))
-    }
-
-    fn agent_key_pem(&self) -> String {
-        let t = self.tee.lock().unwrap();
-        t.agent()
-            .config()
-            .agent_key
-            .public_key()
-            .to_spki_pem()
-            .unwrap()
     }
 }
 
@@ -179,7 +131,7 @@ fn has_event(applied: &OtrpBatchApplied, kind: &str, detail: &str) -> bool {
 
 /// A Broker round that applied the first package: SD `sd1` created, its one result taken
 /// by the TAM, the device at version 1.
-fn assert_first_package_applied(round: &OtrpBatchRound, d: &Dev) {
+fn assert_first_package_applied(round: &OtrpBatchRound, d: &OtrpDevice) {
     let applied = round.applied.clone().unwrap();
     assert_eq!(applied.outcome, "applied", "{applied:?}");
     assert!(has_event(&applied, "sd-created", "sd1"), "{applied:?}");
@@ -257,7 +209,7 @@ fn broker(f: &Fixture) -> Http {
 
 /// Registers the device and runs its first OTrP session (GetDeviceState binds its TEE
 /// certificate; nothing is deployed, so the TAM answers 204 next).
-async fn first_contact(api: &Api, t: &Tenants, http: &Http, url: &str, d: &Dev) {
+async fn first_contact(api: &Api, t: &Tenants, http: &Http, url: &str, d: &OtrpDevice) {
     api.ok(
         StatusCode::CREATED,
         api.post(
@@ -288,7 +240,7 @@ async fn otrp_batch_flow(backend: Backend) {
     } = start(&f).await;
     let web = client(&f.pki);
 
-    let devs: Vec<Dev> = (0..DEVICES as u64)
+    let devs: Vec<OtrpDevice> = (0..DEVICES as u64)
         .map(|i| boot(&mut f, 700 + i, LOCKS))
         .collect();
     let other = boot(&mut f, 790, OTHER);
@@ -549,7 +501,7 @@ async fn otrp_batch_create_sd_on_oem_gated_devices_carries_the_oem_authorization
         url,
         http,
     } = start(&f).await;
-    let devs: Vec<Dev> = (0..3)
+    let devs: Vec<OtrpDevice> = (0..3)
         .map(|i| boot_with(&mut f, 800 + i, GATED, MgmtConfig::OemGated, false))
         .collect();
     for d in &devs {

@@ -10,19 +10,20 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
+#[path = "common/otrp_tee.rs"]
+mod otrp_tee;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use otrp_broker::{run_otrp_session, Http, LocalTee};
+use otrp_broker::{run_otrp_session, Http};
 use otrp_json::OtrpMessage;
 use otrp_pki::device::{provision, ProvisionRequest};
-use otrp_tee_daemon::{TamCert, Tee, TeeOptions, TeepReply};
-use rand::RngCore;
+use otrp_tee::{boot_otrp, OtrpDevice};
+use otrp_tee_daemon::TeepReply;
 use reqwest::header::{self, HeaderMap};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const OTRP: &str = "application/otrp+json";
 
@@ -36,50 +37,8 @@ fn assert_draft_headers(h: &HeaderMap) {
     assert!(h.get(header::SET_COOKIE).is_none());
 }
 
-/// A provisioned device running the real simulated TEE.
-struct OtrpDevice {
-    tee: Arc<Mutex<Tee>>,
-    public: Value,
-    tee_chain_pem: String,
-}
-
 fn otrp_device(f: &mut Fixture, seed: u64) -> OtrpDevice {
-    let p = provision(
-        &mut f.pki,
-        &ProvisionRequest::new(MODEL),
-        provider(),
-        &mut rng(seed),
-        SystemTime::now() - Duration::from_secs(60),
-    )
-    .unwrap();
-    let mut key = [0u8; 32];
-    rng(seed + 7).fill_bytes(&mut key);
-    let mut chain = vec![p.identity.tee.cert.clone()];
-    chain.extend(p.identity.tee.chain.iter().cloned());
-    let tee_chain_pem = chain
-        .iter()
-        .map(|c| otrp_pki::cert::to_pem("CERTIFICATE", c).unwrap())
-        .collect::<String>();
-    let tee = Tee::boot(
-        p.identity,
-        key,
-        &f.dir.join(format!("device-{seed}")),
-        &TeeOptions {
-            // The OEM's TAM, as `otrp tee run --tam-cert` gives it.
-            tams: vec![TamCert {
-                chain: f.identity.tam_chain.clone(),
-                oem: true,
-            }],
-            fsync: false,
-            ..TeeOptions::default()
-        },
-    )
-    .unwrap();
-    OtrpDevice {
-        tee: Arc::new(Mutex::new(tee)),
-        public: serde_json::to_value(&p.public).unwrap(),
-        tee_chain_pem,
-    }
+    boot_otrp(f, seed, &ProvisionRequest::new(MODEL), true)
 }
 
 impl OtrpDevice {
@@ -99,16 +58,6 @@ impl OtrpDevice {
             .clone()
             .unwrap_or_else(|| panic!("the TEE sent nothing: {:?}", reply.events));
         (otrp_broker::otrp::to_tam(send), reply)
-    }
-
-    fn agent_key_pem(&self) -> String {
-        let t = self.tee.lock().unwrap();
-        t.agent()
-            .config()
-            .agent_key
-            .public_key()
-            .to_spki_pem()
-            .unwrap()
     }
 }
 
@@ -263,7 +212,7 @@ async fn install_over_otrp(backend: Backend) {
         .unwrap();
     let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
     let broker = Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap();
-    let report = run_otrp_session(&broker, &url, &mut LocalTee(dev.tee.clone()))
+    let report = run_otrp_session(&broker, &url, &mut dev.link())
         .await
         .unwrap();
     assert_eq!(
@@ -355,7 +304,7 @@ async fn broker_relays_a_whole_otrp_session() {
         .unwrap();
     let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
     let broker = Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap();
-    let report = run_otrp_session(&broker, &server.tam_url(), &mut LocalTee(dev.tee.clone()))
+    let report = run_otrp_session(&broker, &server.tam_url(), &mut dev.link())
         .await
         .unwrap();
     // GetDeviceState, CreateSD, InstallTA; three answers, then 204.
