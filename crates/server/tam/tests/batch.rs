@@ -129,25 +129,9 @@ async fn setup_with(tag: &str, backend: Backend, report_keys: bool) -> Setup {
     let mut opts = FleetOptions::new(BATCH_MODEL, MgmtConfig::OemOwnedSd);
     opts.batch = Some(BATCH.into());
     opts.report_key = report_keys;
-    opts.tams = otrp_fleet::pki_tam_certs(&f.pki)
-        .unwrap()
-        .into_iter()
-        .map(|mut t| {
-            t.oem = true;
-            t
-        })
-        .collect();
+    opts.tams = oem_tams(&f.pki);
     let fleet = Fleet::provision_with(&mut f.pki, DEVICES, &opts, None).unwrap();
-    let root = f
-        .pki
-        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
-        .unwrap();
-    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
-    let http = Http::new(
-        Some(root_pem.as_bytes()),
-        std::time::Duration::from_secs(30),
-    )
-    .unwrap();
+    let http = broker_http(&f.pki);
     // First contact: one attested TEEP session each binds the Agent keys reports are
     // checked with.
     let s = fleet

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use otrp_broker::{batch_round, batch_url, BatchState, Http};
+use otrp_broker::{batch_round, batch_url, BatchState};
 use otrp_fleet::{Fleet, FleetOptions};
 use otrp_pki::device::MgmtConfig;
 use otrp_tam_server::publish;
@@ -119,25 +119,9 @@ async fn fleet_no_fly_zones_travel_in_batch_packages() {
     let t = tenants(&f, &api).await;
     let mut opts = FleetOptions::new(MODEL, MgmtConfig::OemOwnedSd);
     opts.batch = Some(BATCH.into());
-    opts.tams = otrp_fleet::pki_tam_certs(&f.pki)
-        .unwrap()
-        .into_iter()
-        .map(|mut t| {
-            t.oem = true;
-            t
-        })
-        .collect();
+    opts.tams = oem_tams(&f.pki);
     let fleet = Fleet::provision_with(&mut f.pki, DEVICES, &opts, None).unwrap();
-    let root = f
-        .pki
-        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
-        .unwrap();
-    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
-    let http = Http::new(
-        Some(root_pem.as_bytes()),
-        std::time::Duration::from_secs(30),
-    )
-    .unwrap();
+    let http = broker_http(&f.pki);
     // First contact binds the Agent keys the reports are checked with.
     let s = fleet
         .run_with(&http, &server.tam_url(), &Default::default(), None)

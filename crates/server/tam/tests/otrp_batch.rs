@@ -160,7 +160,7 @@ async fn start(f: &Fixture) -> Started {
     let api = Api::new(&f.pki, &server);
     let t = tenants(f, &api).await;
     let url = server.tam_url();
-    let http = broker(f);
+    let http = broker_http(&f.pki);
     Started {
         server,
         api,
@@ -196,15 +196,6 @@ async fn upload(f: &Fixture, api: &Api, t: &Tenants, seq: u64) {
 async fn put(api: &Api, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
     api.call(reqwest::Method::PUT, path, token, Some(body))
         .await
-}
-
-fn broker(f: &Fixture) -> Http {
-    let root = f
-        .pki
-        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
-        .unwrap();
-    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
-    Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap()
 }
 
 /// Registers the device and runs its first OTrP session (GetDeviceState binds its TEE

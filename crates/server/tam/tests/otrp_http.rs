@@ -16,7 +16,7 @@ mod otrp_tee;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use otrp_broker::{run_otrp_session, Http};
+use otrp_broker::run_otrp_session;
 use otrp_json::OtrpMessage;
 use otrp_pki::device::{provision, ProvisionRequest};
 use otrp_tee::{boot_otrp, OtrpDevice};
@@ -206,12 +206,7 @@ async fn install_over_otrp(backend: Backend) {
 
     // A new session through the Broker's OTrP relay finds nothing to do:
     // GetDeviceState, then 204.
-    let root = f
-        .pki
-        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
-        .unwrap();
-    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
-    let broker = Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap();
+    let broker = broker_http(&f.pki);
     let report = run_otrp_session(&broker, &url, &mut dev.link())
         .await
         .unwrap();
@@ -298,12 +293,7 @@ async fn broker_relays_a_whole_otrp_session() {
     let dev = otrp_device(&mut f, 601);
     register(&api, &t.oem, &dev).await;
     publish_and_deploy(&f, &api, &t, 1).await;
-    let root = f
-        .pki
-        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
-        .unwrap();
-    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
-    let broker = Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap();
+    let broker = broker_http(&f.pki);
     let report = run_otrp_session(&broker, &server.tam_url(), &mut dev.link())
         .await
         .unwrap();

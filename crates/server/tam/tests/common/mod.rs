@@ -240,6 +240,28 @@ pub fn client(pki: &Pki) -> reqwest::Client {
         .unwrap()
 }
 
+/// The Broker's HTTPS transport, trusting only the PKI's TAM root.
+pub fn broker_http(pki: &Pki) -> otrp_broker::Http {
+    let root = pki
+        .ca_cert_der(otrp_pki::CaRole::Tam, otrp_pki::CaLevel::Root)
+        .unwrap();
+    let root_pem = otrp_pki::cert::to_pem("CERTIFICATE", &root).unwrap();
+    otrp_broker::Http::new(Some(root_pem.as_bytes()), Duration::from_secs(30)).unwrap()
+}
+
+/// The PKI's TAM certificates as the devices of a fleet trust them: as the OEM's TAM
+/// (`otrp tee run --oem-tam-cert`), which signs the SD manifests.
+pub fn oem_tams(pki: &Pki) -> Vec<otrp_tee_daemon::TamCert> {
+    otrp_fleet::pki_tam_certs(pki)
+        .unwrap()
+        .into_iter()
+        .map(|mut t| {
+            t.oem = true;
+            t
+        })
+        .collect()
+}
+
 /// The admin API as a test calls it.
 pub struct Api {
     pub http: reqwest::Client,
