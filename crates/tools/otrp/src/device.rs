@@ -52,8 +52,9 @@ sealed-state.cbor, and show the identity (ueid, model, configuration, certificat
 trust anchors, batch). With --pki DIR the TEE and TFW certificates are also validated
 against that PKI's roots and CRLs. Private keys are never printed.";
 
+/// `--config`: the management configuration of DESIGN §3.1 (also `otrp fleet run`).
 #[derive(ValueEnum, Clone, Copy, Debug)]
-enum ConfigArg {
+pub(crate) enum ConfigArg {
     /// SP needs an OEM authorization once, then manages SDs and TAs alone
     OemGated,
     /// only the OEM's TAM creates SDs; approved SPs manage TAs inside them

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use otrp_broker::mini_tam::{MiniTam, MiniTamKeys};
 use otrp_broker::{Http, NetSim};
 use otrp_fleet::{resident_bytes, Fleet, FleetOptions, RunOptions};
-use otrp_pki::device::MgmtConfig;
+
+use crate::device::ConfigArg;
 
 /// Simulate a fleet of devices against a TAM.
 #[derive(Args, Debug)]
@@ -36,26 +37,6 @@ memory per simulated device.
 
 Without a TAM server, --demo-tam NAME=FILE.wasm starts a minimal in-process TAM on
 loopback that deploys those TAs (signed with the PKI's TAM and SP keys).";
-
-#[derive(ValueEnum, Clone, Copy, Debug)]
-enum ConfigArg {
-    /// SP needs an OEM authorization once
-    OemGated,
-    /// only the OEM's TAM creates SDs
-    OemOwnedSd,
-    /// every operation needs OEM and SP signatures
-    DualControl,
-}
-
-impl From<ConfigArg> for MgmtConfig {
-    fn from(c: ConfigArg) -> Self {
-        match c {
-            ConfigArg::OemGated => MgmtConfig::OemGated,
-            ConfigArg::OemOwnedSd => MgmtConfig::OemOwnedSd,
-            ConfigArg::DualControl => MgmtConfig::DualControl,
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 struct RunArgs {
