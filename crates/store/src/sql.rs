@@ -329,6 +329,20 @@ type AuditRow = (i64, i64, String, String, String, String);
 
 type OtrpDeviceRow = (String, String, String, Vec<u8>, String, String, String, i64);
 
+/// An `otrp_devices` row (columns in the order the queries select them) as its record.
+fn otrp_device_record(r: OtrpDeviceRow) -> Result<OtrpDeviceRecord> {
+    Ok(OtrpDeviceRecord {
+        device_id: r.0,
+        did: r.1,
+        tee_name: r.2,
+        tee_cert: r.3,
+        dsi: r.4,
+        dsihash: r.5,
+        tid: r.6,
+        updated_at: un(r.7, "otrp_devices", "updated_at")?,
+    })
+}
+
 type OtrpRequestRow = (
     String,
     Option<String>,
@@ -1105,19 +1119,7 @@ impl Store for SqlStore {
             "SELECT device_id, did, tee_name, tee_cert, dsi, dsihash, tid, updated_at \
              FROM otrp_devices WHERE device_id = $1")
             .bind(device_id).fetch_optional(p).await)?;
-        row.map(|r| {
-            Ok(OtrpDeviceRecord {
-                device_id: r.0,
-                did: r.1,
-                tee_name: r.2,
-                tee_cert: r.3,
-                dsi: r.4,
-                dsihash: r.5,
-                tid: r.6,
-                updated_at: un(r.7, "otrp_devices", "updated_at")?,
-            })
-        })
-        .transpose()
+        row.map(otrp_device_record).transpose()
     }
 
     async fn insert_otrp_request(&self, r: &OtrpRequestRecord) -> Result<()> {

@@ -2,7 +2,7 @@
 //! shared device keys and the TEE lookup by `did`. Packages and results share the TEEP
 //! batch queries (`sql_batch.rs`).
 
-use super::{u, un, Backend, OtrpDeviceRow, SqlStore};
+use super::{otrp_device_record, u, un, Backend, OtrpDeviceRow, SqlStore};
 use crate::batch::OtrpBatchModelRecord;
 use crate::model::OtrpDeviceRecord;
 use crate::Result;
@@ -50,18 +50,6 @@ impl SqlStore {
             "SELECT device_id, did, tee_name, tee_cert, dsi, dsihash, tid, updated_at \
              FROM otrp_devices WHERE did = $1 ORDER BY updated_at DESC LIMIT 1")
             .bind(did).fetch_optional(p).await)?;
-        row.map(|r| {
-            Ok(OtrpDeviceRecord {
-                device_id: r.0,
-                did: r.1,
-                tee_name: r.2,
-                tee_cert: r.3,
-                dsi: r.4,
-                dsihash: r.5,
-                tid: r.6,
-                updated_at: un(r.7, "otrp_devices", "updated_at")?,
-            })
-        })
-        .transpose()
+        row.map(otrp_device_record).transpose()
     }
 }
