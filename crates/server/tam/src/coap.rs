@@ -106,16 +106,24 @@ async fn batch_report(state: &AppState, batch_id: &str, req: &Request) -> Respon
     }
 }
 
-/// The `otrp-coap` configuration for `block_size` bytes (16–1024, a power of two) and a
-/// request body limit of `max_body` bytes.
-pub fn coap_config(block_size: usize, max_body: usize) -> std::io::Result<Config> {
+/// The `otrp-coap` configuration for `block_size` bytes (16–1024, a power of two), a
+/// request body limit of `max_body` bytes and at most `max_held` bytes held in all
+/// ([`Config::max_held_bytes`], at least `max_body`).
+pub fn coap_config(block_size: usize, max_body: usize, max_held: usize) -> std::io::Result<Config> {
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
     let mut cfg = Config::with_block_size(block_size).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("CoAP block size {block_size}: must be 16, 32, 64, 128, 256, 512 or 1024"),
-        )
+        invalid(format!(
+            "CoAP block size {block_size}: must be 16, 32, 64, 128, 256, 512 or 1024"
+        ))
     })?;
+    if max_held < max_body {
+        return Err(invalid(format!(
+            "coap_max_held_bytes {max_held} is below max_teep_body_bytes {max_body}: \
+             the largest message could never be received"
+        )));
+    }
     cfg.max_body = max_body;
+    cfg.max_held_bytes = max_held;
     Ok(cfg)
 }
 
@@ -124,6 +132,7 @@ pub async fn start_coap(state: Arc<AppState>, addr: SocketAddr) -> std::io::Resu
     let cfg = coap_config(
         state.config.coap_block_size,
         state.config.max_teep_body_bytes,
+        state.config.coap_max_held_bytes,
     )?;
     start_coap_with(state, addr, cfg).await
 }
@@ -150,9 +159,12 @@ mod tests {
         assert_eq!(coap_code(418), Code::BadRequest);
         assert_eq!(coap_code(500), Code::InternalServerError);
         assert_eq!(coap_code(503), Code::ServiceUnavailable);
-        assert!(coap_config(64, 1000).is_ok_and(|c| c.block_size() == 64));
-        assert!(coap_config(100, 1000).is_err());
-        assert!(coap_config(2048, 1000).is_err());
-        assert!(coap_config(8, 1000).is_err());
+        assert!(coap_config(64, 1000, 4000)
+            .is_ok_and(|c| c.block_size() == 64 && c.max_held_bytes == 4000));
+        assert!(coap_config(100, 1000, 4000).is_err());
+        assert!(coap_config(2048, 1000, 4000).is_err());
+        assert!(coap_config(8, 1000, 4000).is_err());
+        assert!(coap_config(64, 1000, 999)
+            .is_err_and(|e| e.to_string().contains("coap_max_held_bytes")));
     }
 }

@@ -17,6 +17,7 @@
 //! reference_refresh_secs = 2              # reload reference values from the store
 //! coap_listen = "127.0.0.1:5683"         # optional TEEP over CoAP (UDP) at /teep
 //! coap_block_size = 1024                 # 16–1024 (power of two)
+//! coap_max_held_bytes = 67108864         # all the CoAP endpoint holds; beyond: 5.03
 //! signing_cert = "/etc/otrp/tam-chain.pem" # TAM certificate chain of signing_key (OTrP)
 //! compact = "none"                       # none | all: TEEP wire profile of every Update
 //! compact_models = ["lock-v1"]           # models (EAT hwmodel) that get compact Updates
@@ -219,6 +220,11 @@ pub struct ServerConfig {
     pub coap_listen: Option<SocketAddr>,
     /// CoAP block size in bytes (16, 32, …, 1024; RFC 7959).
     pub coap_block_size: usize,
+    /// All the CoAP endpoint holds for exchanges in progress, whatever the number of
+    /// peers (UDP sources can be forged): bodies, cached answers, requests being
+    /// processed. Beyond it new requests get 5.03 with Max-Age. At least
+    /// `max_teep_body_bytes`.
+    pub coap_max_held_bytes: usize,
     /// OEM authorizations of this TAM per SP for OTrP CreateSD on OEM-gated devices.
     pub otrp_oem_authorization: Vec<OemAuthorizationConfig>,
     /// Report master secrets per batch, for MAC'd batch reports.
@@ -262,6 +268,7 @@ impl Default for ServerConfig {
             reference_refresh_secs: 2,
             coap_listen: None,
             coap_block_size: 1024,
+            coap_max_held_bytes: 64 << 20,
             otrp_oem_authorization: Vec::new(),
             batch_report_master: Vec::new(),
             compact: CompactConfig::None,

@@ -223,7 +223,69 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
         ..f.config.clone()
     };
     assert!(otrp_tam_server::start(bad).await.is_err());
+    // So does a bound on what the endpoint holds below the largest message.
+    let bad = otrp_tam_server::ServerConfig {
+        coap_listen: Some("127.0.0.1:0".parse().unwrap()),
+        coap_max_held_bytes: f.config.max_teep_body_bytes - 1,
+        ..f.config.clone()
+    };
+    let err = otrp_tam_server::start(bad).await.err().unwrap();
+    assert!(
+        format!("{err:#}").contains("coap_max_held_bytes"),
+        "{err:#}"
+    );
 
+    server.shutdown(Duration::from_secs(5)).await;
+    f.cleanup().await;
+}
+
+/// A flood of uploads that never finish (each with its own token, as if from its own
+/// forged address) fills the CoAP endpoint up to `coap_max_held_bytes`; from then on it
+/// answers 5.03 Service Unavailable with Max-Age instead of holding more, and keeps
+/// answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+    let f = Fixture::new("coapflood", Backend::Sqlite);
+    let config = otrp_tam_server::ServerConfig {
+        coap_listen: Some("127.0.0.1:0".parse().unwrap()),
+        coap_block_size: 64,
+        max_teep_body_bytes: 16 << 10,
+        coap_max_held_bytes: 32 << 10,
+        ..f.config.clone()
+    };
+    let server = otrp_tam_server::start(config).await.unwrap();
+    let addr = server.coap_addr().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut codes = Vec::new();
+    for i in 0..40u16 {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.message_id = i;
+        p.set_token(i.to_be_bytes().to_vec());
+        p.add_option(CoapOption::UriPath, b"teep".to_vec());
+        p.add_option(CoapOption::Block1, vec![0x0a]); // num 0, more, 64 B
+        p.add_option(CoapOption::Size1, vec![0x40, 0x00]); // 16 KiB
+        p.payload = vec![0xa5; 64];
+        sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer to every block")
+            .unwrap();
+        let r = Packet::from_bytes(&buf[..n]).unwrap();
+        if r.header.code == MessageClass::Response(ResponseType::ServiceUnavailable) {
+            assert!(r.get_first_option(CoapOption::MaxAge).is_some());
+        }
+        codes.push(r.header.code);
+    }
+    let cont = MessageClass::Response(ResponseType::Continue);
+    let busy = MessageClass::Response(ResponseType::ServiceUnavailable);
+    let taken = codes.iter().take_while(|c| **c == cont).count();
+    // 4 KiB is set aside for each body: the first few fit, then every one is refused.
+    assert!((2..=8).contains(&taken), "{codes:?}");
+    assert!(codes[taken..].iter().all(|c| *c == busy), "{codes:?}");
     server.shutdown(Duration::from_secs(5)).await;
     f.cleanup().await;
 }

@@ -365,13 +365,23 @@ fn serve(a: &ServeArgs) -> Result<(), CliError> {
     if let Some(b) = a.coap_block_size {
         config.coap_block_size = b;
     }
-    if otrp_tam_server::coap::coap_config(config.coap_block_size, 0).is_err() {
+    if otrp_tam_server::coap::coap_config(config.coap_block_size, 0, 0).is_err() {
         return Err(CliError::new(
             format!(
                 "--coap-block-size {}: not a CoAP block size",
                 config.coap_block_size
             ),
             "use 16, 32, 64, 128, 256, 512 or 1024",
+        ));
+    }
+    if config.coap_max_held_bytes < config.max_teep_body_bytes {
+        return Err(CliError::new(
+            format!(
+                "coap_max_held_bytes {} is below max_teep_body_bytes {}: the largest TEEP \
+                 message could never be received over CoAP",
+                config.coap_max_held_bytes, config.max_teep_body_bytes
+            ),
+            "raise coap_max_held_bytes in tam.toml (default 67108864)",
         ));
     }
     if let Some(p) = a.policy {

@@ -25,6 +25,13 @@ pub struct Config {
     pub max_body: usize,
     /// Largest number of Block1 uploads the server keeps in progress at once (default 1024).
     pub max_uploads: usize,
+    /// Largest number of bytes the server holds for exchanges in progress (default 64
+    /// MiB): Block1 bodies being reassembled, Block2 bodies being served, answers kept
+    /// for retransmissions, requests with the application (each with room for its
+    /// answer), and a fixed cost per entry. A request that would go beyond it gets 5.03
+    /// Service Unavailable with Max-Age instead, and nothing is kept for it: over UDP any
+    /// address can be forged, so no number of peers may make the server hold more.
+    pub max_held_bytes: usize,
 }
 
 impl Default for Config {
@@ -38,6 +45,7 @@ impl Default for Config {
             content_format: crate::TEEP_CBOR_CONTENT_FORMAT,
             max_body: 16 << 20,
             max_uploads: 1024,
+            max_held_bytes: 64 << 20,
         }
     }
 }

@@ -67,7 +67,10 @@
 //!
 //! Block numbers are 20-bit (RFC 7959), so a body holds at most 2^20 blocks (16 MiB at
 //! 16-byte blocks); [`Config::max_body`] bounds what the server buffers per upload and
-//! [`Config::max_uploads`] how many uploads it keeps at once. NSTART is 1 per exchange
+//! [`Config::max_uploads`] how many uploads it keeps at once; [`Config::max_held_bytes`]
+//! bounds all the server keeps (bodies, cached answers, requests with the application),
+//! however many peers, forged addresses included, send to it: beyond it a new request
+//! gets 5.03 Service Unavailable with Max-Age. NSTART is 1 per exchange
 //! (one outstanding confirmable message each); a [`ClientCore`] may run several exchanges.
 #![cfg_attr(not(feature = "std"), allow(unused))]
 

@@ -171,6 +171,57 @@ struct Pending {
 
 type PeerToken = (SocketAddr, Vec<u8>);
 
+/// What one entry of the server's tables costs beyond its buffers (map slot, key, token,
+/// timer; an estimate), counted against [`Config::max_held_bytes`].
+const ENTRY_COST: usize = 128;
+/// Room kept for the answer to a request with the application, beyond one block.
+const ANSWER_HEADROOM: usize = 64;
+/// At most this much is allocated up front for a Block1 body, whatever its Size1 says;
+/// the rest as the blocks come.
+const UPLOAD_PREALLOC: usize = 4 << 10;
+
+impl RequestKey {
+    /// Its strings, held once in its table and once in the table's index.
+    fn cost(&self) -> usize {
+        2 * (self.path.len() + self.query.iter().map(String::len).sum::<usize>())
+    }
+}
+
+impl DedupEntry {
+    fn cost(&self) -> usize {
+        ENTRY_COST
+            + match &self.state {
+                Dedup::InProgress => 0,
+                Dedup::Replied(bytes) => bytes.capacity(),
+            }
+    }
+}
+
+impl Upload {
+    fn cost(&self) -> usize {
+        ENTRY_COST
+            + self.buf.capacity()
+            + self.request.request.cost()
+            + self.request.tag.as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl Download {
+    fn cost(&self) -> usize {
+        ENTRY_COST
+            + self.body.capacity()
+            + self.request.cost()
+            + self.etag.as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl Pending {
+    /// With room for its answer (one block), which replaces it in the dedup table.
+    fn cost(&self) -> usize {
+        ENTRY_COST + self.request.cost() + szx_size(self.b2_szx) + ANSWER_HEADROOM
+    }
+}
+
 /// The server state machine. Feed it datagrams ([`ServerCore::handle_datagram`]), answers
 /// ([`ServerCore::respond`]) and timer expiries ([`ServerCore::handle_timeout`]); drain
 /// [`ServerCore::poll_transmit`] and [`ServerCore::poll_event`] after each call.
@@ -190,6 +241,12 @@ pub struct ServerCore {
     next_sweep: Option<Instant>,
     /// Fingerprint of the datagram being handled.
     current_print: u64,
+    /// Bytes held for the entries of the tables above ([`Config::max_held_bytes`]).
+    held: usize,
+    /// Requests refused for want of room.
+    busy_refusals: u64,
+    /// No warning about refusals for want of room before this.
+    quiet_until: Option<Instant>,
 }
 
 impl ServerCore {
@@ -209,6 +266,48 @@ impl ServerCore {
             events: VecDeque::new(),
             next_sweep: None,
             current_print: 0,
+            held: 0,
+            busy_refusals: 0,
+            quiet_until: None,
+        }
+    }
+
+    /// Bytes held for exchanges in progress, as counted against
+    /// [`Config::max_held_bytes`].
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Requests answered 5.03 Service Unavailable because the server held
+    /// [`Config::max_held_bytes`] or [`Config::max_uploads`] already.
+    pub fn busy_refusals(&self) -> u64 {
+        self.busy_refusals
+    }
+
+    /// Whether `extra` more bytes stay within [`Config::max_held_bytes`].
+    fn fits(&self, extra: usize) -> bool {
+        self.held.saturating_add(extra) <= self.config.max_held_bytes
+    }
+
+    /// [`ServerCore::held_bytes`] counted afresh from the tables.
+    fn recount(&self) -> usize {
+        self.dedup.values().map(DedupEntry::cost).sum::<usize>()
+            + self.uploads.values().map(Upload::cost).sum::<usize>()
+            + self.downloads.values().map(Download::cost).sum::<usize>()
+            + self.pending.values().map(Pending::cost).sum::<usize>()
+    }
+
+    /// Gives back `bytes` of [`ServerCore::held_bytes`] (saturating: a miscount must not
+    /// wrap into a server that refuses everything; the next sweep counts afresh).
+    fn release(&mut self, bytes: usize) {
+        debug_assert!(self.held >= bytes, "released more than held");
+        self.held = self.held.saturating_sub(bytes);
+    }
+
+    fn put_dedup(&mut self, key: (SocketAddr, u16), entry: DedupEntry) {
+        self.held += entry.cost();
+        if let Some(old) = self.dedup.insert(key, entry) {
+            self.release(old.cost());
         }
     }
 
@@ -257,10 +356,12 @@ impl ServerCore {
         if self.next_sweep.is_some_and(|t| t > now) {
             return;
         }
+        debug_assert_eq!(self.held, self.recount(), "held bytes drifted");
         self.dedup
             .retain(|_, e| e.expires > now || matches!(e.state, Dedup::InProgress));
         self.uploads.retain(|_, u| u.expires > now);
         self.downloads.retain(|_, d| d.expires > now);
+        self.held = self.recount();
         let (uploads, downloads) = (&self.uploads, &self.downloads);
         self.uploads_by_request
             .retain(|k, t| uploads.contains_key(&(k.request.peer, t.to_vec())));
@@ -358,21 +459,25 @@ impl ServerCore {
                 return;
             }
             if self.uploads.len() >= self.config.max_uploads && !self.uploads.contains_key(&key) {
-                self.reply(peer, &p, Code::ServiceUnavailable, now, |_| {});
+                self.refuse_busy(peer, &p, now);
                 return;
             }
-            let cap = size1.unwrap_or(0).min(max).min(1 << 20);
+            let cap = size1.unwrap_or(0).min(max).min(UPLOAD_PREALLOC);
             self.remove_upload(&key);
             let request = UploadKey::of(peer, &p);
-            self.uploads_by_request.add(request.clone(), key.1.clone());
-            self.uploads.insert(
-                key.clone(),
-                Upload {
-                    buf: Vec::with_capacity(cap),
-                    expires: now + self.config.exchange_lifetime,
-                    request,
-                },
-            );
+            let upload = Upload {
+                buf: Vec::with_capacity(cap),
+                expires: now + self.config.exchange_lifetime,
+                request,
+            };
+            if !self.fits(upload.cost()) {
+                self.refuse_busy(peer, &p, now);
+                return;
+            }
+            self.held += upload.cost();
+            self.uploads_by_request
+                .add(upload.request.clone(), key.1.clone());
+            self.uploads.insert(key.clone(), upload);
             self.arm_sweep(now);
         }
         // The body this block continues: by its token, or (a client that sends each
@@ -410,13 +515,32 @@ impl ServerCore {
             }
             return;
         }
-        if up.buf.len() + p.payload.len() > max {
+        let need = up.buf.len() + p.payload.len();
+        if need > max {
             self.remove_upload(&key);
             self.reply(peer, &p, Code::RequestEntityTooLarge, now, |r| {
                 set_uint(r, CoapOption::Size1, u32::try_from(max).unwrap_or(u32::MAX));
             });
             return;
         }
+        let (len, capacity) = (up.buf.len(), up.buf.capacity());
+        if need > capacity {
+            // Grow by doubling (amortized), within the bound on what the server holds.
+            let want = need.max(capacity.saturating_mul(2)).min(max);
+            if !self.fits(want - capacity) {
+                self.remove_upload(&key);
+                self.refuse_busy(peer, &p, now);
+                return;
+            }
+            let Some(up) = self.uploads.get_mut(&key) else {
+                return;
+            };
+            up.buf.reserve_exact(want - len);
+            self.held += up.buf.capacity() - capacity;
+        }
+        let Some(up) = self.uploads.get_mut(&key) else {
+            return;
+        };
         up.buf.extend_from_slice(&p.payload);
         up.expires = now + lifetime;
         if b1.more {
@@ -444,34 +568,35 @@ impl ServerCore {
         b2_szx: u8,
         now: Instant,
     ) {
+        let request = RequestKey::of(peer, p);
+        let mid = p.header.message_id;
+        let pending = Pending {
+            peer,
+            mid,
+            token: p.get_token().to_vec(),
+            confirmable: p.header.get_type() == MessageType::Confirmable,
+            block1: block1.map(|b| Block { more: false, ..b }),
+            b2_szx,
+            request: request.clone(),
+        };
+        let in_progress = DedupEntry {
+            state: Dedup::InProgress,
+            expires: now + self.config.exchange_lifetime,
+            fingerprint: self.current_print,
+        };
+        if !self.fits(pending.cost() + in_progress.cost()) {
+            self.refuse_busy(peer, p, now);
+            return;
+        }
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let request = RequestKey::of(peer, p);
         let etags: Vec<Vec<u8>> = p
             .get_option(CoapOption::ETag)
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default();
-        let mid = p.header.message_id;
-        self.pending.insert(
-            id,
-            Pending {
-                peer,
-                mid,
-                token: p.get_token().to_vec(),
-                confirmable: p.header.get_type() == MessageType::Confirmable,
-                block1: block1.map(|b| Block { more: false, ..b }),
-                b2_szx,
-                request: request.clone(),
-            },
-        );
-        self.dedup.insert(
-            (peer, mid),
-            DedupEntry {
-                state: Dedup::InProgress,
-                expires: now + self.config.exchange_lifetime,
-                fingerprint: self.current_print,
-            },
-        );
+        self.held += pending.cost();
+        self.pending.insert(id, pending);
+        self.put_dedup((peer, mid), in_progress);
         self.arm_sweep(now);
         self.events.push_back(ServerEvent::Request {
             id,
@@ -487,57 +612,123 @@ impl ServerCore {
     }
 
     /// Answers request `id` (unknown ids are ignored). A body larger than one block goes
-    /// out block-wise: the first block now, the rest when the client asks (Block2).
+    /// out block-wise: the first block now, the rest when the client asks (Block2). When
+    /// keeping the rest would go beyond [`Config::max_held_bytes`], the answer is 5.03
+    /// Service Unavailable with Max-Age instead.
     pub fn respond(&mut self, id: RequestId, response: Response, now: Instant) {
         let Some(pd) = self.pending.remove(&id) else {
             return;
         };
+        self.release(pd.cost());
+        let Response { code, body, etag } = response;
         let size = szx_size(pd.b2_szx);
-        let mut r = self.base_reply(pd.confirmable, pd.mid, &pd.token, response.code);
+        if body.len() <= size {
+            let mut r = self.answer(&pd, code, etag.as_ref(), !body.is_empty());
+            r.payload = body;
+            self.send_reply(pd.peer, pd.mid, r, now);
+            return;
+        }
+        let key = (pd.peer, pd.token.clone());
+        self.remove_download(&key);
+        let download = Download {
+            code,
+            body,
+            etag,
+            expires: now + self.config.exchange_lifetime,
+            request: pd.request.clone(),
+        };
+        // Room for the rest of the body, and for its first block, kept to answer
+        // retransmissions.
+        if !self.fits(download.cost() + size + ANSWER_HEADROOM) {
+            self.note_busy(now);
+            let mut r =
+                self.base_reply(pd.confirmable, pd.mid, &pd.token, Code::ServiceUnavailable);
+            self.set_max_age(&mut r);
+            self.send_reply(pd.peer, pd.mid, r, now);
+            return;
+        }
+        let mut r = self.answer(&pd, download.code, download.etag.as_ref(), true);
+        Block {
+            num: 0,
+            more: true,
+            szx: pd.b2_szx,
+        }
+        .set(&mut r, CoapOption::Block2);
+        set_uint(
+            &mut r,
+            CoapOption::Size2,
+            u32::try_from(download.body.len()).unwrap_or(u32::MAX),
+        );
+        r.payload = download.body.get(..size).unwrap_or(&[]).to_vec();
+        self.held += download.cost();
+        self.downloads_by_request.add(pd.request, pd.token);
+        self.downloads.insert(key, download);
+        self.send_reply(pd.peer, pd.mid, r, now);
+    }
+
+    /// The answer's header for the request `pd`: code, echoed Block1, ETag, and the
+    /// content-format when it carries a body.
+    fn answer(&mut self, pd: &Pending, code: Code, etag: Option<&Vec<u8>>, body: bool) -> Packet {
+        let mut r = self.base_reply(pd.confirmable, pd.mid, &pd.token, code);
         if let Some(b1) = pd.block1 {
             b1.set(&mut r, CoapOption::Block1);
         }
-        if let Some(e) = &response.etag {
+        if let Some(e) = etag {
             r.add_option(CoapOption::ETag, e.clone());
         }
-        if !response.body.is_empty() {
+        if body {
             set_uint(
                 &mut r,
                 CoapOption::ContentFormat,
                 u32::from(self.config.content_format),
             );
         }
-        if response.body.len() > size {
-            Block {
-                num: 0,
-                more: true,
-                szx: pd.b2_szx,
-            }
-            .set(&mut r, CoapOption::Block2);
-            set_uint(
-                &mut r,
-                CoapOption::Size2,
-                u32::try_from(response.body.len()).unwrap_or(u32::MAX),
+        r
+    }
+
+    /// Counts a refusal for want of room, and warns about it at most once per sweep
+    /// interval (a flood would otherwise flood the log too).
+    fn note_busy(&mut self, now: Instant) {
+        self.busy_refusals += 1;
+        if self.quiet_until.is_none_or(|t| now >= t) {
+            tracing::warn!(
+                held_bytes = self.held,
+                max_held_bytes = self.config.max_held_bytes,
+                uploads = self.uploads.len(),
+                refused = self.busy_refusals,
+                "CoAP server at its bound: answering new requests 5.03 until exchanges in \
+                 progress finish or expire (raise Config::max_held_bytes if this is not a flood)"
             );
-            r.payload = response.body.get(..size).unwrap_or(&[]).to_vec();
-            let key = (pd.peer, pd.token.clone());
-            self.remove_download(&key);
-            self.downloads_by_request
-                .add(pd.request.clone(), pd.token.clone());
-            self.downloads.insert(
-                key,
-                Download {
-                    code: response.code,
-                    body: response.body,
-                    etag: response.etag,
-                    expires: now + self.config.exchange_lifetime,
-                    request: pd.request,
-                },
-            );
-        } else {
-            r.payload = response.body;
+            self.quiet_until = Some(now + self.sweep_interval());
         }
-        self.send_reply(pd.peer, pd.mid, r, now);
+    }
+
+    /// Max-Age on a 5.03: retry after the next sweep, which frees what expired.
+    fn set_max_age(&self, r: &mut Packet) {
+        let secs = self.sweep_interval().as_secs().max(1);
+        set_uint(
+            r,
+            CoapOption::MaxAge,
+            u32::try_from(secs).unwrap_or(u32::MAX),
+        );
+    }
+
+    /// Refuses `p` for want of room: 5.03 Service Unavailable with Max-Age, sent at once
+    /// and not kept (a retransmission is refused again, or served if room was made).
+    fn refuse_busy(&mut self, peer: SocketAddr, p: &Packet, now: Instant) {
+        self.note_busy(now);
+        let confirmable = p.header.get_type() == MessageType::Confirmable;
+        let mut r = self.base_reply(
+            confirmable,
+            p.header.message_id,
+            p.get_token(),
+            Code::ServiceUnavailable,
+        );
+        self.set_max_age(&mut r);
+        match r.to_bytes_unlimited() {
+            Ok(data) => self.outbox.push_back(Transmit { peer, data }),
+            Err(_) => tracing::warn!(%peer, "could not encode a 5.03 response"),
+        }
     }
 
     fn serve_block2(
@@ -599,6 +790,7 @@ impl ServerCore {
     /// Forgets the download of `key` (a finished or replaced response), index included.
     fn remove_download(&mut self, key: &PeerToken) {
         if let Some(d) = self.downloads.remove(key) {
+            self.release(d.cost());
             self.downloads_by_request.remove(&d.request, &key.1);
         }
     }
@@ -606,6 +798,7 @@ impl ServerCore {
     /// Forgets the upload of `key` (finished, refused or restarted), index included.
     fn remove_upload(&mut self, key: &PeerToken) -> Option<Upload> {
         let u = self.uploads.remove(key)?;
+        self.release(u.cost());
         self.uploads_by_request.remove(&u.request, &key.1);
         Some(u)
     }
@@ -648,21 +841,164 @@ impl ServerCore {
         };
         // An answer to a delivered request keeps that request's fingerprint; an immediate
         // answer belongs to the datagram being handled.
-        let fingerprint = self
+        let delivered = self
             .dedup
             .get(&(peer, request_mid))
             .filter(|e| matches!(e.state, Dedup::InProgress))
-            .map(|e| e.fingerprint)
-            .unwrap_or(self.current_print);
-        self.dedup.insert(
-            (peer, request_mid),
-            DedupEntry {
-                state: Dedup::Replied(bytes.clone()),
-                expires: now + self.config.exchange_lifetime,
-                fingerprint,
-            },
-        );
-        self.arm_sweep(now);
+            .map(|e| e.fingerprint);
+        let entry = DedupEntry {
+            state: Dedup::Replied(bytes.clone()),
+            expires: now + self.config.exchange_lifetime,
+            fingerprint: delivered.unwrap_or(self.current_print),
+        };
+        // The answer to a delivered request had its room kept with the request. Other
+        // answers (errors, Continue, blocks of a response) are kept only while there is
+        // room: a retransmission of their request is then handled again, which gives the
+        // same answer.
+        if delivered.is_some() || self.fits(entry.cost()) {
+            self.put_dedup((peer, request_mid), entry);
+            self.arm_sweep(now);
+        }
         self.outbox.push_back(Transmit { peer, data: bytes });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientCore, ClientEvent};
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Genuine block-wise clients and a flood of forged requests share a server with a
+    /// small bound: after every call the bytes it counts as held equal a count afresh
+    /// of its tables, and stay within the bound.
+    #[test]
+    fn held_bytes_are_counted_exactly_and_stay_within_the_bound() {
+        for seed in 0..4u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let config = Config {
+                block_szx: 1,
+                max_body: 4096,
+                max_held_bytes: 24 << 10,
+                exchange_lifetime: Duration::from_secs(4),
+                ..Config::fast(Duration::from_millis(50))
+            };
+            let mut server = ServerCore::new(config.clone());
+            let server_addr: SocketAddr = "10.0.0.2:5683".parse().unwrap();
+            let clients: Vec<SocketAddr> = (1..=3)
+                .map(|i| format!("10.0.1.{i}:5683").parse().unwrap())
+                .collect();
+            let mut cores: Vec<ClientCore> = clients
+                .iter()
+                .map(|_| ClientCore::new(config.clone(), &mut rng))
+                .collect();
+            let start = Instant::now();
+            let mut now = start;
+            let check = |s: &ServerCore, step: &str| {
+                assert_eq!(s.held_bytes(), s.recount(), "seed {seed}, {step}");
+                assert!(
+                    s.held_bytes() <= s.config.max_held_bytes,
+                    "seed {seed}, {step}"
+                );
+            };
+            for (c, core) in cores.iter_mut().enumerate() {
+                let len = 200 + 700 * c;
+                core.post(server_addr, "/teep", vec![c as u8; len], now);
+            }
+            let mut completed = 0;
+            for step in 0..20_000u32 {
+                now += Duration::from_millis(1);
+                // A forged datagram now and then: a new upload, a request, a block
+                // request, or random bytes, from one of 500 addresses.
+                if rng.next_u32() % 3 == 0 {
+                    let from: SocketAddr =
+                        format!("10.9.{}.{}:5683", rng.next_u32() % 2, rng.next_u32() % 250)
+                            .parse()
+                            .unwrap();
+                    let mut p = Packet::new();
+                    p.header.set_type(MessageType::Confirmable);
+                    p.header.message_id = rng.next_u32() as u16;
+                    p.set_token((rng.next_u32() % 8).to_be_bytes().to_vec());
+                    p.add_option(CoapOption::UriPath, b"teep".to_vec());
+                    let get = rng.next_u32() % 2 == 0;
+                    p.header.code = MessageClass::Request(if get {
+                        RequestType::Get
+                    } else {
+                        RequestType::Post
+                    });
+                    match rng.next_u32() % 4 {
+                        0 => {
+                            let num = rng.next_u32() % 8;
+                            Block {
+                                num,
+                                more: true,
+                                szx: 1,
+                            }
+                            .set(&mut p, CoapOption::Block1);
+                            p.payload = vec![1; 32];
+                        }
+                        1 => Block {
+                            num: rng.next_u32() % 4,
+                            more: false,
+                            szx: 1,
+                        }
+                        .set(&mut p, CoapOption::Block2),
+                        2 => p.payload = vec![2; (rng.next_u32() % 40) as usize],
+                        _ => {}
+                    }
+                    if let Ok(bytes) = p.to_bytes() {
+                        server.handle_datagram(from, &bytes, now);
+                    }
+                    check(&server, "forged datagram");
+                }
+                // The application answers, with bodies of up to 3 KiB (Block2).
+                while let Some(ServerEvent::Request { id, request }) = server.poll_event() {
+                    let len = (request.body.len() * 3).min(3072);
+                    server.respond(id, Response::changed(vec![9; len]), now);
+                    check(&server, "respond");
+                }
+                // Datagrams between the genuine clients and the server, lossless.
+                while let Some(t) = server.poll_transmit() {
+                    if let Some(i) = clients.iter().position(|a| *a == t.peer) {
+                        if let Some(core) = cores.get_mut(i) {
+                            core.handle_datagram(server_addr, &t.data, now);
+                        }
+                    }
+                }
+                for (i, core) in cores.iter_mut().enumerate() {
+                    core.handle_timeout(now);
+                    while let Some(t) = core.poll_transmit() {
+                        if let Some(from) = clients.get(i) {
+                            server.handle_datagram(*from, &t.data, now);
+                        }
+                        check(&server, "client datagram");
+                    }
+                    while let Some(ClientEvent::Completed { result, .. }) = core.poll_event() {
+                        completed += 1;
+                        // Start another exchange: the clients keep the server busy.
+                        let len = (rng.next_u32() % 2048) as usize;
+                        core.post(server_addr, "/teep", vec![7; len], now);
+                        let _ = result;
+                    }
+                }
+                server.handle_timeout(now);
+                check(&server, "timeout");
+                if step % 5000 == 4999 {
+                    // A quiet spell: everything of the flood expires.
+                    now += Duration::from_secs(5);
+                    server.handle_timeout(now);
+                    check(&server, "quiet");
+                }
+            }
+            assert!(
+                completed > 10,
+                "seed {seed}: the clients got through ({completed})"
+            );
+            assert!(
+                server.busy_refusals() > 0,
+                "seed {seed}: the bound was reached"
+            );
+        }
     }
 }
