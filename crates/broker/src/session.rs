@@ -263,6 +263,12 @@ impl Http {
         let (result, stats) = self.coap.post_with_stats(addr, path, body).await;
         self.add_coap_stats(stats);
         let resp = result.map_err(|e| BrokerError::Tam(format!("CoAP POST {tam}: {e}")))?;
+        if resp.code == otrp_coap::Code::ServiceUnavailable {
+            return Err(BrokerError::Tam(format!(
+                "CoAP POST {tam}: 5.03 Service Unavailable: the TAM's CoAP endpoint is \
+                 holding all it may (coap_max_held_bytes); the session is tried again later"
+            )));
+        }
         if resp.code.is_error() {
             return Err(BrokerError::Tam(format!(
                 "CoAP POST {tam}: {:?}",

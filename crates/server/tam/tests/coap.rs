@@ -242,7 +242,7 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
 /// A flood of uploads that never finish (each with its own token, as if from its own
 /// forged address) fills the CoAP endpoint up to `coap_max_held_bytes`; from then on it
 /// answers 5.03 Service Unavailable with Max-Age instead of holding more, and keeps
-/// answering.
+/// answering; a Broker opening a session then gets an error that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
     use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
@@ -286,6 +286,39 @@ async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
     // 4 KiB is set aside for each body: the first few fit, then every one is refused.
     assert!((2..=8).contains(&taken), "{codes:?}");
     assert!(codes[taken..].iter().all(|c| *c == busy), "{codes:?}");
+    // Sessions opened and never followed (each QueryRequest answer held for its Block2
+    // follow-ups) take what room the uploads left.
+    let mut filled = false;
+    for i in 100..140u16 {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.message_id = i;
+        p.set_token(i.to_be_bytes().to_vec());
+        p.add_option(CoapOption::UriPath, b"teep".to_vec());
+        sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        if Packet::from_bytes(&buf[..n]).unwrap().header.code == busy {
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "unfollowed sessions fill the rest");
+    // A Broker opening a session meanwhile is told why, and retries later.
+    let http = otrp_broker::Http::new(None, Duration::from_secs(30)).unwrap();
+    let err = http
+        .post(&server.coap_url().unwrap(), Vec::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("5.03") && err.contains("coap_max_held_bytes"),
+        "{err}"
+    );
     server.shutdown(Duration::from_secs(5)).await;
     f.cleanup().await;
 }
