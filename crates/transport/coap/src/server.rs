@@ -9,6 +9,7 @@ use crate::{Code, Config, Request, Response, Transmit, CBOR_CONTENT_FORMAT};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Identifies a complete request handed to the application.
@@ -119,10 +120,28 @@ impl<K: std::hash::Hash + Eq> TokensByRequest<K> {
 #[derive(Debug)]
 struct Download {
     code: Code,
-    body: Vec<u8>,
+    body: Arc<[u8]>,
     etag: Option<Vec<u8>>,
     expires: Instant,
     request: RequestKey,
+    /// `body` is the one of [`ServerCore::shared`] under `etag`, counted there once for
+    /// all the downloads of that representation.
+    shared: bool,
+}
+
+/// One representation (a body with an ETag, such as a batch package every device
+/// fetches) served to several clients at once: held once, whatever their number.
+#[derive(Debug)]
+struct SharedBody {
+    body: Arc<[u8]>,
+    /// Downloads serving it.
+    users: usize,
+}
+
+impl SharedBody {
+    fn cost(&self, etag: &[u8]) -> usize {
+        ENTRY_COST + self.body.len() + etag.len()
+    }
 }
 
 /// A request apart from its token: clients may send each Block2 request of one response
@@ -209,7 +228,7 @@ impl Upload {
 impl Download {
     fn cost(&self) -> usize {
         ENTRY_COST
-            + self.body.capacity()
+            + if self.shared { 0 } else { self.body.len() }
             + self.request.cost()
             + self.etag.as_ref().map_or(0, Vec::len)
     }
@@ -235,6 +254,8 @@ pub struct ServerCore {
     uploads_by_request: TokensByRequest<UploadKey>,
     downloads: HashMap<PeerToken, Download>,
     downloads_by_request: TokensByRequest<RequestKey>,
+    /// Bodies with an ETag being served, by ETag.
+    shared: HashMap<Vec<u8>, SharedBody>,
     pending: HashMap<RequestId, Pending>,
     outbox: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
@@ -261,6 +282,7 @@ impl ServerCore {
             uploads_by_request: TokensByRequest::new(),
             downloads: HashMap::new(),
             downloads_by_request: TokensByRequest::new(),
+            shared: HashMap::new(),
             pending: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -294,6 +316,7 @@ impl ServerCore {
         self.dedup.values().map(DedupEntry::cost).sum::<usize>()
             + self.uploads.values().map(Upload::cost).sum::<usize>()
             + self.downloads.values().map(Download::cost).sum::<usize>()
+            + self.shared.iter().map(|(e, b)| b.cost(e)).sum::<usize>()
             + self.pending.values().map(Pending::cost).sum::<usize>()
     }
 
@@ -360,7 +383,15 @@ impl ServerCore {
         self.dedup
             .retain(|_, e| e.expires > now || matches!(e.state, Dedup::InProgress));
         self.uploads.retain(|_, u| u.expires > now);
-        self.downloads.retain(|_, d| d.expires > now);
+        let expired: Vec<PeerToken> = self
+            .downloads
+            .iter()
+            .filter(|(_, d)| d.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.remove_download(key);
+        }
         self.held = self.recount();
         let (uploads, downloads) = (&self.uploads, &self.downloads);
         self.uploads_by_request
@@ -630,16 +661,32 @@ impl ServerCore {
         }
         let key = (pd.peer, pd.token.clone());
         self.remove_download(&key);
+        // A body with an ETag that is being served already (the same bytes) is shared.
+        let (body, shared, new_shared) = match etag.as_ref().map(|e| (e, self.shared.get(e))) {
+            Some((_, Some(b))) if *b.body == *body => (b.body.clone(), true, 0),
+            Some((_, Some(_))) => (Arc::from(body), false, 0),
+            Some((e, None)) => {
+                let body: Arc<[u8]> = Arc::from(body);
+                let cost = SharedBody {
+                    body: body.clone(),
+                    users: 0,
+                }
+                .cost(e);
+                (body, true, cost)
+            }
+            None => (Arc::from(body), false, 0),
+        };
         let download = Download {
             code,
             body,
             etag,
             expires: now + self.config.exchange_lifetime,
             request: pd.request.clone(),
+            shared,
         };
         // Room for the rest of the body, and for its first block, kept to answer
         // retransmissions.
-        if !self.fits(download.cost() + size + ANSWER_HEADROOM) {
+        if !self.fits(download.cost() + new_shared + size + ANSWER_HEADROOM) {
             self.note_busy(now);
             let mut r =
                 self.base_reply(pd.confirmable, pd.mid, &pd.token, Code::ServiceUnavailable);
@@ -661,6 +708,14 @@ impl ServerCore {
         );
         r.payload = download.body.get(..size).unwrap_or(&[]).to_vec();
         self.held += download.cost();
+        if let Some(e) = download.etag.as_ref().filter(|_| download.shared) {
+            let entry = self.shared.entry(e.clone()).or_insert_with(|| SharedBody {
+                body: download.body.clone(),
+                users: 0,
+            });
+            entry.users += 1;
+            self.held += new_shared;
+        }
         self.downloads_by_request.add(pd.request, pd.token);
         self.downloads.insert(key, download);
         self.send_reply(pd.peer, pd.mid, r, now);
@@ -784,7 +839,18 @@ impl ServerCore {
         }
         block.set(&mut r, CoapOption::Block2);
         r.payload = payload;
-        self.send_reply(peer, p.header.message_id, r, now);
+        if block.more {
+            // The download is kept: a retransmitted request gets the same block from it
+            // again, so the answer need not be kept too (a large body in small blocks
+            // would otherwise keep one answer per block for the exchange lifetime).
+            match r.to_bytes_unlimited() {
+                Ok(data) => self.outbox.push_back(Transmit { peer, data }),
+                Err(_) => tracing::warn!(%peer, "could not encode a response"),
+            }
+        } else {
+            // The last block ends the download: its answer is kept for retransmissions.
+            self.send_reply(peer, p.header.message_id, r, now);
+        }
     }
 
     /// Forgets the download of `key` (a finished or replaced response), index included.
@@ -792,6 +858,17 @@ impl ServerCore {
         if let Some(d) = self.downloads.remove(key) {
             self.release(d.cost());
             self.downloads_by_request.remove(&d.request, &key.1);
+            if let Some(etag) = d.etag.filter(|_| d.shared) {
+                let last = self.shared.get_mut(&etag).is_some_and(|b| {
+                    b.users -= 1;
+                    b.users == 0
+                });
+                if last {
+                    if let Some(b) = self.shared.remove(&etag) {
+                        self.release(b.cost(&etag));
+                    }
+                }
+            }
         }
     }
 
@@ -953,9 +1030,18 @@ mod tests {
                     check(&server, "forged datagram");
                 }
                 // The application answers, with bodies of up to 3 KiB (Block2).
+                // GETs get one of two representations with an ETag (shared while served;
+                // now and then other bytes under the same ETag, which are not).
                 while let Some(ServerEvent::Request { id, request }) = server.poll_event() {
-                    let len = (request.body.len() * 3).min(3072);
-                    server.respond(id, Response::changed(vec![9; len]), now);
+                    let response = if request.get {
+                        let v = (rng.next_u32() % 3) as u8;
+                        let etag = vec![b'v', v.min(1)];
+                        Response::content(vec![v; 1500 + usize::from(v) * 300], Some(etag))
+                    } else {
+                        let len = (request.body.len() * 3).min(3072);
+                        Response::changed(vec![9; len])
+                    };
+                    server.respond(id, response, now);
                     check(&server, "respond");
                 }
                 // Datagrams between the genuine clients and the server, lossless.
