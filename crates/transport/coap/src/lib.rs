@@ -70,7 +70,10 @@
 //! [`Config::max_uploads`] how many uploads it keeps at once; [`Config::max_held_bytes`]
 //! bounds all the server keeps (bodies, cached answers, requests with the application),
 //! however many peers, forged addresses included, send to it: beyond it a new request
-//! gets 5.03 Service Unavailable with Max-Age. NSTART is 1 per exchange
+//! gets 5.03 Service Unavailable with Max-Age. A body with an ETag that several clients
+//! fetch at once (a batch package) is held once for all of them, and only the last
+//! block's answer of a Block2 transfer is kept for retransmissions (the body serves the
+//! others again). NSTART is 1 per exchange
 //! (one outstanding confirmable message each); a [`ClientCore`] may run several exchanges.
 #![cfg_attr(not(feature = "std"), allow(unused))]
 
