@@ -239,13 +239,38 @@ async fn start_with_coap_listen_serves_teep_and_maps_errors() {
     f.cleanup().await;
 }
 
+/// One confirmable POST to `/teep` with message id and token `i`, set up by `f`, sent
+/// from `sock`; the answer.
+async fn post_raw(
+    sock: &tokio::net::UdpSocket,
+    addr: std::net::SocketAddr,
+    i: u16,
+    f: impl FnOnce(&mut coap_lite::Packet),
+) -> coap_lite::Packet {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.header.message_id = i;
+    p.set_token(i.to_be_bytes().to_vec());
+    p.add_option(CoapOption::UriPath, b"teep".to_vec());
+    f(&mut p);
+    sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer to every request")
+        .unwrap();
+    Packet::from_bytes(&buf[..n]).unwrap()
+}
+
 /// A flood of uploads that never finish (each with its own token, as if from its own
 /// forged address) fills the CoAP endpoint up to `coap_max_held_bytes`; from then on it
 /// answers 5.03 Service Unavailable with Max-Age instead of holding more, and keeps
 /// answering; a Broker opening a session then gets an error that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
-    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+    use coap_lite::{CoapOption, MessageClass, ResponseType};
     let f = Fixture::new("coapflood", Backend::Sqlite);
     let config = otrp_tam_server::ServerConfig {
         coap_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -257,31 +282,21 @@ async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
     let server = otrp_tam_server::start(config).await.unwrap();
     let addr = server.coap_addr().unwrap();
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cont = MessageClass::Response(ResponseType::Continue);
+    let busy = MessageClass::Response(ResponseType::ServiceUnavailable);
     let mut codes = Vec::new();
     for i in 0..40u16 {
-        let mut p = Packet::new();
-        p.header.set_type(MessageType::Confirmable);
-        p.header.code = MessageClass::Request(RequestType::Post);
-        p.header.message_id = i;
-        p.set_token(i.to_be_bytes().to_vec());
-        p.add_option(CoapOption::UriPath, b"teep".to_vec());
-        p.add_option(CoapOption::Block1, vec![0x0a]); // num 0, more, 64 B
-        p.add_option(CoapOption::Size1, vec![0x40, 0x00]); // 16 KiB
-        p.payload = vec![0xa5; 64];
-        sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
-        let mut buf = [0u8; 1500];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("an answer to every block")
-            .unwrap();
-        let r = Packet::from_bytes(&buf[..n]).unwrap();
-        if r.header.code == MessageClass::Response(ResponseType::ServiceUnavailable) {
+        let r = post_raw(&sock, addr, i, |p| {
+            p.add_option(CoapOption::Block1, vec![0x0a]); // num 0, more, 64 B
+            p.add_option(CoapOption::Size1, vec![0x40, 0x00]); // 16 KiB
+            p.payload = vec![0xa5; 64];
+        })
+        .await;
+        if r.header.code == busy {
             assert!(r.get_first_option(CoapOption::MaxAge).is_some());
         }
         codes.push(r.header.code);
     }
-    let cont = MessageClass::Response(ResponseType::Continue);
-    let busy = MessageClass::Response(ResponseType::ServiceUnavailable);
     let taken = codes.iter().take_while(|c| **c == cont).count();
     // 4 KiB is set aside for each body: the first few fit, then every one is refused.
     assert!((2..=8).contains(&taken), "{codes:?}");
@@ -290,19 +305,7 @@ async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
     // follow-ups) take what room the uploads left.
     let mut filled = false;
     for i in 100..140u16 {
-        let mut p = Packet::new();
-        p.header.set_type(MessageType::Confirmable);
-        p.header.code = MessageClass::Request(RequestType::Post);
-        p.header.message_id = i;
-        p.set_token(i.to_be_bytes().to_vec());
-        p.add_option(CoapOption::UriPath, b"teep".to_vec());
-        sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
-        let mut buf = [0u8; 1500];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        if Packet::from_bytes(&buf[..n]).unwrap().header.code == busy {
+        if post_raw(&sock, addr, i, |_| {}).await.header.code == busy {
             filled = true;
             break;
         }
