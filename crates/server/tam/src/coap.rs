@@ -20,6 +20,9 @@
 //!   for an unknown package, 4.00 without a numeric `seq`.
 //! * Other paths get 4.04. Bodies are reassembled by `otrp-coap` (block-wise, RFC 7959)
 //!   up to `max_teep_body_bytes` (beyond: 4.13); the block size is `coap_block_size`.
+//! * All the endpoint holds is bounded by `coap_max_held_bytes` (beyond: 5.03 with
+//!   Max-Age); `/metrics` shows it every second as `otrp_coap_held_bytes{endpoint}` and
+//!   the requests refused so as `otrp_coap_busy_refusals_total{endpoint}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,7 +148,26 @@ pub async fn start_coap_with(
 ) -> std::io::Result<CoapServer> {
     let server = CoapServer::bind_with(addr, config, handler(state)).await?;
     tracing::info!(addr = %server.local_addr(), "TAM serving TEEP over CoAP at coap://{}{TEEP_PATH}", server.local_addr());
+    export_stats(server.stats_handle(), server.local_addr().to_string());
     Ok(server)
+}
+
+/// Sets the endpoint's metrics from its stats every second, until it stops.
+fn export_stats(stats: otrp_coap::StatsHandle, endpoint: String) {
+    crate::metrics::handle();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(s) = stats.get() else {
+                return;
+            };
+            metrics::gauge!(crate::metrics::COAP_HELD_BYTES, "endpoint" => endpoint.clone())
+                .set(s.held_bytes as f64);
+            metrics::counter!(crate::metrics::COAP_BUSY_REFUSALS, "endpoint" => endpoint.clone())
+                .absolute(s.busy_refusals);
+        }
+    });
 }
 
 #[cfg(test)]

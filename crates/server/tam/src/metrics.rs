@@ -10,6 +10,8 @@
 //! | `otrp_otrp_processing_seconds` | histogram | `outcome` |
 //! | `otrp_attestation_failures_total` | counter | `reason` |
 //! | `otrp_admin_actions_total` | counter | `action`, `result` |
+//! | `otrp_coap_held_bytes` | gauge | `endpoint` (the CoAP listen address) |
+//! | `otrp_coap_busy_refusals_total` | counter | `endpoint` |
 //!
 //! One process-wide recorder is installed on first use (tests start several servers in
 //! one process; their counts add up).
@@ -34,6 +36,10 @@ pub const OTRP_PROCESSING: &str = "otrp_otrp_processing_seconds";
 pub const ATTESTATION_FAILURES: &str = "otrp_attestation_failures_total";
 /// Admin actions.
 pub const ADMIN_ACTIONS: &str = "otrp_admin_actions_total";
+/// Bytes the CoAP endpoint holds for exchanges in progress.
+pub const COAP_HELD_BYTES: &str = "otrp_coap_held_bytes";
+/// CoAP requests answered 5.03 because the endpoint held `coap_max_held_bytes`.
+pub const COAP_BUSY_REFUSALS: &str = "otrp_coap_busy_refusals_total";
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -71,6 +77,15 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             );
             metrics::describe_counter!(ATTESTATION_FAILURES, "refused evidence by reason");
             metrics::describe_counter!(ADMIN_ACTIONS, "admin API actions by result");
+            metrics::describe_gauge!(
+                COAP_HELD_BYTES,
+                metrics::Unit::Bytes,
+                "bytes the CoAP endpoint holds for exchanges in progress (bound: coap_max_held_bytes)"
+            );
+            metrics::describe_counter!(
+                COAP_BUSY_REFUSALS,
+                "CoAP requests answered 5.03 because the endpoint held coap_max_held_bytes"
+            );
             Some(handle)
         })
         .as_ref()

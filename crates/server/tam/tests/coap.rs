@@ -267,7 +267,8 @@ async fn post_raw(
 /// A flood of uploads that never finish (each with its own token, as if from its own
 /// forged address) fills the CoAP endpoint up to `coap_max_held_bytes`; from then on it
 /// answers 5.03 Service Unavailable with Max-Age instead of holding more, and keeps
-/// answering; a Broker opening a session then gets an error that says why.
+/// answering; a Broker opening a session then gets an error that says why, and
+/// `/metrics` shows what the endpoint holds and how many requests it refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
     use coap_lite::{CoapOption, MessageClass, ResponseType};
@@ -322,6 +323,30 @@ async fn a_flood_of_unfinished_uploads_gets_5_03_at_the_bound() {
         err.contains("5.03") && err.contains("coap_max_held_bytes"),
         "{err}"
     );
+    // Prometheus sees it (the endpoint's stats are exported every second).
+    let http = client(&f.pki);
+    let url = format!("{}/metrics", server.base_url());
+    let refused = format!("otrp_coap_busy_refusals_total{{endpoint=\"{addr}\"}} ");
+    let held = format!("otrp_coap_held_bytes{{endpoint=\"{addr}\"}} ");
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut seen = None;
+    for _ in 0..50 {
+        let text = get_text(&http, &url).await;
+        if let (Some(r), Some(h)) = (value(&text, &refused), value(&text, &held)) {
+            if r >= 30.0 {
+                seen = Some((r, h));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (r, h) = seen.expect("the CoAP stats in /metrics");
+    assert!(h > 16_000.0 && h <= f64::from(32u32 << 10), "held {h}");
+    assert!(r >= 30.0, "refused {r}");
     server.shutdown(Duration::from_secs(5)).await;
     f.cleanup().await;
 }

@@ -90,7 +90,7 @@ pub use client::{ClientCore, ClientError, ClientEvent, ExchangeId, WireStats};
 pub use coap_lite::ResponseType as Code;
 pub use config::Config;
 pub use server::{RequestId, ServerCore, ServerEvent};
-pub use shell::{BoxFuture, CoapClient, CoapServer, Handler};
+pub use shell::{BoxFuture, CoapClient, CoapServer, Handler, ServerStats, StatsHandle};
 
 /// The TAM's TEEP resource path.
 pub const TEEP_PATH: &str = "/teep";

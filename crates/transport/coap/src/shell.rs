@@ -9,7 +9,8 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tokio::net::{ToSocketAddrs, UdpSocket};
 use tokio::sync::mpsc;
@@ -24,12 +25,50 @@ pub type Handler = Arc<dyn Fn(Request) -> BoxFuture<Response> + Send + Sync>;
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// What a running [`CoapServer`] holds and has refused, as of its last step
+/// ([`ServerCore::held_bytes`], [`ServerCore::busy_refusals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Bytes held for exchanges in progress (bounded by [`Config::max_held_bytes`]).
+    pub held_bytes: usize,
+    /// Requests answered 5.03 for want of room since the server started.
+    pub busy_refusals: u64,
+}
+
+#[derive(Debug, Default)]
+struct SharedStats {
+    held_bytes: AtomicUsize,
+    busy_refusals: AtomicU64,
+}
+
+impl SharedStats {
+    fn get(&self) -> ServerStats {
+        ServerStats {
+            held_bytes: self.held_bytes.load(Ordering::Relaxed),
+            busy_refusals: self.busy_refusals.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Reads a [`CoapServer`]'s [`ServerStats`] from elsewhere (a metrics task) without
+/// keeping the server alive.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Weak<SharedStats>);
+
+impl StatsHandle {
+    /// The server's stats; `None` once it has stopped.
+    pub fn get(&self) -> Option<ServerStats> {
+        self.0.upgrade().map(|s| s.get())
+    }
+}
+
 /// A CoAP server on a UDP socket; the TAM plugs its TEEP session processing in as the
 /// [`Handler`]. Dropping it stops the server.
 #[derive(Debug)]
 pub struct CoapServer {
     local_addr: SocketAddr,
     task: Option<JoinHandle<()>>,
+    stats: Arc<SharedStats>,
 }
 
 impl CoapServer {
@@ -46,16 +85,33 @@ impl CoapServer {
     ) -> io::Result<CoapServer> {
         let socket = UdpSocket::bind(addr).await?;
         let local_addr = socket.local_addr()?;
-        let task = tokio::spawn(serve(socket, ServerCore::new(config), handler));
+        let stats = Arc::new(SharedStats::default());
+        let task = tokio::spawn(serve(
+            socket,
+            ServerCore::new(config),
+            handler,
+            stats.clone(),
+        ));
         Ok(CoapServer {
             local_addr,
             task: Some(task),
+            stats,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What the server holds and has refused.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.get()
+    }
+
+    /// A handle reading [`CoapServer::stats`] until the server stops.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::downgrade(&self.stats))
     }
 
     /// Stops the server and waits until its socket is closed.
@@ -75,10 +131,14 @@ impl Drop for CoapServer {
     }
 }
 
-async fn serve(socket: UdpSocket, mut core: ServerCore, handler: Handler) {
+async fn serve(socket: UdpSocket, mut core: ServerCore, handler: Handler, stats: Arc<SharedStats>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
+        stats.held_bytes.store(core.held_bytes(), Ordering::Relaxed);
+        stats
+            .busy_refusals
+            .store(core.busy_refusals(), Ordering::Relaxed);
         while let Some(t) = core.poll_transmit() {
             if let Err(e) = socket.send_to(&t.data, t.peer).await {
                 tracing::debug!(peer = %t.peer, error = %e, "send failed");
