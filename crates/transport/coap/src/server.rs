@@ -109,12 +109,6 @@ impl<K: std::hash::Hash + Eq> TokensByRequest<K> {
             _ => None,
         }
     }
-    fn retain(&mut self, mut live: impl FnMut(&K, &[u8]) -> bool) {
-        self.0.retain(|k, tokens| {
-            tokens.retain(|t| live(k, t));
-            !tokens.is_empty()
-        });
-    }
 }
 
 #[derive(Debug)]
@@ -189,6 +183,19 @@ struct Pending {
 }
 
 type PeerToken = (SocketAddr, Vec<u8>);
+
+/// The keys of `table` whose entries expire at or before `now`.
+fn expired<V>(
+    table: &HashMap<PeerToken, V>,
+    now: Instant,
+    expires: impl Fn(&V) -> Instant,
+) -> Vec<PeerToken> {
+    table
+        .iter()
+        .filter(|(_, v)| expires(v) <= now)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
 
 /// What one entry of the server's tables costs beyond its buffers (map slot, key, token,
 /// timer; an estimate), counted against [`Config::max_held_bytes`].
@@ -382,22 +389,15 @@ impl ServerCore {
         debug_assert_eq!(self.held, self.recount(), "held bytes drifted");
         self.dedup
             .retain(|_, e| e.expires > now || matches!(e.state, Dedup::InProgress));
-        self.uploads.retain(|_, u| u.expires > now);
-        let expired: Vec<PeerToken> = self
-            .downloads
-            .iter()
-            .filter(|(_, d)| d.expires <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &expired {
-            self.remove_download(key);
+        // Expired transfers go through remove_*, which keep their indexes and the count
+        // of shared bodies.
+        for key in expired(&self.uploads, now, |u| u.expires) {
+            self.remove_upload(&key);
+        }
+        for key in expired(&self.downloads, now, |d| d.expires) {
+            self.remove_download(&key);
         }
         self.held = self.recount();
-        let (uploads, downloads) = (&self.uploads, &self.downloads);
-        self.uploads_by_request
-            .retain(|k, t| uploads.contains_key(&(k.request.peer, t.to_vec())));
-        self.downloads_by_request
-            .retain(|k, t| downloads.contains_key(&(k.peer, t.to_vec())));
         self.next_sweep = None;
         if !(self.dedup.is_empty() && self.uploads.is_empty() && self.downloads.is_empty()) {
             self.arm_sweep(now);
